@@ -1,0 +1,210 @@
+//! Errors the gateway answers with, and their OpenAI-shaped JSON rendering.
+//!
+//! Every rejection the module produces, and every error page nginx itself would produce inside
+//! a gateway location (413, 502, 504, ...), reaches the client as
+//! `{"error":{"message":..,"type":..,"param":..,"code":..}}` with `Content-Type:
+//! application/json`. Messages never contain prompts or keys.
+
+use serde_json::json;
+
+/// A reason the gateway refuses (or nginx failed) a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    /// The body is not valid JSON. `detail` is serde's position message (no body content).
+    InvalidJson { detail: String },
+    /// A known request field has the wrong type or value.
+    InvalidField {
+        param: &'static str,
+        expected: &'static str,
+    },
+    /// No client key was sent and no matcher identified the request.
+    MissingApiKey,
+    /// A client key was sent, it is unknown, and no matcher identified the request.
+    InvalidApiKey,
+    /// The identified namespace exists but is disabled.
+    NamespaceDisabled,
+    /// Nothing identified the request and the config asks for the original gateway's 404.
+    NamespaceNotFound,
+    /// An error page nginx generated itself (413 from `client_max_body_size`, 502, 504, ...).
+    Http(u16),
+}
+
+impl GatewayError {
+    /// The HTTP status sent to the client.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidJson { .. } | Self::InvalidField { .. } => 400,
+            Self::MissingApiKey | Self::InvalidApiKey => 401,
+            Self::NamespaceDisabled => 403,
+            Self::NamespaceNotFound => 404,
+            Self::Http(status) => *status,
+        }
+    }
+
+    /// The `error.code` field, also used as `$ai_gateway_reason`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson { .. } => "invalid_json",
+            Self::InvalidField { .. } => "invalid_type",
+            Self::MissingApiKey => "missing_api_key",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::NamespaceDisabled => "namespace_disabled",
+            Self::NamespaceNotFound => "namespace_not_found",
+            Self::Http(status) => http_code(*status),
+        }
+    }
+
+    /// The `error.type` field, in OpenAI's vocabulary.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingApiKey | Self::InvalidApiKey => "invalid_request_error",
+            Self::NamespaceDisabled => "permission_error",
+            Self::Http(status) if *status >= 500 => "server_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// The `error.param` field.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidField { param, .. } => Some(param),
+            _ => None,
+        }
+    }
+
+    /// A human-readable message that never contains request content.
+    pub fn message(&self) -> String {
+        match self {
+            Self::InvalidJson { detail } => {
+                format!("We could not parse the JSON body of your request ({detail}).")
+            }
+            Self::InvalidField { param, expected } => {
+                format!("Invalid type for '{param}': expected {expected}.")
+            }
+            Self::MissingApiKey => "You didn't provide an API key. Send it in the \
+                 Authorization header as 'Bearer YOUR_KEY', or in the x-api-key header."
+                .to_string(),
+            Self::InvalidApiKey => "Incorrect API key provided.".to_string(),
+            Self::NamespaceDisabled => {
+                "The namespace this request belongs to is disabled.".to_string()
+            }
+            Self::NamespaceNotFound => "No namespace matches this request.".to_string(),
+            Self::Http(status) => http_message(*status).to_string(),
+        }
+    }
+
+    /// The OpenAI-shaped JSON body.
+    pub fn to_json(&self) -> Vec<u8> {
+        let body = json!({
+            "error": {
+                "message": self.message(),
+                "type": self.kind(),
+                "param": self.param(),
+                "code": self.code(),
+            }
+        });
+        let mut out = body.to_string().into_bytes();
+        out.push(b'\n');
+        out
+    }
+}
+
+fn http_code(status: u16) -> &'static str {
+    match status {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "request_too_large",
+        414 => "uri_too_long",
+        429 => "rate_limit_exceeded",
+        431 | 494 => "request_header_too_large",
+        500 => "internal_error",
+        501 => "not_implemented",
+        502 => "bad_gateway",
+        503 => "service_unavailable",
+        504 => "gateway_timeout",
+        _ if status >= 500 => "server_error",
+        _ => "http_error",
+    }
+}
+
+fn http_message(status: u16) -> &'static str {
+    match status {
+        400 => "The request could not be understood by the gateway.",
+        401 => "Authentication is required.",
+        403 => "Access to this resource is forbidden.",
+        404 => "The requested resource was not found.",
+        405 => "This method is not allowed for this resource.",
+        408 => "The client took too long to send the request.",
+        413 => "The request body is too large for this gateway (client_max_body_size).",
+        414 => "The request URI is too long.",
+        429 => "Too many requests.",
+        431 | 494 => "The request headers are too large.",
+        500 => "The gateway encountered an internal error.",
+        501 => "This method is not implemented by the gateway.",
+        502 => "The gateway could not get a valid response from the upstream provider.",
+        503 => "The service is temporarily unavailable.",
+        504 => "The upstream provider did not respond in time.",
+        _ if status >= 500 => "The gateway encountered an error.",
+        _ => "The request failed.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn parsed(e: &GatewayError) -> Value {
+        serde_json::from_slice(&e.to_json()).expect("valid json")
+    }
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        let cases = [
+            (GatewayError::InvalidJson { detail: "x".into() }, 400),
+            (
+                GatewayError::InvalidField {
+                    param: "model",
+                    expected: "a string",
+                },
+                400,
+            ),
+            (GatewayError::MissingApiKey, 401),
+            (GatewayError::InvalidApiKey, 401),
+            (GatewayError::NamespaceDisabled, 403),
+            (GatewayError::NamespaceNotFound, 404),
+            (GatewayError::Http(413), 413),
+            (GatewayError::Http(502), 502),
+        ];
+        for (err, status) in cases {
+            assert_eq!(err.status(), status, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn body_is_openai_shaped() {
+        let v = parsed(&GatewayError::InvalidField {
+            param: "stream",
+            expected: "a boolean",
+        });
+        let e = &v["error"];
+        assert_eq!(e["type"], "invalid_request_error");
+        assert_eq!(e["code"], "invalid_type");
+        assert_eq!(e["param"], "stream");
+        assert!(e["message"].as_str().unwrap().contains("'stream'"));
+
+        let v = parsed(&GatewayError::Http(504));
+        assert_eq!(v["error"]["type"], "server_error");
+        assert_eq!(v["error"]["code"], "gateway_timeout");
+        assert!(v["error"]["param"].is_null());
+    }
+
+    #[test]
+    fn body_ends_with_newline_for_curl_users() {
+        assert!(GatewayError::MissingApiKey.to_json().ends_with(b"}\n"));
+    }
+}
