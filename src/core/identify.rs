@@ -82,12 +82,19 @@ fn trim(v: &[u8]) -> &[u8] {
     &v[start..end]
 }
 
+/// A refusal, with the namespace when one was found (a disabled one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub error: GatewayError,
+    pub found: Option<Identified>,
+}
+
 /// Decides the namespace of a request.
 pub fn identify(
     cfg: &GatewayConfig,
     key: Option<&ClientKey>,
     req: &dyn RequestView,
-) -> Result<Identified, GatewayError> {
+) -> Result<Identified, Rejected> {
     let found = key
         .and_then(|k| cfg.namespace_for_key(&k.sha256))
         .map(|namespace| Identified {
@@ -103,13 +110,14 @@ pub fn identify(
                     via: Via::Matcher,
                 })
         });
-    match found {
-        Some(id) if cfg.namespaces[id.namespace].enabled => Ok(id),
-        Some(_) => Err(GatewayError::NamespaceDisabled),
-        None if cfg.unmatched_status == 404 => Err(GatewayError::NamespaceNotFound),
-        None if key.is_some() => Err(GatewayError::InvalidApiKey),
-        None => Err(GatewayError::MissingApiKey),
-    }
+    let error = match found {
+        Some(id) if cfg.namespaces[id.namespace].enabled => return Ok(id),
+        Some(_) => GatewayError::NamespaceDisabled,
+        None if cfg.unmatched_status == 404 => GatewayError::NamespaceNotFound,
+        None if key.is_some() => GatewayError::InvalidApiKey,
+        None => GatewayError::MissingApiKey,
+    };
+    Err(Rejected { error, found })
 }
 
 #[cfg(test)]
@@ -187,7 +195,7 @@ mod tests {
         let key = key.map(|k| ClientKey::new(k.as_bytes()));
         identify(cfg, key.as_ref(), req)
             .map(|id| (cfg.namespaces[id.namespace].code.clone(), id.via))
-            .map_err(|e| e.status())
+            .map_err(|e| e.error.status())
     }
 
     #[test]
@@ -215,13 +223,17 @@ mod tests {
         let cfg = config(json!({}));
         assert_eq!(code(&cfg, None, &Req::new()), Err(401));
         let err = identify(&cfg, None, &Req::new()).unwrap_err();
-        assert_eq!(err, GatewayError::MissingApiKey);
+        assert_eq!(err.error, GatewayError::MissingApiKey);
+        assert_eq!(err.found, None);
         let k = ClientKey::new(b"sk-nope");
         assert_eq!(
-            identify(&cfg, Some(&k), &Req::new()).unwrap_err(),
+            identify(&cfg, Some(&k), &Req::new()).unwrap_err().error,
             GatewayError::InvalidApiKey
         );
         assert_eq!(code(&cfg, Some("sk-off"), &Req::new()), Err(403));
+        let k = ClientKey::new(b"sk-off");
+        let off = identify(&cfg, Some(&k), &Req::new()).unwrap_err();
+        assert_eq!(off.found.map(|f| f.namespace), Some(1));
         assert_eq!(code(&cfg, None, &Req::new().header("x-team", "off")), Err(403));
 
         let cfg404 = config(json!({"unmatched_status": 404}));

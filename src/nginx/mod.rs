@@ -1,0 +1,15 @@
+//! The nginx-facing layer: the only code that touches nginx types, raw pointers and `unsafe`.
+//! Each callback reads conf/ctx, calls `crate::core`, and maps the result to an nginx status.
+#![allow(static_mut_refs)]
+
+mod access;
+mod body;
+mod conf;
+mod ctx;
+mod directives;
+mod filter;
+mod guard;
+mod headers;
+mod mock;
+mod module;
+mod vars;

@@ -1,0 +1,192 @@
+//! The access-phase handler: read the body, parse it once, identify the namespace.
+//!
+//! Body reading follows nginx's mirror module: start `ngx_http_read_client_request_body`,
+//! return `NGX_DONE`, and when the body is complete decide, then re-run the phases; the
+//! handler is entered again and returns the decision stored in the context.
+
+use ngx::ffi::{
+    ngx_http_core_run_phases, ngx_http_finalize_request, ngx_http_read_client_request_body,
+    ngx_http_request_t, ngx_int_t, NGX_DECLINED, NGX_DONE, NGX_ERROR,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ERR, NGX_LOG_INFO,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
+
+use super::body::request_body;
+use super::ctx::{self, Phase, RequestCtx};
+use super::guard::guard;
+use super::headers::{
+    remove_headers_with_prefix, request_header, NgxRequestView, GATEWAY_HEADER_PREFIX,
+};
+use super::module::Module;
+use crate::core::error::GatewayError;
+use crate::core::identify::{bearer_token, identify, plain_key, ClientKey};
+use crate::core::request::{is_json_content_type, parse_request};
+
+const DECLINED: ngx_int_t = NGX_DECLINED as ngx_int_t;
+const DONE: ngx_int_t = NGX_DONE as ngx_int_t;
+const SERVER_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+
+/// `NGX_HTTP_ACCESS_PHASE` handler.
+pub unsafe extern "C" fn ngx_http_ai_gateway_access_handler(
+    r: *mut ngx_http_request_t,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request.
+    let log = unsafe { (*(*r).connection).log };
+    guard(log, SERVER_ERROR, || unsafe { access(r) })
+}
+
+unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: r is live; confs exist for every request of an http server.
+    unsafe {
+        if r != (*r).main {
+            return DECLINED;
+        }
+        match Module::location_conf(&*r) {
+            Some(lcf) if lcf.is_enabled() => {}
+            _ => return DECLINED,
+        }
+        let Some(config) = Module::main_conf(&*r).and_then(|m| m.config.clone()) else {
+            return DECLINED;
+        };
+        let Some(ctx) = ctx::get_or_create(r) else {
+            return SERVER_ERROR;
+        };
+        match ctx.phase {
+            Phase::Decided => return ctx.status,
+            Phase::ReadingBody => return DONE,
+            Phase::New => {}
+        }
+        ctx.config = Some(config);
+        ctx.phase = Phase::ReadingBody;
+
+        if remove_headers_with_prefix(&mut (*r).headers_in.headers, (*r).pool, GATEWAY_HEADER_PREFIX)
+            .is_none()
+        {
+            return SERVER_ERROR;
+        }
+
+        let rc = ngx_http_read_client_request_body(r, Some(ngx_http_ai_gateway_body_handler));
+        if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+            if let Some(ctx) = ctx::get(r) {
+                ctx.phase = Phase::Decided;
+                ctx.status = rc;
+            }
+            return rc;
+        }
+        // balance the reference ngx_http_read_client_request_body took (as the mirror module)
+        ngx_http_finalize_request(r, DONE);
+        DONE
+    }
+}
+
+/// Called by nginx once the whole body is read (possibly before
+/// `ngx_http_read_client_request_body` returns).
+unsafe extern "C" fn ngx_http_ai_gateway_body_handler(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx passes a live request.
+    let log = unsafe { (*(*r).connection).log };
+    let status = guard(log, SERVER_ERROR, || unsafe { decide(r) });
+    // SAFETY: r is live; resuming the phase engine is what nginx's own body handlers do.
+    unsafe {
+        if let Some(ctx) = ctx::get(r) {
+            ctx.phase = Phase::Decided;
+            ctx.status = status;
+        }
+        (*r).set_preserve_body(1);
+        (*r).write_event_handler = Some(ngx_http_core_run_phases);
+        ngx_http_core_run_phases(r);
+    }
+}
+
+/// Parses the body and identifies the namespace; returns `NGX_DECLINED` or a status.
+unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: r is live and its body has been read; ctx was created by the access handler.
+    unsafe {
+        let log = (*(*r).connection).log;
+        let Some(ctx) = ctx::get(r) else {
+            return SERVER_ERROR;
+        };
+        let Some(config) = ctx.config.clone() else {
+            return SERVER_ERROR;
+        };
+        let req = &*r;
+
+        let body = match request_body(req) {
+            Ok(b) => b,
+            Err(msg) => {
+                ngx::ngx_log_error!(NGX_LOG_ERR, log, "ai_gateway: {}", msg);
+                return SERVER_ERROR;
+            }
+        };
+        let content_type = (!req.headers_in.content_type.is_null())
+            .then(|| (*req.headers_in.content_type).value.as_bytes());
+        let parsed = parse_request(&body, is_json_content_type(content_type));
+        drop(body);
+
+        let key = client_key(req).map(ClientKey::new);
+        ctx.key_id = key.as_ref().map(ClientKey::id);
+
+        let view = NgxRequestView {
+            r: req,
+            body: parsed.as_ref().ok().and_then(|s| s.json.as_ref()),
+        };
+        // identification first: an unidentified client learns nothing about its body
+        let id = match identify(&config, key.as_ref(), &view) {
+            Ok(id) => id,
+            Err(rejected) => {
+                if let Some(found) = rejected.found {
+                    ctx.namespace = Some(found.namespace);
+                    ctx.via = Some(found.via);
+                }
+                return reject(r, ctx, rejected.error);
+            }
+        };
+        ctx.namespace = Some(id.namespace);
+        ctx.via = Some(id.via);
+        match parsed {
+            Ok(summary) => {
+                ctx.summary = Some(summary);
+                DECLINED
+            }
+            Err(err) => reject(r, ctx, err),
+        }
+    }
+}
+
+/// The client key: `Authorization: Bearer`, then `x-api-key`, then `api-key`.
+///
+/// # Safety
+/// `r` must be a live request.
+unsafe fn client_key(r: &ngx_http_request_t) -> Option<&[u8]> {
+    // SAFETY: headers_in.authorization is null or points into the header list.
+    unsafe {
+        if !r.headers_in.authorization.is_null() {
+            if let Some(k) = bearer_token((*r.headers_in.authorization).value.as_bytes()) {
+                return Some(k);
+            }
+        }
+        request_header(r, b"x-api-key")
+            .and_then(plain_key)
+            .or_else(|| request_header(r, b"api-key").and_then(plain_key))
+    }
+}
+
+/// Records a rejection for the error filter and the variables; returns its status.
+unsafe fn reject(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, err: GatewayError) -> ngx_int_t {
+    // SAFETY: r is live.
+    let log = unsafe { (*(*r).connection).log };
+    ngx::ngx_log_error!(
+        NGX_LOG_INFO,
+        log,
+        "ai_gateway: rejected with {}: {}{}{}",
+        err.status(),
+        err.code(),
+        ctx.namespace_code().map_or("", |_| ", namespace "),
+        ctx.namespace_code().unwrap_or("")
+    );
+    let status = err.status() as ngx_int_t;
+    ctx.error = Some(err);
+    if status <= 0 {
+        return NGX_ERROR as ngx_int_t;
+    }
+    status
+}

@@ -1,0 +1,51 @@
+//! Module configuration: `MainConf` (http level) and `LocConf` (http/server/location).
+
+use std::sync::Arc;
+
+use ngx::http::{Merge, MergeConfigError};
+
+use crate::core::config::GatewayConfig;
+
+/// `http`-level configuration.
+#[derive(Default)]
+pub struct MainConf {
+    /// Set by `ai_gateway_config`; validated when nginx parses its configuration.
+    pub config: Option<Arc<GatewayConfig>>,
+    /// Absolute path of the config file, for messages.
+    pub config_path: Option<String>,
+    /// Whether any block says `ai_gateway on`, so a missing config is caught at start.
+    pub enabled_anywhere: bool,
+}
+
+/// Settings of `ai_gateway_mock_provider`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MockSettings {
+    /// Delay before the response header, in milliseconds.
+    pub latency_ms: u64,
+    /// Delay between streamed events, in milliseconds.
+    pub interval_ms: u64,
+}
+
+/// `http`/`server`/`location`-level configuration.
+#[derive(Default)]
+pub struct LocConf {
+    /// `ai_gateway on|off`, inherited from outer blocks.
+    pub enabled: Option<bool>,
+    /// `ai_gateway_mock_provider` (a content handler: not inherited).
+    pub mock: Option<MockSettings>,
+}
+
+impl LocConf {
+    pub fn is_enabled(&self) -> bool {
+        self.enabled == Some(true)
+    }
+}
+
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
+        if self.enabled.is_none() {
+            self.enabled = prev.enabled;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! The module definition: statics nginx looks up, configuration hooks, handler registration.
+
+use std::ffi::{c_char, c_void};
+use std::ptr::{addr_of, addr_of_mut};
+
+use ngx::core::NGX_CONF_ERROR;
+use ngx::ffi::{
+    ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
+    ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, NGX_ERROR, NGX_HTTP_MODULE,
+    NGX_LOG_EMERG, NGX_OK,
+};
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+
+use super::access::ngx_http_ai_gateway_access_handler;
+use super::conf::{LocConf, MainConf};
+use super::directives::COMMANDS;
+use super::guard::guard;
+use super::{filter, vars};
+
+pub struct Module;
+
+impl HttpModule for Module {
+    fn module() -> &'static ngx_module_t {
+        // SAFETY: the static is only written by nginx while loading modules (ctx_index).
+        unsafe { &*addr_of!(ngx_http_ai_gateway_module) }
+    }
+
+    unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        // SAFETY: nginx passes the configuration being parsed.
+        let log = unsafe { (*cf).log };
+        guard(log, NGX_ERROR as ngx_int_t, || unsafe { vars::register(cf) })
+    }
+
+    unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        // SAFETY: nginx passes the configuration being parsed; registration is the standard
+        // phase-array push and filter chaining.
+        let log = unsafe { (*cf).log };
+        guard(log, NGX_ERROR as ngx_int_t, || unsafe {
+            let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
+                return NGX_ERROR as ngx_int_t;
+            };
+            let h = ngx_array_push(
+                &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize].handlers,
+            ) as *mut ngx_http_handler_pt;
+            if h.is_null() {
+                return NGX_ERROR as ngx_int_t;
+            }
+            *h = Some(ngx_http_ai_gateway_access_handler);
+            filter::install();
+            NGX_OK as ngx_int_t
+        })
+    }
+
+    unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
+        // SAFETY: nginx passes our MainConf after the whole http block was parsed.
+        let log = unsafe { (*cf).log };
+        guard(log, NGX_CONF_ERROR as *mut c_char, || unsafe {
+            let mcf = &*(conf as *const MainConf);
+            if mcf.enabled_anywhere && mcf.config.is_none() {
+                ngx::ngx_conf_log_error!(
+                    NGX_LOG_EMERG,
+                    cf,
+                    "\"ai_gateway\" is on but no \"ai_gateway_config\" is set in the http block"
+                );
+                return NGX_CONF_ERROR as *mut c_char;
+            }
+            std::ptr::null_mut()
+        })
+    }
+}
+
+// SAFETY: the types match what create_main_conf/create_loc_conf allocate.
+unsafe impl HttpModuleMainConf for Module {
+    type MainConf = MainConf;
+}
+
+// SAFETY: as above.
+unsafe impl HttpModuleLocationConf for Module {
+    type LocationConf = LocConf;
+}
+
+static NGX_HTTP_AI_GATEWAY_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+    preconfiguration: Some(Module::preconfiguration),
+    postconfiguration: Some(Module::postconfiguration),
+    create_main_conf: Some(Module::create_main_conf),
+    init_main_conf: Some(Module::init_main_conf),
+    create_srv_conf: None,
+    merge_srv_conf: None,
+    create_loc_conf: Some(Module::create_loc_conf),
+    merge_loc_conf: Some(Module::merge_loc_conf),
+};
+
+ngx::ngx_modules!(ngx_http_ai_gateway_module);
+
+#[used]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_http_ai_gateway_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of!(NGX_HTTP_AI_GATEWAY_MODULE_CTX) as *mut c_void,
+    // SAFETY: taking the address of the static table; nginx reads it while loading.
+    commands: unsafe { addr_of_mut!(COMMANDS[0]) },
+    type_: NGX_HTTP_MODULE as usize,
+    ..ngx_module_t::default()
+};

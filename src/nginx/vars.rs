@@ -1,0 +1,119 @@
+//! `$ai_gateway_*` variables, for `log_format`, `proxy_set_header`, `add_header`, `map`...
+//! They are not cacheable: their values appear as the request moves through the phases.
+
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_int_t, ngx_pnalloc, ngx_str_t,
+    ngx_variable_value_t, NGX_ERROR, NGX_HTTP_VAR_NOCACHEABLE, NGX_OK,
+};
+
+use super::ctx::{self, Phase, RequestCtx};
+use super::guard::guard;
+
+#[derive(Clone, Copy)]
+enum Var {
+    Namespace,
+    NamespaceName,
+    KeyId,
+    IdentifiedBy,
+    Model,
+    Stream,
+    MaxTokens,
+    BodyBytes,
+    Decision,
+    Reason,
+}
+
+const VARIABLES: [(&str, Var); 10] = [
+    ("ai_gateway_namespace", Var::Namespace),
+    ("ai_gateway_namespace_name", Var::NamespaceName),
+    ("ai_gateway_key_id", Var::KeyId),
+    ("ai_gateway_identified_by", Var::IdentifiedBy),
+    ("ai_gateway_model", Var::Model),
+    ("ai_gateway_stream", Var::Stream),
+    ("ai_gateway_max_tokens", Var::MaxTokens),
+    ("ai_gateway_body_bytes", Var::BodyBytes),
+    ("ai_gateway_decision", Var::Decision),
+    ("ai_gateway_reason", Var::Reason),
+];
+
+/// Registers the variables (called from preconfiguration).
+///
+/// # Safety
+/// `cf` must be the configuration being parsed.
+pub unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
+    for (index, (name, _)) in VARIABLES.iter().enumerate() {
+        let mut n = ngx_str_t {
+            len: name.len(),
+            data: name.as_ptr().cast_mut(),
+        };
+        // SAFETY: nginx copies the name; the returned variable lives in the cycle.
+        unsafe {
+            let v = ngx_http_add_variable(cf, &mut n, NGX_HTTP_VAR_NOCACHEABLE as _);
+            if v.is_null() {
+                return NGX_ERROR as ngx_int_t;
+            }
+            (*v).get_handler = Some(ngx_http_ai_gateway_variable);
+            (*v).data = index;
+        }
+    }
+    NGX_OK as ngx_int_t
+}
+
+/// The value of a variable for a request context; `None` prints as `-` in logs.
+fn value(ctx: &RequestCtx, var: Var) -> Option<String> {
+    let summary = ctx.summary.as_ref();
+    match var {
+        Var::Namespace => ctx.namespace_code().map(str::to_string),
+        Var::NamespaceName => ctx.namespace_name().map(str::to_string),
+        Var::KeyId => ctx.key_id.clone(),
+        Var::IdentifiedBy => ctx.via.map(|v| v.as_str().to_string()),
+        Var::Model => summary.and_then(|s| s.model.clone()),
+        Var::Stream => summary.map(|s| if s.stream { "true" } else { "false" }.to_string()),
+        Var::MaxTokens => summary
+            .and_then(|s| s.max_completion_tokens.or(s.max_tokens))
+            .map(|n| n.to_string()),
+        Var::BodyBytes => summary.map(|s| s.body_bytes.to_string()),
+        Var::Decision => match ctx.phase {
+            Phase::Decided if ctx.allowed() => Some("allowed".to_string()),
+            Phase::Decided => Some("rejected".to_string()),
+            _ if ctx.rendered.is_some() => Some("rejected".to_string()),
+            _ => None,
+        },
+        Var::Reason => match (&ctx.error, &ctx.rendered) {
+            (Some(e), _) => Some(e.code().to_string()),
+            (None, Some(e)) if ctx.phase != Phase::Decided => Some(e.code().to_string()),
+            _ => None,
+        },
+    }
+}
+
+unsafe extern "C" fn ngx_http_ai_gateway_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request and a value slot to fill.
+    let log = unsafe { (*(*r).connection).log };
+    guard(log, NGX_ERROR as ngx_int_t, || unsafe {
+        let main = (*r).main;
+        let found = VARIABLES
+            .get(data)
+            .and_then(|(_, var)| ctx::get(main).and_then(|c| value(c, *var)));
+        let Some(text) = found else {
+            (*v).set_not_found(1);
+            return NGX_OK as ngx_int_t;
+        };
+        let p = ngx_pnalloc((*r).pool, text.len().max(1)) as *mut u8;
+        if p.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        std::ptr::copy_nonoverlapping(text.as_ptr(), p, text.len());
+        (*v).data = p;
+        (*v).set_len(text.len() as u32);
+        (*v).set_valid(1);
+        (*v).set_no_cacheable(1);
+        (*v).set_not_found(0);
+        NGX_OK as ngx_int_t
+    })
+}
+
