@@ -300,7 +300,10 @@ fn parse_key(v: &Value, path: &str) -> Result<[u8; 32], ConfigError> {
         Value::Object(obj) => {
             known_fields(obj, path, &["sha256", "name"])?;
             optional_str(obj, path, "name")?;
-            (required_str(obj, path, "sha256")?, field_path(path, "sha256"))
+            (
+                required_str(obj, path, "sha256")?,
+                field_path(path, "sha256"),
+            )
         }
         _ => return err(path, "must be a sha256 hex string or an object"),
     };
@@ -366,17 +369,16 @@ fn parse_matcher(v: &Value, path: &str, namespace: usize) -> Result<Matcher, Con
         None => return err(&field_path(path, "value"), "is required"),
     };
     let op_name = required_str(obj, path, "operator")?;
-    let operator =
-        Operator::parse(op_name, &value).map_err(|message| match op_name {
-            "regex" => ConfigError {
-                path: field_path(path, "value"),
-                message,
-            },
-            _ => ConfigError {
-                path: field_path(path, "operator"),
-                message,
-            },
-        })?;
+    let operator = Operator::parse(op_name, &value).map_err(|message| match op_name {
+        "regex" => ConfigError {
+            path: field_path(path, "value"),
+            message,
+        },
+        _ => ConfigError {
+            path: field_path(path, "operator"),
+            message,
+        },
+    })?;
     let priority = match obj.get("priority") {
         None | Some(Value::Null) => DEFAULT_PRIORITY,
         Some(p) => match p.as_i64() {
@@ -427,7 +429,10 @@ mod tests {
         assert_eq!(cfg.namespaces[1].name, "b");
         assert!(!cfg.namespaces[1].enabled);
         assert_eq!(cfg.key_count(), 2);
-        assert_eq!(cfg.namespace_for_key(&decode_sha256_hex(H2).unwrap()), Some(1));
+        assert_eq!(
+            cfg.namespace_for_key(&decode_sha256_hex(H2).unwrap()),
+            Some(1)
+        );
         assert_eq!(cfg.matchers().len(), 2);
         assert_eq!(cfg.matchers()[0].priority, 50);
         assert!(matches!(cfg.matchers()[0].source, Source::Header(ref h) if h == "x-team"));
@@ -453,10 +458,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_json_path() {
-        let ns = |matcher: Value| json!({"namespaces": [{"code": "a"}, {"code": "b"},
-                                                       {"code": "c", "matchers": [matcher]}]});
+        let ns = |matcher: Value| {
+            json!({"namespaces": [{"code": "a"}, {"code": "b"},
+                                                       {"code": "c", "matchers": [matcher]}]})
+        };
         assert_eq!(
-            error_of(ns(json!({"type": "header", "field": "x", "operator": "like", "value": "v"}))),
+            error_of(ns(
+                json!({"type": "header", "field": "x", "operator": "like", "value": "v"})
+            )),
             "namespaces[2].matchers[0].operator: unknown operator \"like\""
         );
         assert_eq!(
@@ -468,15 +477,21 @@ mod tests {
         ))
         .starts_with("namespaces[2].matchers[0].value: invalid regex"));
         assert_eq!(
-            error_of(ns(json!({"type": "header", "field": "x", "operator": "equals"}))),
+            error_of(ns(
+                json!({"type": "header", "field": "x", "operator": "equals"})
+            )),
             "namespaces[2].matchers[0].value: is required"
         );
         assert_eq!(
-            error_of(ns(json!({"type": "body", "field": "a..b", "operator": "equals", "value": "v"}))),
+            error_of(ns(
+                json!({"type": "body", "field": "a..b", "operator": "equals", "value": "v"})
+            )),
             "namespaces[2].matchers[0].field: invalid body path \"a..b\""
         );
         assert_eq!(
-            error_of(ns(json!({"type": "header", "field": "x", "operator": "equals", "value": "v", "priority": "high"}))),
+            error_of(ns(
+                json!({"type": "header", "field": "x", "operator": "equals", "value": "v", "priority": "high"})
+            )),
             "namespaces[2].matchers[0].priority: must be an integer"
         );
     }
@@ -484,8 +499,14 @@ mod tests {
     #[test]
     fn namespace_level_errors() {
         assert_eq!(error_of(json!([])), "must be an object");
-        assert_eq!(error_of(json!({"namespace": []})), "namespace: unknown field");
-        assert_eq!(error_of(json!({"namespaces": {}})), "namespaces: must be an array");
+        assert_eq!(
+            error_of(json!({"namespace": []})),
+            "namespace: unknown field"
+        );
+        assert_eq!(
+            error_of(json!({"namespaces": {}})),
+            "namespaces: must be an array"
+        );
         assert_eq!(
             error_of(json!({"namespaces": [{"name": "x"}]})),
             "namespaces[0].code: is required"

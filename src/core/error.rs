@@ -5,7 +5,7 @@
 //! `{"error":{"message":..,"type":..,"param":..,"code":..}}` with `Content-Type:
 //! application/json`. Messages never contain prompts or keys.
 
-use serde_json::json;
+use serde_json::Value;
 
 /// A reason the gateway refuses (or nginx failed) a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,19 +93,16 @@ impl GatewayError {
         }
     }
 
-    /// The OpenAI-shaped JSON body.
+    /// The OpenAI-shaped JSON body, fields in OpenAI's order.
     pub fn to_json(&self) -> Vec<u8> {
-        let body = json!({
-            "error": {
-                "message": self.message(),
-                "type": self.kind(),
-                "param": self.param(),
-                "code": self.code(),
-            }
-        });
-        let mut out = body.to_string().into_bytes();
-        out.push(b'\n');
-        out
+        let text = format!(
+            "{{\"error\":{{\"message\":{},\"type\":{},\"param\":{},\"code\":{}}}}}\n",
+            Value::from(self.message()),
+            Value::from(self.kind()),
+            self.param().map_or(Value::Null, Value::from),
+            Value::from(self.code()),
+        );
+        text.into_bytes()
     }
 }
 
@@ -156,7 +153,6 @@ fn http_message(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
 
     fn parsed(e: &GatewayError) -> Value {
         serde_json::from_slice(&e.to_json()).expect("valid json")
@@ -206,5 +202,20 @@ mod tests {
     #[test]
     fn body_ends_with_newline_for_curl_users() {
         assert!(GatewayError::MissingApiKey.to_json().ends_with(b"}\n"));
+    }
+
+    #[test]
+    fn message_comes_first_and_quotes_are_escaped() {
+        let body = GatewayError::InvalidJson {
+            detail: "a \"quoted\" detail".into(),
+        }
+        .to_json();
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.starts_with("{\"error\":{\"message\":"), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"quoted\""));
     }
 }

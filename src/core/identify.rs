@@ -51,7 +51,10 @@ impl ClientKey {
 
     /// The key id shown in logs and variables: the first 12 hex digits of the hash.
     pub fn id(&self) -> String {
-        self.sha256[..6].iter().map(|b| format!("{b:02x}")).collect()
+        self.sha256[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -74,7 +77,10 @@ pub fn plain_key(value: &[u8]) -> Option<&[u8]> {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(v.len());
+    let start = v
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(v.len());
     let end = v
         .iter()
         .rposition(|c| !c.is_ascii_whitespace())
@@ -234,7 +240,10 @@ mod tests {
         let k = ClientKey::new(b"sk-off");
         let off = identify(&cfg, Some(&k), &Req::new()).unwrap_err();
         assert_eq!(off.found.map(|f| f.namespace), Some(1));
-        assert_eq!(code(&cfg, None, &Req::new().header("x-team", "off")), Err(403));
+        assert_eq!(
+            code(&cfg, None, &Req::new().header("x-team", "off")),
+            Err(403)
+        );
 
         let cfg404 = config(json!({"unmatched_status": 404}));
         assert_eq!(code(&cfg404, None, &Req::new()), Err(404));

@@ -163,15 +163,13 @@ fn percent_decode(v: &[u8]) -> Cow<'_, str> {
     while i < v.len() {
         match v[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < v.len() => {
-                match (hex_val(v[i + 1]), hex_val(v[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < v.len() => match (hex_val(v[i + 1]), hex_val(v[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;

@@ -71,7 +71,12 @@ pub fn reply(req: &MockRequest<'_>) -> MockReply {
         Api::Models if req.method == b"GET" => models(),
         Api::OpenAiChat if post => openai_chat(req),
         Api::AnthropicMessages if post => anthropic_messages(req),
-        Api::Unknown => openai_error(404, "invalid_request_error", "unknown_url", "Unknown request URL."),
+        Api::Unknown => openai_error(
+            404,
+            "invalid_request_error",
+            "unknown_url",
+            "Unknown request URL.",
+        ),
         _ => openai_error(
             405,
             "invalid_request_error",
@@ -138,9 +143,8 @@ struct Prompt {
 }
 
 fn parse_prompt(body: &[u8]) -> Result<(Value, Prompt), String> {
-    let doc: Value = serde_json::from_slice(body).map_err(|_| {
-        "We could not parse the JSON body of your request.".to_string()
-    })?;
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|_| "We could not parse the JSON body of your request.".to_string())?;
     if !doc.is_object() {
         return Err("The request body must be a JSON object.".to_string());
     }
@@ -251,7 +255,10 @@ fn openai_chat(req: &MockRequest<'_>) -> MockReply {
         sse(None, &c.to_string())
     };
     let mut chunks = Vec::with_capacity(pieces.len() + 4);
-    chunks.push(chunk(json!({"role": "assistant", "content": "", "refusal": null}), None));
+    chunks.push(chunk(
+        json!({"role": "assistant", "content": "", "refusal": null}),
+        None,
+    ));
     for piece in &pieces {
         chunks.push(chunk(json!({"content": piece}), None));
     }
@@ -439,11 +446,15 @@ mod tests {
         assert_eq!(text, REPLY_TEXT);
         assert_eq!(datas.last().unwrap()["choices"][0]["finish_reason"], "stop");
 
-        let body = r#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#;
+        let body =
+            r#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#;
         let ev = events(&call("POST", "/v1/chat/completions", body));
         let usage_chunk: Value = serde_json::from_str(&ev[ev.len() - 2].1).unwrap();
         assert_eq!(usage_chunk["choices"].as_array().unwrap().len(), 0);
-        assert_eq!(usage_chunk["usage"]["completion_tokens"], reply_pieces().len());
+        assert_eq!(
+            usage_chunk["usage"]["completion_tokens"],
+            reply_pieces().len()
+        );
         let first: Value = serde_json::from_str(&ev[0].1).unwrap();
         assert!(first["usage"].is_null() && first.get("usage").is_some());
     }

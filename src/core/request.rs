@@ -162,9 +162,13 @@ mod tests {
 
     #[test]
     fn multipart_is_not_parsed() {
-        assert!(!is_json_content_type(Some(b"multipart/form-data; boundary=x")));
+        assert!(!is_json_content_type(Some(
+            b"multipart/form-data; boundary=x"
+        )));
         assert!(is_json_content_type(Some(b"application/json")));
-        assert!(is_json_content_type(Some(b"application/x-www-form-urlencoded")));
+        assert!(is_json_content_type(Some(
+            b"application/x-www-form-urlencoded"
+        )));
         assert!(is_json_content_type(None));
         let s = parse_request(b"--x\r\nnot json", false).unwrap();
         assert!(s.json.is_none());
@@ -173,10 +177,21 @@ mod tests {
 
     #[test]
     fn malformed_json() {
-        for body in ["{", "{\"model\":}", "nope", "[1,2]", "\"str\"", "  ", "{\"a\":1}x"] {
+        for body in [
+            "{",
+            "{\"model\":}",
+            "nope",
+            "[1,2]",
+            "\"str\"",
+            "  ",
+            "{\"a\":1}x",
+        ] {
             match fails(body) {
                 GatewayError::InvalidJson { detail } => {
-                    assert!(!detail.contains("nope"), "detail must not echo input: {detail}")
+                    assert!(
+                        !detail.contains("nope"),
+                        "detail must not echo input: {detail}"
+                    )
                 }
                 other => panic!("{body}: {other:?}"),
             }

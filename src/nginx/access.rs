@@ -59,8 +59,12 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
         ctx.config = Some(config);
         ctx.phase = Phase::ReadingBody;
 
-        if remove_headers_with_prefix(&mut (*r).headers_in.headers, (*r).pool, GATEWAY_HEADER_PREFIX)
-            .is_none()
+        if remove_headers_with_prefix(
+            &mut (*r).headers_in.headers,
+            (*r).pool,
+            GATEWAY_HEADER_PREFIX,
+        )
+        .is_none()
         {
             return SERVER_ERROR;
         }

@@ -16,7 +16,7 @@ use ngx::ffi::{
     NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
     NGX_LOG_EMERG, NGX_OK,
 };
-use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule, HttpModuleLocationConf};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
 use super::conf::{LocConf, MainConf, MockSettings};

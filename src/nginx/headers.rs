@@ -104,8 +104,8 @@ pub unsafe fn remove_headers_with_prefix(
                 } else if i + 1 == (*part).nelts {
                     (*part).nelts -= 1;
                 } else {
-                    let rest =
-                        ngx_palloc(pool, std::mem::size_of::<ngx_list_part_t>()) as *mut ngx_list_part_t;
+                    let rest = ngx_palloc(pool, std::mem::size_of::<ngx_list_part_t>())
+                        as *mut ngx_list_part_t;
                     if rest.is_null() {
                         return None;
                     }

@@ -48,9 +48,7 @@ impl Drop for MockState {
 }
 
 /// The content handler.
-pub unsafe extern "C" fn ngx_http_ai_gateway_mock_handler(
-    r: *mut ngx_http_request_t,
-) -> ngx_int_t {
+pub unsafe extern "C" fn ngx_http_ai_gateway_mock_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx passes a live request.
     let log = unsafe { (*(*r).connection).log };
     guard(log, SERVER_ERROR, || unsafe {
@@ -171,7 +169,9 @@ unsafe fn advance(r: *mut ngx_http_request_t) -> Option<ngx_int_t> {
         let done = state.next >= total;
         let interval = state.settings.interval_ms;
 
-        let rc = Request::from_ngx_http_request(r).output_filter(&mut *head).0;
+        let rc = Request::from_ngx_http_request(r)
+            .output_filter(&mut *head)
+            .0;
         if done || rc == ERROR {
             return Some(rc);
         }

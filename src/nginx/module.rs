@@ -28,7 +28,9 @@ impl HttpModule for Module {
     unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // SAFETY: nginx passes the configuration being parsed.
         let log = unsafe { (*cf).log };
-        guard(log, NGX_ERROR as ngx_int_t, || unsafe { vars::register(cf) })
+        guard(log, NGX_ERROR as ngx_int_t, || unsafe {
+            vars::register(cf)
+        })
     }
 
     unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {

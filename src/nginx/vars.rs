@@ -116,4 +116,3 @@ unsafe extern "C" fn ngx_http_ai_gateway_variable(
         NGX_OK as ngx_int_t
     })
 }
-

@@ -1,0 +1,104 @@
+# AI gateway nginx module. `make help` lists the targets.
+#
+# Everything a fresh Debian 12 machine lacks (build packages, the Perl test libraries,
+# Debian's nginx for the stock-nginx build) is installed by `make deps`, which the other
+# targets call. Crates come from crates.io on the first build.
+
+SHELL        := /bin/bash
+CARGO        ?= cargo
+MODULE       := ngx_http_ai_gateway_module
+OBJS         := vendor/objs
+DEB_DIR      := vendor/debian
+RUN_PREFIX   := $(CURDIR)/vendor/run
+TEST_PORT    ?= 1984
+
+APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libssl-dev \
+                zlib1g-dev curl ca-certificates perl libtest-base-perl libtext-diff-perl \
+                libtest-longstring-perl libwww-perl nginx nginx-dev
+SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.DEFAULT_GOAL := build
+.PHONY: help deps build debian run stop check unittest inttest inttest-debian test clean
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+deps: ## install missing Debian packages (build tools, nginx-dev, Perl test libraries)
+	@missing=""; for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
+	        || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends $$missing </dev/null; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo (Rust >= 1.81) is required: https://rustup.rs"; exit 1; }
+
+build: deps ## build the module and nginx 1.28.3 (--with-compat) into vendor/objs
+	$(CARGO) build --release --locked
+	@mkdir -p $(OBJS)
+	@cp target/release/lib$(MODULE).so $(OBJS)/$(MODULE).so
+	@cp "$$(ls -t target/release/build/nginx-sys-*/out/objs/nginx | head -1)" $(OBJS)/nginx
+	@echo "built $(OBJS)/$(MODULE).so for $$($(OBJS)/nginx -v 2>&1 | sed 's/.*: //')"
+
+debian: deps ## build the module for Debian's stock nginx (/usr/sbin/nginx) into vendor/debian
+	@if [ ! -f $(DEB_DIR)/src/objs/ngx_auto_config.h ]; then \
+	    rm -rf $(DEB_DIR)/src && mkdir -p $(DEB_DIR) && cp -r /usr/share/nginx/src $(DEB_DIR)/src && \
+	    cd $(DEB_DIR)/src && source ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" >configure.log 2>&1 \
+	        || { tail -20 configure.log; exit 1; }; \
+	fi
+	NGINX_SOURCE_DIR=$(CURDIR)/$(DEB_DIR)/src CARGO_TARGET_DIR=$(CURDIR)/target-debian \
+	    $(CARGO) build --release --locked --no-default-features
+	@cp target-debian/release/lib$(MODULE).so $(DEB_DIR)/$(MODULE).so
+	@echo "built $(DEB_DIR)/$(MODULE).so for $$(/usr/sbin/nginx -v 2>&1 | sed 's/.*: //')"
+
+run: build ## run the gateway on 127.0.0.1:8080 with the demo config and the mock provider
+	@rm -rf $(RUN_PREFIX)/conf && mkdir -p $(RUN_PREFIX)/conf $(RUN_PREFIX)/logs $(RUN_PREFIX)/modules
+	@cp nginx-conf/* $(RUN_PREFIX)/conf/
+	@ln -sf $(CURDIR)/$(OBJS)/$(MODULE).so $(RUN_PREFIX)/modules/$(MODULE).so
+	@if [ -f $(RUN_PREFIX)/logs/nginx.pid ] && kill -0 $$(cat $(RUN_PREFIX)/logs/nginx.pid) 2>/dev/null; then \
+	    echo "stopping the gateway left running from an earlier 'make run'"; \
+	    kill -QUIT $$(cat $(RUN_PREFIX)/logs/nginx.pid); sleep 1; \
+	fi
+	@$(OBJS)/nginx -p $(RUN_PREFIX)/ -c conf/nginx.conf -t -q
+	@echo; echo "AI gateway on http://127.0.0.1:8080 (Ctrl-C stops it; logs in vendor/run/logs/)."; echo
+	@echo "  curl http://127.0.0.1:8080/v1/chat/completions \\"
+	@echo "    -H 'Authorization: Bearer sk-gateway-demo' -H 'Content-Type: application/json' \\"
+	@echo "    -d '{\"model\":\"mock-gpt\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'"
+	@echo
+	@echo "  curl -N http://127.0.0.1:8080/v1/chat/completions \\"
+	@echo "    -H 'Authorization: Bearer sk-gateway-demo' -H 'Content-Type: application/json' \\"
+	@echo "    -d '{\"model\":\"mock-gpt\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'"
+	@echo
+	exec $(OBJS)/nginx -p $(RUN_PREFIX)/ -c conf/nginx.conf -g 'daemon off;'
+
+stop: ## stop a gateway started by 'make run' in the background
+	@if [ -f $(RUN_PREFIX)/logs/nginx.pid ]; then kill -QUIT $$(cat $(RUN_PREFIX)/logs/nginx.pid) 2>/dev/null || true; fi
+
+check: deps ## formatting and lints (cargo fmt --check, clippy -D warnings)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+unittest: deps ## unit tests of the pure core (no nginx needed)
+	$(CARGO) test --release --locked
+
+inttest: build ## t/ suite against vendor/objs/nginx with the module loaded
+	TEST_NGINX_BINARY=$(CURDIR)/$(OBJS)/nginx \
+	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(OBJS)/$(MODULE).so \
+	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
+	PERL5LIB=$(CURDIR)/t/lib/compat prove -r t/
+
+inttest-debian: debian ## the admission tests again, with Debian's /usr/sbin/nginx
+	TEST_NGINX_BINARY=/usr/sbin/nginx \
+	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(DEB_DIR)/$(MODULE).so \
+	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
+	TEST_NGINX_SERVROOT=$(CURDIR)/t/servroot-debian \
+	PERL5LIB=$(CURDIR)/t/lib/compat prove t/000-sanity.t t/010-admission.t
+
+test: check unittest inttest inttest-debian ## everything: lints, unit tests, t/ on both nginx builds
+
+clean: ## remove build outputs
+	$(CARGO) clean
+	rm -rf target-debian vendor/objs vendor/debian vendor/run t/servroot*
