@@ -54,19 +54,44 @@ pub static mut COMMANDS: [ngx_command_t; 4] = [
     ngx_command_t::empty(),
 ];
 
-const CONF_OK: *mut c_char = std::ptr::null_mut();
-
-fn conf_error() -> *mut c_char {
-    NGX_CONF_ERROR as *mut c_char
+/// Why a directive setter refused its arguments.
+enum SetError {
+    /// nginx prints `"<directive>" directive is duplicate`.
+    Duplicate,
+    /// Logged as `[emerg]` with the file and line.
+    Emerg(String),
+    /// Already logged (or out of memory).
+    Failed,
 }
 
-/// The directive's arguments after its name.
+/// Runs a setter body under the panic guard with the module's configuration struct `T`,
+/// mapping its result to what nginx expects.
 ///
 /// # Safety
-/// `cf` must be the configuration being parsed, inside a directive handler.
-unsafe fn args<'a>(cf: *mut ngx_conf_t) -> &'a [ngx_str_t] {
-    // SAFETY: cf->args is an array of ngx_str_t whose first element is the directive name.
-    unsafe { &(*(*cf).args).as_slice::<ngx_str_t>()[1..] }
+/// `cf` must be the configuration being parsed and `conf` a `T` of this module.
+unsafe fn setter<T>(
+    cf: *mut ngx_conf_t,
+    conf: *mut c_void,
+    body: impl FnOnce(&mut T, &[ngx_str_t]) -> Result<(), SetError>,
+) -> *mut c_char {
+    // SAFETY: nginx passes the conf being parsed and our configuration struct; cf->args holds
+    // the directive name followed by its arguments.
+    unsafe {
+        let log = (*cf).log;
+        let args = &(*(*cf).args).as_slice::<ngx_str_t>()[1..];
+        let result = guard(log, Err(SetError::Failed), || {
+            body(&mut *(conf as *mut T), args)
+        });
+        match result {
+            Ok(()) => std::ptr::null_mut(),
+            Err(SetError::Duplicate) => c"is duplicate".as_ptr().cast_mut(),
+            Err(SetError::Emerg(msg)) => {
+                ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", msg);
+                NGX_CONF_ERROR as *mut c_char
+            }
+            Err(SetError::Failed) => NGX_CONF_ERROR as *mut c_char,
+        }
+    }
 }
 
 fn lossy(s: &ngx_str_t) -> String {
@@ -80,36 +105,29 @@ unsafe extern "C" fn cmd_config(
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: nginx passes the conf being parsed and our MainConf.
-    let log = unsafe { (*cf).log };
-    guard(log, conf_error(), || unsafe {
-        let mcf = &mut *(conf as *mut MainConf);
-        if mcf.config.is_some() {
-            return c"is duplicate".as_ptr().cast_mut();
-        }
-        let mut name = args(cf)[0];
-        if ngx_conf_full_name((*cf).cycle, &mut name, 1) != NGX_OK as isize {
-            return conf_error();
-        }
-        let path = lossy(&name);
-        let loaded = std::fs::read(&path)
-            .map_err(|e| format!("cannot read config \"{path}\": {e}"))
-            .and_then(|text| {
-                GatewayConfig::from_json(&text)
-                    .map_err(|e| format!("invalid config \"{path}\": {e}"))
-            });
-        match loaded {
-            Ok(cfg) => {
-                mcf.config = Some(Arc::new(cfg));
-                mcf.config_path = Some(path);
-                CONF_OK
+    // SAFETY: called by nginx for this directive with our MainConf.
+    unsafe {
+        setter(cf, conf, |mcf: &mut MainConf, args| {
+            if mcf.config.is_some() {
+                return Err(SetError::Duplicate);
             }
-            Err(msg) => {
-                ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "ai_gateway: {}", msg);
-                conf_error()
+            let mut name = args[0];
+            // SAFETY: cf is live; nginx allocates the full name from the cycle pool.
+            if ngx_conf_full_name((*cf).cycle, &mut name, 1) != NGX_OK as isize {
+                return Err(SetError::Failed);
             }
-        }
-    })
+            let path = lossy(&name);
+            let text = std::fs::read(&path).map_err(|e| {
+                SetError::Emerg(format!("ai_gateway: cannot read config \"{path}\": {e}"))
+            })?;
+            let cfg = GatewayConfig::from_json(&text).map_err(|e| {
+                SetError::Emerg(format!("ai_gateway: invalid config \"{path}\": {e}"))
+            })?;
+            mcf.config = Some(Arc::new(cfg));
+            mcf.config_path = Some(path);
+            Ok(())
+        })
+    }
 }
 
 /// `ai_gateway on|off;`
@@ -118,35 +136,31 @@ unsafe extern "C" fn cmd_enable(
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: nginx passes the conf being parsed and our LocConf.
-    let log = unsafe { (*cf).log };
-    guard(log, conf_error(), || unsafe {
-        let lcf = &mut *(conf as *mut LocConf);
-        if lcf.enabled.is_some() {
-            return c"is duplicate".as_ptr().cast_mut();
-        }
-        let value = args(cf)[0];
-        let on = match value.as_bytes() {
-            v if v.eq_ignore_ascii_case(b"on") => true,
-            v if v.eq_ignore_ascii_case(b"off") => false,
-            _ => {
-                ngx::ngx_conf_log_error!(
-                    NGX_LOG_EMERG,
-                    cf,
-                    "invalid value \"{}\" in \"ai_gateway\" directive, it must be \"on\" or \"off\"",
-                    lossy(&value)
-                );
-                return conf_error();
+    // SAFETY: called by nginx for this directive with our LocConf.
+    unsafe {
+        setter(cf, conf, |lcf: &mut LocConf, args| {
+            if lcf.enabled.is_some() {
+                return Err(SetError::Duplicate);
             }
-        };
-        lcf.enabled = Some(on);
-        if on {
-            if let Some(mcf) = Module::main_conf_mut(&*cf) {
-                mcf.enabled_anywhere = true;
+            let on = match args[0].as_bytes() {
+                v if v.eq_ignore_ascii_case(b"on") => true,
+                v if v.eq_ignore_ascii_case(b"off") => false,
+                _ => {
+                    return Err(SetError::Emerg(format!(
+                        "invalid value \"{}\" in \"ai_gateway\" directive, it must be \"on\" or \"off\"",
+                        lossy(&args[0])
+                    )))
+                }
+            };
+            lcf.enabled = Some(on);
+            if on {
+                if let Some(mcf) = Module::main_conf_mut(&*cf) {
+                    mcf.enabled_anywhere = true;
+                }
             }
-        }
-        CONF_OK
-    })
+            Ok(())
+        })
+    }
 }
 
 /// `ai_gateway_mock_provider [latency=<time>] [interval=<time>];`
@@ -155,42 +169,38 @@ unsafe extern "C" fn cmd_mock_provider(
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: nginx passes the conf being parsed and our LocConf.
-    let log = unsafe { (*cf).log };
-    guard(log, conf_error(), || unsafe {
-        let lcf = &mut *(conf as *mut LocConf);
-        if lcf.mock.is_some() {
-            return c"is duplicate".as_ptr().cast_mut();
-        }
-        let mut settings = MockSettings::default();
-        for arg in args(cf) {
-            let text = arg.as_bytes();
-            let (slot, value) = if let Some(v) = text.strip_prefix(b"latency=") {
-                (&mut settings.latency_ms, v)
-            } else if let Some(v) = text.strip_prefix(b"interval=") {
-                (&mut settings.interval_ms, v)
-            } else {
-                ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid parameter \"{}\"", lossy(arg));
-                return conf_error();
-            };
-            let mut s = ngx_str_t {
-                len: value.len(),
-                data: value.as_ptr().cast_mut(),
-            };
-            let ms = ngx_parse_time(&mut s, 0);
-            if ms == NGX_ERROR as isize {
-                ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid parameter \"{}\"", lossy(arg));
-                return conf_error();
+    // SAFETY: called by nginx for this directive with our LocConf.
+    unsafe {
+        setter(cf, conf, |lcf: &mut LocConf, args| {
+            if lcf.mock.is_some() {
+                return Err(SetError::Duplicate);
             }
-            *slot = ms as u64;
-        }
-        lcf.mock = Some(settings);
-        match NgxHttpCoreModule::location_conf_mut(&*cf) {
-            Some(clcf) => {
-                clcf.handler = Some(ngx_http_ai_gateway_mock_handler);
-                CONF_OK
+            let mut settings = MockSettings::default();
+            for arg in args {
+                let invalid = || SetError::Emerg(format!("invalid parameter \"{}\"", lossy(arg)));
+                let text = arg.as_bytes();
+                let (slot, value) = if let Some(v) = text.strip_prefix(b"latency=") {
+                    (&mut settings.latency_ms, v)
+                } else if let Some(v) = text.strip_prefix(b"interval=") {
+                    (&mut settings.interval_ms, v)
+                } else {
+                    return Err(invalid());
+                };
+                let mut s = ngx_str_t {
+                    len: value.len(),
+                    data: value.as_ptr().cast_mut(),
+                };
+                // SAFETY: ngx_parse_time only reads the string.
+                let ms = ngx_parse_time(&mut s, 0);
+                if ms == NGX_ERROR as isize {
+                    return Err(invalid());
+                }
+                *slot = ms as u64;
             }
-            None => conf_error(),
-        }
-    })
+            lcf.mock = Some(settings);
+            let clcf = NgxHttpCoreModule::location_conf_mut(&*cf).ok_or(SetError::Failed)?;
+            clcf.handler = Some(ngx_http_ai_gateway_mock_handler);
+            Ok(())
+        })
+    }
 }
