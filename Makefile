@@ -39,8 +39,9 @@ deps: ## install missing Debian packages (build tools, nginx-dev, Perl test libr
 build: deps ## build the module and nginx 1.28.3 (--with-compat) into vendor/objs
 	$(CARGO) build --release --locked
 	@mkdir -p $(OBJS)
-	@cp target/release/lib$(MODULE).so $(OBJS)/$(MODULE).so
-	@cp "$$(ls -t target/release/build/nginx-sys-*/out/objs/nginx | head -1)" $(OBJS)/nginx
+	@# copy then rename, so a running nginx (text file busy) does not stop the build
+	@cp target/release/lib$(MODULE).so $(OBJS)/.$(MODULE).so && mv -f $(OBJS)/.$(MODULE).so $(OBJS)/$(MODULE).so
+	@cp "$$(ls -t target/release/build/nginx-sys-*/out/objs/nginx | head -1)" $(OBJS)/.nginx && mv -f $(OBJS)/.nginx $(OBJS)/nginx
 	@echo "built $(OBJS)/$(MODULE).so for $$($(OBJS)/nginx -v 2>&1 | sed 's/.*: //')"
 
 debian: deps ## build the module for Debian's stock nginx (/usr/sbin/nginx) into vendor/debian
@@ -51,7 +52,7 @@ debian: deps ## build the module for Debian's stock nginx (/usr/sbin/nginx) into
 	fi
 	NGINX_SOURCE_DIR=$(CURDIR)/$(DEB_DIR)/src CARGO_TARGET_DIR=$(CURDIR)/target-debian \
 	    $(CARGO) build --release --locked --no-default-features
-	@cp target-debian/release/lib$(MODULE).so $(DEB_DIR)/$(MODULE).so
+	@cp target-debian/release/lib$(MODULE).so $(DEB_DIR)/.$(MODULE).so && mv -f $(DEB_DIR)/.$(MODULE).so $(DEB_DIR)/$(MODULE).so
 	@echo "built $(DEB_DIR)/$(MODULE).so for $$(/usr/sbin/nginx -v 2>&1 | sed 's/.*: //')"
 
 run: build ## run the gateway on 127.0.0.1:8080 with the demo config and the mock provider

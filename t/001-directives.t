@@ -62,7 +62,7 @@ namespaces: [a, b]
 --- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*ai_gateway: invalid config ".*gw\.json": invalid JSON: expected value at line 1 column 1/
+qr/\[emerg\] .*ai_gateway: invalid config ".*gw\.json": invalid JSON: expected ident at line 1 column 2/
 
 
 

@@ -242,8 +242,8 @@ Authorization: Bearer sk-alpha-1
 
 === TEST 18: a body over client_max_body_size (Content-Length): 413 as JSON
 --- config
-    client_max_body_size 100;
     location /v1/ {
+        client_max_body_size 100;
         ai_gateway on;
         proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
         add_header X-Reason $ai_gateway_reason always;
@@ -336,15 +336,39 @@ ns=[alpha] auth=[]
 Host: localhost\r
 Connection: close\r
 Authorization: Bearer sk-alpha-1\r
-Content-Length: 71\r
+Content-Length: 67\r
 \r
 {\"model\" : \"mock-gpt\",\t\"messages\":[ ], \"extra\": {\"keep\": \"\\u00e9\"}}"
 --- tcp_query eval
 "POST /v1/chat/completions HTTP/1.0\r
 Host: provider.test\r
 Connection: close\r
-Content-Length: 71\r
+Content-Length: 67\r
 \r
 {\"model\" : \"mock-gpt\",\t\"messages\":[ ], \"extra\": {\"keep\": \"\\u00e9\"}}"
 --- error_code: 200
 --- response_body: {}
+
+
+
+=== TEST 23: removal keeps every other header when the list spans several parts
+--- config
+    location /v1/ {
+        ai_gateway on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo/;
+    }
+    location /echo/ {
+        return 200 "$http_h1 $http_h17 $http_h18 $http_h19 $http_h20 $http_h21 $http_h22 $http_h23 $http_h30 [$http_x_ai_gateway_a$http_x_ai_gateway_b$http_x_ai_gateway_c$http_x_ai_gateway_d]\n";
+    }
+--- request
+GET /v1/models
+--- more_headers eval
+my @h = ("Authorization: Bearer sk-alpha-1", "X-AI-Gateway-A: 1");
+push @h, "H$_: v$_" for 1 .. 30;
+splice @h, 19, 0, "X-AI-Gateway-B: 1";   # last slot of the first part (20 per part)
+splice @h, 20, 0, "X-AI-Gateway-C: 1";   # first slot of the second part
+push @h, "X-AI-Gateway-D: 1";            # the very last header
+my $text = ""; $text .= "$_\n" for @h; $text
+--- error_code: 200
+--- response_body
+v1 v17 v18 v19 v20 v21 v22 v23 v30 []

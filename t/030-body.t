@@ -10,9 +10,9 @@ add_block_preprocessor(sub {
     my $block = shift;
     if (!defined $block->config) {
         $block->set_value("config", <<'_EOC_');
-    client_max_body_size 2m;
-    client_body_buffer_size 16k;
     location /v1/ {
+        client_max_body_size 2m;
+        client_body_buffer_size 16k;
         ai_gateway on;
         proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
         add_header X-Body-Bytes $ai_gateway_body_bytes always;
@@ -116,8 +116,8 @@ X-Stream: true
 
 === TEST 6: a chunked body over client_max_body_size: 413 as JSON
 --- config
-    client_max_body_size 64;
     location /v1/ {
+        client_max_body_size 64;
         ai_gateway on;
         proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
     }

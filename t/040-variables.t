@@ -59,8 +59,8 @@ sk-nobody
 --- http_config
     log_format gw 'gwlog decision=$ai_gateway_decision reason=$ai_gateway_reason';
 --- config
-    client_max_body_size 10;
     location /v1/ {
+        client_max_body_size 10;
         ai_gateway on;
         access_log logs/error.log gw;
         proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;

@@ -90,7 +90,7 @@ POST /v1/messages
 
 === TEST 6: unknown paths and methods
 --- config
-    location / {
+    location /v1/ {
         ai_gateway_mock_provider;
     }
 --- request

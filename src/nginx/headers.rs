@@ -51,14 +51,18 @@ pub unsafe fn request_header<'a>(r: &'a ngx_http_request_t, name: &[u8]) -> Opti
 
 /// Removes every request header whose name starts with `prefix` (lower-case), keeping all
 /// other elements at their addresses: nginx keeps pointers to list elements
-/// (`headers_in.host`, `.authorization`, ...), so nothing is moved. A removed element is cut
-/// out by shortening or splitting its part, and the list gets a fresh empty last part so that
-/// later `ngx_list_push` calls never write into a part that was shortened.
+/// (`headers_in.host`, `.authorization`, ...), so nothing is moved.
+///
+/// The list is rebuilt as a chain of parts over the runs of kept elements. Two nginx rules
+/// shape it: list walkers assume every part after the first is non-empty, and
+/// `ngx_list_push` appends to `last` until it holds `nalloc` elements, so `nalloc` is reduced
+/// to the room actually left after the last run (the rest of its original allocation; later
+/// parts are then allocated with that size, which is harmless).
 ///
 /// Returns the number of headers removed, or `None` if the pool is exhausted.
 ///
 /// # Safety
-/// `list` must be a live header list allocated from `pool`.
+/// `list` must be a live, unmodified nginx list of `ngx_table_elt_t` allocated from `pool`.
 pub unsafe fn remove_headers_with_prefix(
     list: &mut ngx_list_t,
     pool: *mut ngx_pool_t,
@@ -69,56 +73,79 @@ pub unsafe fn remove_headers_with_prefix(
         key.len() >= prefix.len() && key[..prefix.len()].eq_ignore_ascii_case(prefix)
     };
     // SAFETY: list walk as in find_header; new parts come from the request pool and live as
-    // long as the list. Element memory is never freed or moved.
+    // long as the list; element memory is never freed or moved.
     unsafe {
         if find_header(list, |h| matches(h).then_some(())).is_none() {
             return Some(0);
         }
-        let tail = ngx_palloc(pool, std::mem::size_of::<ngx_list_part_t>()) as *mut ngx_list_part_t;
-        let tail_elts = ngx_palloc(pool, list.size * list.nalloc);
-        if tail.is_null() || tail_elts.is_null() {
-            return None;
-        }
-        tail.write(ngx_list_part_t {
-            elts: tail_elts,
-            nelts: 0,
-            next: std::ptr::null_mut(),
-        });
-        (*list.last).next = tail;
-        list.last = tail;
 
+        /// A run of kept elements and the end of the allocation it lies in.
+        struct Run {
+            start: *mut ngx_table_elt_t,
+            len: usize,
+            alloc_end: *mut ngx_table_elt_t,
+        }
+        let mut runs: Vec<Run> = Vec::new();
         let mut removed = 0;
+        let first_elts = list.part.elts as *mut ngx_table_elt_t;
         let mut part: *mut ngx_list_part_t = &mut list.part;
         while !part.is_null() {
+            let elts = (*part).elts as *mut ngx_table_elt_t;
+            let n = (*part).nelts;
+            // the last part has room for nalloc elements; the others are full
+            let room = if part == list.last { list.nalloc } else { n };
+            let alloc_end = elts.add(room);
             let mut i = 0;
-            while i < (*part).nelts {
-                let elts = (*part).elts as *mut ngx_table_elt_t;
-                if !matches(&*elts.add(i)) {
+            while i < n {
+                if matches(&*elts.add(i)) {
+                    removed += 1;
                     i += 1;
                     continue;
                 }
-                removed += 1;
-                if i == 0 {
-                    (*part).elts = elts.add(1).cast();
-                    (*part).nelts -= 1;
-                } else if i + 1 == (*part).nelts {
-                    (*part).nelts -= 1;
-                } else {
-                    let rest = ngx_palloc(pool, std::mem::size_of::<ngx_list_part_t>())
-                        as *mut ngx_list_part_t;
-                    if rest.is_null() {
-                        return None;
-                    }
-                    rest.write(ngx_list_part_t {
-                        elts: elts.add(i + 1).cast(),
-                        nelts: (*part).nelts - i - 1,
-                        next: (*part).next,
-                    });
-                    (*part).nelts = i;
-                    (*part).next = rest;
+                let start = i;
+                while i < n && !matches(&*elts.add(i)) {
+                    i += 1;
                 }
+                runs.push(Run {
+                    start: elts.add(start),
+                    len: i - start,
+                    alloc_end,
+                });
             }
             part = (*part).next;
+        }
+
+        let mut runs = runs.into_iter();
+        match runs.next() {
+            Some(first) => {
+                list.part.elts = first.start.cast();
+                list.part.nelts = first.len;
+                list.part.next = std::ptr::null_mut();
+                list.last = &mut list.part;
+                list.nalloc = first.alloc_end.offset_from(first.start) as usize;
+            }
+            None => {
+                list.part.elts = first_elts.cast();
+                list.part.nelts = 0;
+                list.part.next = std::ptr::null_mut();
+                list.last = &mut list.part;
+                return Some(removed);
+            }
+        }
+        for run in runs {
+            let p =
+                ngx_palloc(pool, std::mem::size_of::<ngx_list_part_t>()) as *mut ngx_list_part_t;
+            if p.is_null() {
+                return None;
+            }
+            p.write(ngx_list_part_t {
+                elts: run.start.cast(),
+                nelts: run.len,
+                next: std::ptr::null_mut(),
+            });
+            (*list.last).next = p;
+            list.last = p;
+            list.nalloc = run.alloc_end.offset_from(run.start) as usize;
         }
         Some(removed)
     }

@@ -39,6 +39,7 @@ add_block_preprocessor(sub {
 
     server {
         listen 127.0.0.1:$TEST_NGINX_MOCK_PORT;
+        client_max_body_size 10m;
         location / {
             ai_gateway_mock_provider;
         }
