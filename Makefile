@@ -91,12 +91,12 @@ inttest: build ## t/ suite against vendor/objs/nginx with the module loaded
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
 	PERL5LIB=$(CURDIR)/t/lib/compat prove -r t/
 
-inttest-debian: debian ## the admission tests again, with Debian's /usr/sbin/nginx
+inttest-debian: debian ## the same t/ suite with Debian's /usr/sbin/nginx and the Debian-built module
 	TEST_NGINX_BINARY=/usr/sbin/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(DEB_DIR)/$(MODULE).so \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
 	TEST_NGINX_SERVROOT=$(CURDIR)/t/servroot-debian \
-	PERL5LIB=$(CURDIR)/t/lib/compat prove t/000-sanity.t t/010-admission.t
+	PERL5LIB=$(CURDIR)/t/lib/compat prove -r t/
 
 test: check unittest inttest inttest-debian ## everything: lints, unit tests, t/ on both nginx builds
 

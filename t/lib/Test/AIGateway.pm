@@ -9,7 +9,8 @@ package Test::AIGateway;
 #   http_config), so a gateway location can `proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT`;
 # - `ai_gateway_config` defaults to t/fixtures/gateway.json when a block's http_config does
 #   not name one (blocks can inline their own with --- user_files and `../html/<file>`);
-# - $TEST_NGINX_ROOT is the project root, $TEST_NGINX_FIXTURES the fixtures directory.
+# - $TEST_NGINX_ROOT is the project root, $TEST_NGINX_FIXTURES the fixtures directory;
+# - the error log level is info.
 
 use Test::Nginx::Socket -Base;
 use Cwd qw(abs_path);
@@ -21,6 +22,10 @@ $ENV{TEST_NGINX_FIXTURES} ||= "$root/t/fixtures";
 $ENV{TEST_NGINX_MOCK_PORT} ||= ($ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984) + 1;
 
 no_long_string();
+
+# nginx's own debug log (Debian's nginx is built --with-debug) prints every request header,
+# keys included; the module's messages are at info and above.
+log_level('info');
 
 add_block_preprocessor(sub {
     my $block = shift;
