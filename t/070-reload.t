@@ -22,11 +22,26 @@ my $port     = ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + 10;
 my $mockport = $port + 1;
 my $prefix   = "$root/t/servroot-reload";
 
-remove_tree($prefix);
-make_path("$prefix/conf", "$prefix/logs");
+# The provider (the module's mock) runs in its own nginx that is not reloaded, as a real
+# provider would; only the gateway is reloaded. The gateway keeps upstream connections alive.
+my $mock_prefix = "$root/t/servroot-reload-mock";
 my $user = $> == 0 ? "user root root;" : "";
-open my $fh, '>', "$prefix/conf/nginx.conf" or die $!;
-print $fh <<"_EOC_";
+write_conf($mock_prefix, <<"_EOC_");
+load_module $module;
+$user
+worker_processes 1;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+events { worker_connections 256; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$mockport;
+        location / { ai_gateway_mock_provider interval=25ms; }
+    }
+}
+_EOC_
+write_conf($prefix, <<"_EOC_");
 load_module $module;
 $user
 worker_processes 2;
@@ -47,18 +62,16 @@ http {
             proxy_buffering off;
         }
     }
-    server {
-        listen 127.0.0.1:$mockport;
-        location / { ai_gateway_mock_provider interval=25ms; }
-    }
 }
 _EOC_
-close $fh;
 
-is(system($nginx, '-p', "$prefix/", '-c', 'conf/nginx.conf'), 0, 'nginx started');
+is(system($nginx, '-p', "$mock_prefix/", '-c', 'conf/nginx.conf'), 0, 'mock provider started');
+my $mock_pid = wait_pid("$mock_prefix/logs/nginx.pid");
+is(system($nginx, '-p', "$prefix/", '-c', 'conf/nginx.conf'), 0, 'gateway started');
 my $pid = wait_pid("$prefix/logs/nginx.pid");
-ok($pid, "master pid $pid");
+ok($pid, "gateway master pid $pid");
 wait_port($port);
+wait_port($mockport);
 
 my @kinds = (
     [ 'keyed JSON',   "Authorization: Bearer sk-alpha-1\r\n", '{"model":"m","messages":[]}', 200, qr/"object":"chat\.completion"/ ],
@@ -115,9 +128,12 @@ is(scalar(keys %bad), 0, 'every request got its complete, correct answer')
     or diag(explain(\%bad));
 ok($total{$_}, "some '$_' requests") for map { $_->[0] } @kinds;
 
-kill 'QUIT', $pid;
-for (1 .. 50) { last unless kill 0, $pid; sleep 0.1 }
-ok(!kill(0, $pid), 'nginx stopped');
+for my $p ($pid, $mock_pid) {
+    kill 'QUIT', $p;
+    for (1 .. 50) { last unless alive($p); sleep 0.1 }
+}
+ok(!alive($pid), 'gateway stopped');
+ok(!alive($mock_pid), 'mock provider stopped');
 
 my $log = do { local $/; open my $l, '<', "$prefix/logs/error.log" or die $!; <$l> };
 my $reloads = () = $log =~ /signal 1 \(SIGHUP\) received/g;
@@ -125,8 +141,27 @@ is($reloads, 3, 'three reloads in the error log');
 unlike($log, qr/\[(alert|crit|emerg)\]/, 'no [alert], [crit] or [emerg]')
     or diag(join "\n", grep { /\[(alert|crit|emerg)\]/ } split /\n/, $log);
 unlike($log, qr/\[error\]/, 'no [error]');
+my $mock_log = do { local $/; open my $l, '<', "$mock_prefix/logs/error.log" or die $!; <$l> };
+unlike($mock_log, qr/\[(error|alert|crit|emerg)\]/, 'the provider logged no errors either');
 
 done_testing();
+
+sub write_conf {
+    my ($dir, $text) = @_;
+    remove_tree($dir);
+    make_path("$dir/conf", "$dir/logs");
+    open my $fh, '>', "$dir/conf/nginx.conf" or die $!;
+    print $fh $text;
+    close $fh;
+}
+
+# a daemon nobody reaps (containers) stays a zombie: that counts as gone
+sub alive {
+    my $pid = shift;
+    return 0 unless kill 0, $pid;
+    open my $f, '<', "/proc/$pid/stat" or return 0;
+    return <$f> !~ /^\d+ \(.*\) Z/;
+}
 
 sub request {
     my ($port, $headers, $body) = @_;
