@@ -25,6 +25,8 @@ Content-Type: application/json
 X-NS: alpha
 Content-Type: application/json
 --- response_body_like: ^\{"choices":\[\{"finish_reason":"stop".*"object":"chat\.completion".*"usage":\{"completion_tokens":\d+,"prompt_tokens":\d+,"total_tokens":\d+\}\}$
+--- error_log eval
+qr/\[notice\] .*ai_gateway: ngx_http_ai_gateway_module \d+\.\d+\.\d+ \(built for nginx\/1\.\d+\.\d+\), config ".*gateway\.json" \(version t-1\): namespaces 16, keys 4, matchers 15/
 
 
 
@@ -55,7 +57,7 @@ Content-Type: text/event-stream
     }
 --- request
 POST /v1/messages
-{"model":"claude-3-5-haiku-latest","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}
+{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}
 --- more_headers
 x-api-key: sk-beta-1
 anthropic-version: 2023-06-01

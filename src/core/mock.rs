@@ -15,7 +15,7 @@ pub const REPLY_TEXT: &str = "Hello! This is a mock reply from the AI gateway's 
     can be tried without a real model.";
 
 /// Models listed by `GET /v1/models`.
-const MODELS: [&str; 3] = ["mock-gpt", "gpt-4o-mini", "claude-3-5-haiku-latest"];
+const MODELS: [&str; 3] = ["mock-gpt", "gpt-4o-mini", "claude-haiku-4-5"];
 
 /// Which API a request path belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,9 +5,9 @@ use std::ptr::{addr_of, addr_of_mut};
 
 use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{
-    ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
+    ngx_array_push, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_module_t,
     ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, NGX_ERROR, NGX_HTTP_MODULE,
-    NGX_LOG_EMERG, NGX_OK,
+    NGX_LOG_EMERG, NGX_LOG_NOTICE, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
@@ -71,6 +71,34 @@ impl HttpModule for Module {
     }
 }
 
+/// Runs in the master for every configuration that loads (start, reload, `nginx -t`): says
+/// which config the gateway serves, so an operator sees a reload take effect.
+unsafe extern "C" fn ngx_http_ai_gateway_init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the new cycle; its http configuration is complete.
+    let log = unsafe { (*cycle).log };
+    guard(log, NGX_OK as ngx_int_t, || unsafe {
+        let Some(mcf) = Module::main_conf(&*cycle) else {
+            return NGX_OK as ngx_int_t;
+        };
+        if let (Some(cfg), Some(path)) = (&mcf.config, &mcf.config_path) {
+            ngx::ngx_log_error!(
+                NGX_LOG_NOTICE,
+                log,
+                "ai_gateway: {} {} (built for {}), config \"{}\" (version {}): namespaces {}, keys {}, matchers {}",
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_PKG_VERSION"),
+                env!("AI_GATEWAY_NGINX_VERSION"),
+                path,
+                cfg.version.as_deref().unwrap_or("-"),
+                cfg.namespaces.len(),
+                cfg.key_count(),
+                cfg.matchers().len()
+            );
+        }
+        NGX_OK as ngx_int_t
+    })
+}
+
 // SAFETY: the types match what create_main_conf/create_loc_conf allocate.
 unsafe impl HttpModuleMainConf for Module {
     type MainConf = MainConf;
@@ -101,5 +129,6 @@ pub static mut ngx_http_ai_gateway_module: ngx_module_t = ngx_module_t {
     // SAFETY: taking the address of the static table; nginx reads it while loading.
     commands: unsafe { addr_of_mut!(COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as usize,
+    init_module: Some(ngx_http_ai_gateway_init_module),
     ..ngx_module_t::default()
 };

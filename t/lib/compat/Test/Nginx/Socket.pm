@@ -98,7 +98,8 @@ sub run_block ($) {
 
     for my $rep (1 .. $RepeatEach) {
         my $label = $RepeatEach > 1 ? "$name (repeat $rep)" : $name;
-        my $log_start = -s $ErrorLog || 0;
+        # the first round also sees what nginx logged while starting
+        my $log_start = $rep == 1 ? 0 : (-s $ErrorLog || 0);
         my $tcp = start_tcp_server($block);
         my $res = send_request($block, $label);
         my $query = finish_tcp_server($tcp);
