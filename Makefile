@@ -14,7 +14,7 @@ TEST_PORT    ?= 1984
 
 APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libssl-dev \
                 zlib1g-dev curl ca-certificates perl libtest-base-perl libtext-diff-perl \
-                libtest-longstring-perl libwww-perl nginx nginx-dev
+                nginx nginx-dev
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := build
