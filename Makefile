@@ -23,6 +23,7 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
+# RUNLEVEL=1 keeps the nginx package from starting its own service while it installs.
 deps: ## install missing Debian packages (build tools, nginx-dev, Perl test libraries)
 	@missing=""; for p in $(APT_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
@@ -31,7 +32,7 @@ deps: ## install missing Debian packages (build tools, nginx-dev, Perl test libr
 	if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq \
 	        --no-install-recommends $$missing </dev/null; \
 	fi
 	@command -v $(CARGO) >/dev/null || { echo "cargo (Rust >= 1.81) is required: https://rustup.rs"; exit 1; }
