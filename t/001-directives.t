@@ -198,3 +198,13 @@ qr/\[emerg\] .*"ai_gateway_config" directive is not allowed here/
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*unmatched_status: must be 401 or 404/
+
+
+
+=== TEST 16: ai_gateway_config belongs in the http block, not the main context
+--- main_config
+    ai_gateway_config gw.json;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"ai_gateway_config" directive is not allowed here/

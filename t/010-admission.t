@@ -4,6 +4,8 @@
 use lib 't/lib';
 use Test::AIGateway 'no_plan';
 
+repeat_each(2);
+
 add_block_preprocessor(sub {
     my $block = shift;
     if (!defined $block->config) {

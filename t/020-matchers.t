@@ -3,6 +3,11 @@
 use lib 't/lib';
 use Test::AIGateway 'no_plan';
 
+# every request twice against the same two workers: nothing may leak between requests
+repeat_each(2);
+master_on();
+workers(2);
+
 add_block_preprocessor(sub {
     my $block = shift;
     if (!defined $block->config) {
