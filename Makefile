@@ -52,7 +52,7 @@ debian: deps ## build the module for Debian's stock nginx (/usr/sbin/nginx) into
 	        || { tail -20 configure.log; exit 1; }; \
 	fi
 	NGINX_SOURCE_DIR=$(CURDIR)/$(DEB_DIR)/src CARGO_TARGET_DIR=$(CURDIR)/target-debian \
-	    $(CARGO) build --release --locked --no-default-features
+	    $(CARGO) build --release --locked --no-default-features --features module
 	@cp target-debian/release/lib$(MODULE).so $(DEB_DIR)/.$(MODULE).so && mv -f $(DEB_DIR)/.$(MODULE).so $(DEB_DIR)/$(MODULE).so
 	@echo "built $(DEB_DIR)/$(MODULE).so for $$(/usr/sbin/nginx -v 2>&1 | sed 's/.*: //')"
 

@@ -2,9 +2,10 @@
 //!
 //! `core` is pure Rust (config, matching, request parsing, errors, the mock provider) and is
 //! what `cargo test` exercises. `nginx` is the thin FFI layer: directives, phase handlers,
-//! filters and variables; it is left out of unit-test builds, which have no nginx to link.
+//! filters and variables; it is left out of unit-test builds, which have no nginx to link,
+//! and of builds without the `module` feature (the benches).
 
 pub mod core;
 
-#[cfg(not(test))]
+#[cfg(all(feature = "module", not(test)))]
 mod nginx;

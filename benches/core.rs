@@ -1,0 +1,151 @@
+//! Micro-benchmarks of the pure core: `cargo bench --no-default-features --bench core`.
+//!
+//! A small harness (no extra crates): each case is calibrated to ~20 ms per sample, run for
+//! 15 samples (5 with `BENCH_QUICK=1`), and reported as the median ns per operation with the
+//! min-max spread. Lines starting with `BENCH` are what `bench/bench.py` reads.
+
+use std::borrow::Cow;
+use std::hint::black_box;
+use std::time::Instant;
+
+use ngx_http_ai_gateway_module::core::config::GatewayConfig;
+use ngx_http_ai_gateway_module::core::identify::{identify, ClientKey};
+use ngx_http_ai_gateway_module::core::matcher::RequestView;
+use ngx_http_ai_gateway_module::core::request::parse_request;
+use serde_json::{json, Value};
+
+fn quick() -> bool {
+    std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0")
+}
+
+/// Runs `f` repeatedly; prints and returns the median ns per call.
+fn bench(name: &str, mut f: impl FnMut()) -> f64 {
+    let sample_target = if quick() { 0.005 } else { 0.02 };
+    let samples = if quick() { 5 } else { 15 };
+    // calibrate
+    let mut iters: u64 = 1;
+    loop {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        let secs = t.elapsed().as_secs_f64();
+        if secs >= sample_target / 4.0 || iters >= 1 << 30 {
+            iters = ((iters as f64) * sample_target / secs.max(1e-9))
+                .ceil()
+                .max(1.0) as u64;
+            break;
+        }
+        iters *= 4;
+    }
+    let mut per_op: Vec<f64> = (0..samples)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e9 / iters as f64
+        })
+        .collect();
+    per_op.sort_by(|a, b| a.total_cmp(b));
+    let median = per_op[per_op.len() / 2];
+    println!(
+        "BENCH {name} {median:.1} ns/op (min {:.1}, max {:.1}, {samples} samples x {iters})",
+        per_op[0],
+        per_op[per_op.len() - 1]
+    );
+    median
+}
+
+fn key(i: usize) -> String {
+    format!("sk-bench-{i:08}")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `keys` client keys spread over namespaces of 10 keys each, plus 10 header matchers.
+fn config(keys: usize) -> GatewayConfig {
+    let per_ns = 10.min(keys);
+    let namespaces: Vec<Value> = (0..keys / per_ns)
+        .map(|n| {
+            let api_keys: Vec<String> = (0..per_ns)
+                .map(|k| hex(&ClientKey::new(key(n * per_ns + k).as_bytes()).sha256))
+                .collect();
+            let mut ns = json!({"code": format!("ns-{n}"), "api_keys": api_keys});
+            if n < 10 {
+                ns["matchers"] = json!([{"type": "header", "field": "X-Team",
+                                         "operator": "equals", "value": format!("team-{n}")}]);
+            }
+            ns
+        })
+        .collect();
+    GatewayConfig::from_value(&json!({ "namespaces": namespaces })).expect("valid config")
+}
+
+struct Headers(Vec<(&'static str, String)>);
+
+impl RequestView for Headers {
+    fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| Cow::Borrowed(v.as_str()))
+    }
+    fn query_arg(&self, _: &str) -> Option<Cow<'_, str>> {
+        None
+    }
+    fn body(&self) -> Option<&Value> {
+        None
+    }
+}
+
+fn chat_body(bytes: usize) -> Vec<u8> {
+    let filler = bytes.saturating_sub(120);
+    format!(
+        r#"{{"model":"gpt-4o","stream":false,"max_tokens":256,"messages":[{{"role":"system","content":"You are terse."}},{{"role":"user","content":"{}"}}]}}"#,
+        "lorem ipsum ".repeat(filler / 12 + 1)
+    )
+    .into_bytes()
+}
+
+fn main() {
+    for n in [10usize, 1_000, 100_000] {
+        let cfg = config(n);
+        let keys: Vec<String> = (0..n).map(key).collect();
+        let no_headers = Headers(vec![]);
+        let mut i = 0usize;
+        // a different key each time (sha256 of the key + hash lookup)
+        bench(&format!("identify/key_hit/{n}_keys"), || {
+            i = (i + 7919) % n;
+            let k = ClientKey::new(keys[i].as_bytes());
+            black_box(identify(&cfg, Some(&k), &no_headers).is_ok());
+        });
+        let last_matcher = Headers(vec![
+            ("Content-Type", "application/json".into()),
+            ("X-Team", format!("team-{}", (n / 10).min(10) - 1)),
+        ]);
+        let unknown = ClientKey::new(b"sk-unknown");
+        bench(
+            &format!("identify/unknown_key_last_matcher/{n}_keys"),
+            || {
+                black_box(identify(&cfg, Some(&unknown), &last_matcher).is_ok());
+            },
+        );
+    }
+    bench("identify/sha256_of_key", || {
+        black_box(ClientKey::new(black_box(b"sk-bench-00000042")));
+    });
+
+    for (label, size) in [
+        ("1KB", 1024usize),
+        ("32KB", 32 * 1024),
+        ("1MB", 1024 * 1024),
+    ] {
+        let body = chat_body(size);
+        bench(&format!("parse_request/{label}"), || {
+            black_box(parse_request(black_box(&body), true).is_ok());
+        });
+    }
+}
