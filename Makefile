@@ -18,7 +18,8 @@ APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libss
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := build
-.PHONY: help deps build debian run stop check unittest inttest inttest-debian test clean
+.PHONY: help deps bench-deps build debian run stop check unittest inttest inttest-debian \
+        bench bench-smoke test clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -99,7 +100,25 @@ inttest-debian: debian ## the same t/ suite with Debian's /usr/sbin/nginx and th
 	TEST_NGINX_SERVROOT=$(CURDIR)/t/servroot-debian \
 	PERL5LIB=$(CURDIR)/t/lib/compat prove -r t/
 
-test: check unittest inttest inttest-debian ## everything: lints, unit tests, t/ on both nginx builds
+bench-deps: deps
+	@missing=""; for p in wrk python3 util-linux; do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
+	        || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends $$missing </dev/null; \
+	fi
+
+bench: build bench-deps ## plain nginx vs the gateway + core micro-benchmarks -> docs/benchmarks.md (BENCH_QUICK=1: smoke run)
+	python3 bench/bench.py
+
+bench-smoke: build bench-deps ## a one-second smoke run of the benchmark harness (timings mean nothing)
+	BENCH_QUICK=1 python3 bench/bench.py
+
+test: check unittest inttest inttest-debian bench-smoke ## everything: lints, unit tests, t/ on both nginx builds, bench smoke
 
 clean: ## remove build outputs
 	$(CARGO) clean

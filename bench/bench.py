@@ -1,0 +1,523 @@
+#!/usr/bin/env python3
+"""What the gateway costs per request, compared with plain nginx doing the same proxying.
+
+Three nginx instances of the same binary (vendor/objs/nginx):
+  mock     canned OpenAI JSON (with usage) and a canned SSE stream of 20 chunks + [DONE],
+           served with `return`, never the bottleneck; pinned with wrk to the load CPU;
+  plain    proxy_pass to the mock with upstream keepalive (the floor); gateway CPU;
+  gateway  the same proxying with the module doing everything that has landed; gateway CPU.
+
+Rounds interleave the targets (plain, gateway, plain, gateway, ...) for each scenario:
+JSON and SSE at concurrency 32 (req/s, CPU microseconds per request from the target's
+process tree utime+stime) and at concurrency 1 (p50/p99 latency). Ratios are taken per round
+against plain from the same round, and medians over rounds are reported. Micro-benchmarks of
+the pure core come from `cargo bench`.
+
+Usage: bench/bench.py [--rounds N] [--duration S] [--report FILE]; BENCH_QUICK=1 runs one
+short round and writes vendor/bench/report-quick.md (a smoke run; timings mean nothing).
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OBJS = os.path.join(ROOT, "vendor", "objs")
+NGINX = os.path.join(OBJS, "nginx")
+MODULE = os.path.join(OBJS, "ngx_http_ai_gateway_module.so")
+WORK = os.path.join(ROOT, "vendor", "bench")
+
+PORTS = {"mock": 18101, "plain": 18102, "gateway": 18103}
+BENCH_KEY = "sk-bench-0000042"
+CPU_GATEWAY, CPU_LOAD = "0", "1"
+SCENARIOS = [  # name, path, streaming, connections
+    ("json_c32", "/v1/chat/completions", False, 32),
+    ("sse_c32", "/v1/sse/chat/completions", True, 32),
+    ("json_c1", "/v1/chat/completions", False, 1),
+    ("sse_c1", "/v1/sse/chat/completions", True, 1),
+]
+TARGETS = ["plain", "gateway"]
+
+TARGETS_TEXT = """\
+- Key -> namespace + metrics only: <= 1.05x plain proxy_pass CPU/request.
+- Full pipeline (every policy, body parse, routing, metrics, usage parse): <= 1.25x, streaming too.
+- Added latency at concurrency 1: <= 20 us p50 over plain proxy_pass.
+- Gateway RSS flat across a 1M-request run."""
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+# --- configuration -----------------------------------------------------------------------
+
+def request_body(stream):
+    """A ~1.5 KB chat request."""
+    system = "You are a careful assistant for a logistics company. " * 6
+    user = ("Summarise the delivery exceptions below in three bullet points and propose "
+            "one follow-up action for each. ") * 9
+    body = {
+        "model": "gpt-4o-mini",
+        "stream": stream,
+        "max_tokens": 256,
+        "temperature": 0.2,
+        "messages": [
+            {"role": "system", "content": system.strip()},
+            {"role": "user", "content": user.strip()},
+        ],
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return json.dumps(body)
+
+
+def canned_json():
+    return json.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 1800000000,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant",
+                                             "content": "Three bullet points about delivery exceptions. " * 4},
+                     "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 331, "completion_tokens": 40, "total_tokens": 371},
+    })
+
+
+def canned_sse():
+    head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1800000000,
+            "model": "gpt-4o-mini"}
+    events = []
+    for i in range(19):
+        delta = {"content": " word%d" % i} if i else {"role": "assistant", "content": ""}
+        events.append(dict(head, choices=[{"index": 0, "delta": delta, "finish_reason": None}]))
+    events.append(dict(head, choices=[], usage={"prompt_tokens": 331, "completion_tokens": 18,
+                                                "total_tokens": 349}))
+    return "".join("data: %s\n\n" % json.dumps(e) for e in events) + "data: [DONE]\n\n"
+
+
+def nginx_escape(text):
+    return text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+
+
+def gateway_config():
+    """100 namespaces x 10 keys and 10 header matchers; the bench key is one of the keys."""
+    namespaces = []
+    for n in range(100):
+        keys = [hashlib.sha256(("sk-bench-%07d" % (n * 10 + k)).encode()).hexdigest()
+                for k in range(10)]
+        ns = {"code": "team-%d" % n, "api_keys": keys}
+        if n < 10:
+            ns["matchers"] = [{"type": "header", "field": "X-Team", "operator": "equals",
+                               "value": "team-%d" % n}]
+        namespaces.append(ns)
+    return {"version": "bench", "namespaces": namespaces}
+
+
+COMMON = """\
+worker_processes 1;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+worker_rlimit_nofile 4096;
+events {{ worker_connections 2048; }}
+"""
+
+PROXY = """\
+        location /v1/ {{
+{extra}            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "";
+            proxy_set_header Accept-Encoding "";
+            proxy_buffering off;
+        }}
+"""
+
+
+def write_configs():
+    shutil.rmtree(WORK, ignore_errors=True)
+    for name in ["mock"] + TARGETS:
+        os.makedirs(os.path.join(WORK, name, "conf"))
+        os.makedirs(os.path.join(WORK, name, "logs"))
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    confs = {
+        "mock": user + COMMON.format() + """\
+http {{
+    access_log off;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /v1/chat/completions {{
+            default_type application/json;
+            return 200 '{json}';
+        }}
+        location = /v1/sse/chat/completions {{
+            default_type text/event-stream;
+            return 200 '{sse}';
+        }}
+    }}
+}}
+""".format(port=PORTS["mock"], json=nginx_escape(canned_json()), sse=nginx_escape(canned_sse())),
+    }
+    upstream = "    upstream mock {{ server 127.0.0.1:{m}; keepalive 64; }}\n".format(m=PORTS["mock"])
+    confs["plain"] = user + COMMON.format() + """\
+http {{
+    access_log off;
+{upstream}    server {{
+        listen 127.0.0.1:{port};
+{proxy}    }}
+}}
+""".format(upstream=upstream, port=PORTS["plain"], proxy=PROXY.format(extra=""))
+    confs["gateway"] = "load_module {mod};\n".format(mod=MODULE) + user + COMMON.format() + """\
+http {{
+    access_log off;
+    ai_gateway_config gateway.json;
+{upstream}    server {{
+        listen 127.0.0.1:{port};
+{proxy}    }}
+}}
+""".format(upstream=upstream, port=PORTS["gateway"], proxy=PROXY.format(
+        extra="            ai_gateway on;\n"
+              "            proxy_set_header X-AI-Gateway-Namespace $ai_gateway_namespace;\n"))
+    for name, text in confs.items():
+        with open(os.path.join(WORK, name, "conf", "nginx.conf"), "w") as f:
+            f.write(text)
+    with open(os.path.join(WORK, "gateway", "conf", "gateway.json"), "w") as f:
+        json.dump(gateway_config(), f)
+    for stream in (False, True):
+        name = "sse" if stream else "json"
+        body = request_body(stream)
+        with open(os.path.join(WORK, "%s.lua" % name), "w") as f:
+            f.write(WRK_SCRIPT.replace("@BODY@", json.dumps(body)).replace("@KEY@", BENCH_KEY))
+
+
+WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.body = @BODY@
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer @KEY@"
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT {\\"requests\\":%d,\\"duration_us\\":%d,\\"errors\\":%d,\\"non2xx\\":%d,\\"bytes\\":%d,\\"p50\\":%d,\\"p99\\":%d}\\n",
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    summary.bytes, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+# --- processes ---------------------------------------------------------------------------
+
+def start(name, cpu):
+    prefix = os.path.join(WORK, name) + "/"
+    r = sh(["taskset", "-c", cpu, NGINX, "-p", prefix, "-c", "conf/nginx.conf"])
+    if r.returncode != 0:
+        sys.exit("cannot start %s nginx:\n%s" % (name, r.stderr))
+    pidfile = os.path.join(prefix, "logs", "nginx.pid")
+    for _ in range(100):
+        if os.path.exists(pidfile):
+            with open(pidfile) as f:
+                return int(f.read().strip())
+        time.sleep(0.05)
+    sys.exit("%s nginx wrote no pid file" % name)
+
+
+def stop(pid):
+    try:
+        os.kill(pid, signal.SIGQUIT)
+    except ProcessLookupError:
+        return
+    for _ in range(100):
+        if not alive(pid):
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def tree(master):
+    pids = [master]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == master:
+                    pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def cpu_seconds(master):
+    """utime + stime of the master and its workers."""
+    total = 0
+    for pid in tree(master):
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kb(master):
+    total = 0
+    for pid in tree(master):
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def check(name, path, stream):
+    """One request through a target: status 200 and the expected body shape."""
+    body = request_body(stream).encode()
+    r = sh(["curl", "-s", "-D", "-", "-o", "-", "-H", "Authorization: Bearer " + BENCH_KEY,
+            "-H", "Content-Type: application/json", "--data-binary", "@-",
+            "http://127.0.0.1:%d%s" % (PORTS[name], path)], input=body.decode())
+    ok = r.stdout.startswith("HTTP/1.1 200") and ("[DONE]" in r.stdout if stream
+                                                 else '"usage"' in r.stdout)
+    if not ok:
+        sys.exit("%s %s did not answer as expected:\n%s" % (name, path, r.stdout[:500]))
+
+
+def wrk(name, path, stream, conns, duration, master):
+    script = os.path.join(WORK, "%s.lua" % ("sse" if stream else "json"))
+    cmd = ["taskset", "-c", CPU_LOAD, "wrk", "-t1", "-c%d" % conns, "-d%ds" % duration,
+           "--latency", "-s", script, "http://127.0.0.1:%d%s" % (PORTS[name], path)]
+    cpu0 = cpu_seconds(master)
+    r = sh(cmd, timeout=duration + 60)
+    cpu1 = cpu_seconds(master)
+    m = re.search(r"^RESULT (\{.*\})$", r.stdout, re.M)
+    if not m:
+        sys.exit("wrk failed:\n%s\n%s" % (r.stdout, r.stderr))
+    res = json.loads(m.group(1))
+    secs = res["duration_us"] / 1e6
+    return {
+        "rps": res["requests"] / secs,
+        "cpu_us": (cpu1 - cpu0) * 1e6 / max(res["requests"], 1),
+        "p50": res["p50"], "p99": res["p99"],
+        "requests": res["requests"], "errors": res["errors"] + res["non2xx"],
+    }
+
+
+# --- report ------------------------------------------------------------------------------
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def machine_info():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    def version(cmd):
+        r = sh(cmd)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": "%s, %d CPUs" % (model, os.cpu_count()),
+        "kernel": platform.release(),
+        "nginx": version([NGINX, "-v"]).replace("nginx version: ", ""),
+        "rustc": version(["rustc", "-V"]),
+        "wrk": version(["wrk", "-v"]).split(" Copyright")[0],
+        "commit": sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).stdout.strip()
+                  + (" (dirty)" if sh(["git", "-C", ROOT, "status", "--porcelain",
+                                       "--untracked-files=no"]).stdout.strip() else ""),
+    }
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def micro_benchmarks(quick):
+    env = dict(os.environ, BENCH_QUICK="1" if quick else "0")
+    r = sh(["cargo", "bench", "--locked", "--no-default-features", "--bench", "core"],
+           cwd=ROOT, env=env)
+    rows = re.findall(r"^BENCH (\S+) ([\d.]+) ns/op \(min ([\d.]+), max ([\d.]+)", r.stdout, re.M)
+    if not rows:
+        sys.exit("cargo bench failed:\n%s" % r.stderr[-2000:])
+    return rows
+
+
+def fmt_us(ns):
+    ns = float(ns)
+    return "%.2f us" % (ns / 1000) if ns >= 1000 else "%.0f ns" % ns
+
+
+def report(info, params, results, rss, micro, load_before, load_after):
+    out = []
+    w = out.append
+    w("# Benchmarks: what the gateway costs over plain nginx\n")
+    w("Produced by `make bench` (`bench/bench.py`): %s; do not edit by hand.\n" % params["desc"])
+    w("| | |\n|---|---|")
+    for k in ("date", "cpu", "kernel", "nginx", "rustc", "wrk", "commit"):
+        w("| %s | %s |" % (k, info[k]))
+    w("| load average | %s before, %s after |" % (load_before, load_after))
+    w("| setup | target nginx (1 worker) pinned to CPU %s; wrk (1 thread) and the mock "
+      "upstream pinned to CPU %s; ~%d B chat request bodies with `Authorization` and "
+      "`model`; mock: canned JSON with `usage`, canned SSE of 20 `data:` chunks + `[DONE]` |"
+      % (CPU_GATEWAY, CPU_LOAD, len(request_body(False))))
+    w("| gateway | `ai_gateway on`: body read and parsed, key sha256 -> namespace among "
+      "1,000 keys / 100 namespaces / 10 matchers, `X-AI-Gateway-*` stripped, "
+      "`$ai_gateway_namespace` sent upstream |")
+    w("| method | %d rounds x %d s per run, targets interleaved (plain, gateway) per "
+      "scenario; ratios per round against plain from the same round; medians over rounds |\n"
+      % (params["rounds"], params["duration"]))
+
+    def cell(target, scen, key):
+        return median([r[key] for r in results[(target, scen)]])
+
+    def ratio(scen, key):
+        per_round = [g[key] / p[key] for p, g in zip(results[("plain", scen)],
+                                                    results[("gateway", scen)]) if p[key]]
+        return median(per_round)
+
+    w("## Throughput and CPU per request, concurrency 32\n")
+    w("| response | plain req/s | gateway req/s | ratio | plain CPU us/req | gateway CPU us/req | ratio |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    for scen, label in (("json_c32", "JSON"), ("sse_c32", "SSE stream")):
+        w("| %s | %.0f | %.0f | %.3f | %.1f | %.1f | **%.3f** |" % (
+            label, cell("plain", scen, "rps"), cell("gateway", scen, "rps"), ratio(scen, "rps"),
+            cell("plain", scen, "cpu_us"), cell("gateway", scen, "cpu_us"),
+            ratio(scen, "cpu_us")))
+    w("")
+    w("## Latency, concurrency 1\n")
+    w("| response | plain p50 | gateway p50 | added p50 | plain p99 | gateway p99 | added p99 | CPU us/req ratio |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for scen, label in (("json_c1", "JSON"), ("sse_c1", "SSE stream")):
+        added50 = median([g["p50"] - p["p50"] for p, g in zip(results[("plain", scen)],
+                                                             results[("gateway", scen)])])
+        added99 = median([g["p99"] - p["p99"] for p, g in zip(results[("plain", scen)],
+                                                             results[("gateway", scen)])])
+        w("| %s | %.0f us | %.0f us | **%+.0f us** | %.0f us | %.0f us | %+.0f us | %.3f |" % (
+            label, cell("plain", scen, "p50"), cell("gateway", scen, "p50"), added50,
+            cell("plain", scen, "p99"), cell("gateway", scen, "p99"), added99,
+            ratio(scen, "cpu_us")))
+    w("")
+    w("## Memory\n")
+    w("| | plain | gateway |")
+    w("|---|---:|---:|")
+    w("| RSS after warm-up (master + worker) | %d KiB | %d KiB |" % (rss["plain"][0], rss["gateway"][0]))
+    w("| RSS after the run | %d KiB | %d KiB |" % (rss["plain"][1], rss["gateway"][1]))
+    w("| requests served in between | %d | %d |\n" % (rss["plain"][2], rss["gateway"][2]))
+    errors = sum(r["errors"] for rs in results.values() for r in rs)
+    w("Socket errors or non-2xx answers during the runs: %d.\n" % errors)
+    w("## Micro-benchmarks of the pure core (`cargo bench --no-default-features --bench core`)\n")
+    w("| case | median | min | max |")
+    w("|---|---:|---:|---:|")
+    for name, med, lo, hi in micro:
+        w("| `%s` | %s | %s | %s |" % (name, fmt_us(med), fmt_us(lo), fmt_us(hi)))
+    w("")
+    w("`identify/key_hit/N_keys`: sha256 of a different key each time and its lookup among N "
+      "keys; `identify/unknown_key_last_matcher`: an unknown key, then 10 header matchers tried "
+      "until the last one matches; `parse_request`: the access-phase JSON parse of a chat body.\n")
+    w("## Targets (recorded, not asserted)\n")
+    w(TARGETS_TEXT + "\n")
+    cpu_json, cpu_sse = ratio("json_c32", "cpu_us"), ratio("sse_c32", "cpu_us")
+    added = median([g["p50"] - p["p50"] for p, g in zip(results[("plain", "json_c1")],
+                                                       results[("gateway", "json_c1")])])
+    growth = rss["gateway"][1] - rss["gateway"][0]
+    w("Where this commit stands (it has key -> namespace and body parsing; no metrics, "
+      "policies, routing or usage parsing yet):\n")
+    w("- CPU/request, JSON: %.3fx; SSE: %.3fx (target for key -> namespace: <= 1.05x)."
+      % (cpu_json, cpu_sse))
+    w("- Added p50 latency at concurrency 1 (JSON): %+.0f us (target <= 20 us)." % added)
+    w("- Gateway RSS %+d KiB over %d requests (target: flat; %d requests is %s 1M)."
+      % (growth, rss["gateway"][2], rss["gateway"][2],
+         "at least" if rss["gateway"][2] >= 1_000_000 else "less than"))
+    return "\n".join(out) + "\n"
+
+
+# --- main --------------------------------------------------------------------------------
+
+def main():
+    quick = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=1 if quick else 5)
+    ap.add_argument("--duration", type=int, default=1 if quick else 5)
+    ap.add_argument("--report", default=os.path.join(
+        WORK if quick else os.path.join(ROOT, "docs"),
+        "report-quick.md" if quick else "benchmarks.md"))
+    args = ap.parse_args()
+    for tool in ("wrk", "taskset", "curl"):
+        if not shutil.which(tool):
+            sys.exit("%s is required (make bench installs it)" % tool)
+    if not (os.path.exists(NGINX) and os.path.exists(MODULE)):
+        sys.exit("build first: make build")
+
+    info = machine_info()
+    load_before = loadavg()
+    print("micro-benchmarks (cargo bench)...", flush=True)
+    micro = micro_benchmarks(quick)
+
+    write_configs()
+    pids = {"mock": start("mock", CPU_LOAD)}
+    for t in TARGETS:
+        pids[t] = start(t, CPU_GATEWAY)
+    try:
+        time.sleep(0.3)
+        for t in TARGETS:
+            for _, path, stream, _ in SCENARIOS[:2]:
+                check(t, path, stream)
+        # warm-up: connections, keepalive pools, allocator
+        for t in TARGETS:
+            for _, path, stream, conns in SCENARIOS[:2]:
+                wrk(t, path, stream, conns, 1, pids[t])
+        rss = {t: [rss_kb(pids[t]), 0, 0] for t in TARGETS}
+        results = {(t, s[0]): [] for t in TARGETS for s in SCENARIOS}
+        for rnd in range(args.rounds):
+            for scen, path, stream, conns in SCENARIOS:
+                for t in TARGETS:
+                    r = wrk(t, path, stream, conns, args.duration, pids[t])
+                    results[(t, scen)].append(r)
+                    rss[t][2] += r["requests"]
+                    print("round %d %-9s %-8s %8.0f req/s %7.1f us/req CPU  p50 %5d us  p99 %6d us%s"
+                          % (rnd + 1, scen, t, r["rps"], r["cpu_us"], r["p50"], r["p99"],
+                             "  ERRORS %d" % r["errors"] if r["errors"] else ""), flush=True)
+        for t in TARGETS:
+            rss[t][1] = rss_kb(pids[t])
+    finally:
+        for pid in pids.values():
+            stop(pid)
+
+    desc = "BENCH_QUICK smoke run, timings are not meaningful" if quick else "full run"
+    params = {"rounds": args.rounds, "duration": args.duration, "desc": desc}
+    text = report(info, params, results, rss, micro, load_before, loadavg())
+    os.makedirs(os.path.dirname(args.report), exist_ok=True)
+    with open(args.report, "w") as f:
+        f.write(text)
+    print("\n" + text)
+    print("report written to %s" % os.path.relpath(args.report, ROOT))
+
+
+if __name__ == "__main__":
+    main()
