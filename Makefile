@@ -101,7 +101,7 @@ inttest-debian: debian ## the same t/ suite with Debian's /usr/sbin/nginx and th
 	PERL5LIB=$(CURDIR)/t/lib/compat prove -r t/
 
 bench-deps: deps
-	@missing=""; for p in wrk python3 util-linux; do \
+	@missing=""; for p in wrk python3 util-linux valgrind; do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
 	        || missing="$$missing $$p"; \
 	done; \

@@ -179,9 +179,21 @@ Authorization: Bearer sk-alpha-1
 
 
 
-=== TEST 9: deeply nested JSON is an error, not a crash
+=== TEST 9: deeply nested JSON the gateway does not read passes to the provider, no crash
 --- request eval
-"POST /v1/chat/completions\n{\"a\":" . ("[" x 20000) . ("]" x 20000) . "}"
+"POST /v1/chat/completions\n{\"model\":\"m\",\"a\":" . ("[" x 20000) . ("]" x 20000) . "}"
+--- more_headers
+Authorization: Bearer sk-alpha-1
+--- error_code: 400
+--- response_headers
+X-Model: m
+--- response_body_like: "code":"invalid_request"
+
+
+
+=== TEST 10: deeply nested, unterminated JSON is malformed
+--- request eval
+"POST /v1/chat/completions\n{\"a\":" . ("[" x 20000)
 --- more_headers
 Authorization: Bearer sk-alpha-1
 --- error_code: 400

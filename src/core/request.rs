@@ -1,9 +1,14 @@
 //! The API request body, parsed once in the access phase.
 //!
-//! Only the fields the gateway acts on are validated (type errors are 400s with `param` set);
-//! the rest of the document is kept as parsed for later phases (token counting, body
-//! matchers) and forwarded upstream byte for byte by nginx.
+//! The parse validates the whole document (syntax and UTF-8) but materialises only what the
+//! gateway acts on: `model`, `stream`, `max_tokens`, `max_completion_tokens`,
+//! and the raw JSON of `messages` and `tools` for later phases (token counting). Other fields
+//! are skipped without allocating. Type errors in these fields are 400s with `param` set; the
+//! body itself is forwarded upstream byte for byte by nginx.
 
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::error::GatewayError;
@@ -13,31 +18,27 @@ use super::error::GatewayError;
 pub struct RequestSummary {
     /// Size of the body as received.
     pub body_bytes: usize,
-    /// The parsed document; `None` when there was no body or it is not JSON (multipart).
-    pub json: Option<Value>,
+    /// Whether the body was parsed as JSON (false when empty or multipart).
+    pub is_json: bool,
     pub model: Option<String>,
     pub stream: bool,
     pub max_tokens: Option<u64>,
     pub max_completion_tokens: Option<u64>,
+    /// The `messages` array as raw JSON (OpenAI chat, Anthropic messages).
+    pub messages: Option<Box<RawValue>>,
+    /// The `tools` array as raw JSON.
+    pub tools: Option<Box<RawValue>>,
 }
 
 impl RequestSummary {
-    /// The `messages` array (OpenAI chat, Anthropic messages).
-    pub fn messages(&self) -> &[Value] {
-        self.array("messages")
+    /// The raw JSON of `messages`, e.g. for token counting.
+    pub fn messages_json(&self) -> Option<&str> {
+        self.messages.as_deref().map(RawValue::get)
     }
 
-    /// The `tools` array.
-    pub fn tools(&self) -> &[Value] {
-        self.array("tools")
-    }
-
-    fn array(&self, key: &str) -> &[Value] {
-        self.json
-            .as_ref()
-            .and_then(|j| j.get(key))
-            .and_then(Value::as_array)
-            .map_or(&[], Vec::as_slice)
+    /// The raw JSON of `tools`.
+    pub fn tools_json(&self) -> Option<&str> {
+        self.tools.as_deref().map(RawValue::get)
     }
 }
 
@@ -53,6 +54,24 @@ pub fn is_json_content_type(content_type: Option<&[u8]>) -> bool {
     }
 }
 
+/// The top-level fields the gateway reads, captured unparsed so that type errors can name
+/// their field; everything else is skipped.
+#[derive(Deserialize)]
+struct TopLevel<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+}
+
 /// Parses a request body. An empty body yields an empty summary.
 pub fn parse_request(body: &[u8], json_expected: bool) -> Result<RequestSummary, GatewayError> {
     let mut summary = RequestSummary {
@@ -62,65 +81,106 @@ pub fn parse_request(body: &[u8], json_expected: bool) -> Result<RequestSummary,
     if body.is_empty() || !json_expected {
         return Ok(summary);
     }
-    let doc: Value = serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson {
-        detail: describe(&e),
+    // JSON is UTF-8; serde does not check the strings it skips, so check the whole body
+    let text = std::str::from_utf8(body).map_err(|e| GatewayError::InvalidJson {
+        detail: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
     })?;
-    let obj = match &doc {
-        Value::Object(o) => o,
-        _ => {
-            return Err(GatewayError::InvalidJson {
-                detail: "the body must be a JSON object".to_string(),
-            })
-        }
-    };
-
-    summary.model = match obj.get("model") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(invalid("model", "a string")),
-    };
-    summary.stream = match obj.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(invalid("stream", "a boolean")),
-    };
-    summary.max_tokens = count_field(obj.get("max_tokens"), "max_tokens")?;
-    summary.max_completion_tokens =
-        count_field(obj.get("max_completion_tokens"), "max_completion_tokens")?;
-    for key in ["messages", "tools"] {
-        match obj.get(key) {
-            None | Some(Value::Null) | Some(Value::Array(_)) => {}
-            Some(_) => return Err(invalid(key, "an array")),
-        }
+    if text.trim_ascii_start().as_bytes().first() != Some(&b'{') {
+        // serde would read an array into the struct field by field: refuse it here
+        return Err(match serde_json::from_str::<IgnoredAny>(text) {
+            Ok(_) => not_an_object(),
+            Err(e) => invalid_json(&e),
+        });
     }
-    summary.json = Some(doc);
+    let top: TopLevel<'_> = serde_json::from_str(text).map_err(|e| invalid_json(&e))?;
+    summary.is_json = true;
+    summary.model = field(top.model, "model", "a string", |v| match v {
+        Value::String(s) => Some(Some(s)),
+        _ => None,
+    })?;
+    summary.stream = field(top.stream, "stream", "a boolean", |v| match v {
+        Value::Bool(b) => Some(Some(b)),
+        _ => None,
+    })?
+    .unwrap_or(false);
+    summary.max_tokens = field(top.max_tokens, "max_tokens", COUNT, count)?;
+    summary.max_completion_tokens = field(
+        top.max_completion_tokens,
+        "max_completion_tokens",
+        COUNT,
+        count,
+    )?;
+    summary.messages = array(top.messages, "messages")?;
+    summary.tools = array(top.tools, "tools")?;
     Ok(summary)
 }
 
-fn count_field(v: Option<&Value>, name: &'static str) -> Result<Option<u64>, GatewayError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| invalid(name, "a non-negative integer")),
+const COUNT: &str = "a non-negative integer";
+
+fn count(v: Value) -> Option<Option<u64>> {
+    v.as_u64().map(Some)
+}
+
+/// Converts one captured field; `null` counts as absent.
+fn field<T>(
+    raw: Option<&RawValue>,
+    param: &'static str,
+    expected: &'static str,
+    convert: impl FnOnce(Value) -> Option<Option<T>>,
+) -> Result<Option<T>, GatewayError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let value: Value = serde_json::from_str(raw.get()).map_err(|e| invalid_json(&e))?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    convert(value).ok_or(GatewayError::InvalidField { param, expected })
+}
+
+/// Keeps an array field as raw JSON.
+fn array(
+    raw: Option<&RawValue>,
+    param: &'static str,
+) -> Result<Option<Box<RawValue>>, GatewayError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    match raw.get().as_bytes().first() {
+        Some(b'[') => Ok(Some(raw.to_owned())),
+        Some(b'n') => Ok(None),
+        _ => Err(GatewayError::InvalidField {
+            param,
+            expected: "an array",
+        }),
     }
 }
 
-fn invalid(param: &'static str, expected: &'static str) -> GatewayError {
-    GatewayError::InvalidField { param, expected }
-}
-
-/// serde's message names a position, never content.
-fn describe(e: &serde_json::Error) -> String {
+/// serde's message names a position (and at most a field name), never content.
+fn invalid_json(e: &serde_json::Error) -> GatewayError {
     use serde_json::error::Category;
     let what = match e.classify() {
         Category::Eof => "unexpected end of input",
         Category::Syntax => "syntax error",
-        Category::Data => "invalid data",
+        Category::Data if e.to_string().starts_with("duplicate field") => "duplicate field",
+        Category::Data => return not_an_object(),
         Category::Io => "read error",
     };
-    format!("{what} at line {} column {}", e.line(), e.column())
+    GatewayError::InvalidJson {
+        detail: format!("{what} at line {} column {}", e.line(), e.column()),
+    }
+}
+
+fn not_an_object() -> GatewayError {
+    GatewayError::InvalidJson {
+        detail: "the body must be a JSON object".to_string(),
+    }
+}
+
+/// Parses the whole body as a JSON value (for body matchers, which may read any path).
+/// Only called when a body matcher is evaluated; the body was already validated.
+pub fn parse_document(body: &[u8]) -> Option<Value> {
+    serde_json::from_slice(body).ok()
 }
 
 #[cfg(test)]
@@ -138,26 +198,38 @@ mod tests {
     #[test]
     fn summary_fields() {
         let s = ok(r#"{"model":"gpt-4o","stream":true,"max_tokens":64,
-                       "max_completion_tokens":32,
+                       "max_completion_tokens":32, "extra": {"deep": [1, {"x": null}]},
                        "messages":[{"role":"user","content":"hi"}],
                        "tools":[{"type":"function"}]}"#);
+        assert!(s.is_json);
         assert_eq!(s.model.as_deref(), Some("gpt-4o"));
         assert!(s.stream);
         assert_eq!(s.max_tokens, Some(64));
         assert_eq!(s.max_completion_tokens, Some(32));
-        assert_eq!(s.messages().len(), 1);
-        assert_eq!(s.tools().len(), 1);
+        assert_eq!(
+            s.messages_json(),
+            Some(r#"[{"role":"user","content":"hi"}]"#)
+        );
+        assert_eq!(s.tools_json(), Some(r#"[{"type":"function"}]"#));
         assert!(s.body_bytes > 0);
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        assert_eq!(
+            ok(r#"{"model":"gpt-\u0034o"}"#).model.as_deref(),
+            Some("gpt-4o")
+        );
     }
 
     #[test]
     fn empty_and_minimal_bodies() {
         let s = ok("");
-        assert!(s.json.is_none() && s.model.is_none() && !s.stream);
+        assert!(!s.is_json && s.model.is_none() && !s.stream);
         let s = ok("{}");
-        assert!(s.json.is_some() && s.messages().is_empty());
-        let s = ok(r#"{"model":null,"stream":null,"max_tokens":null}"#);
-        assert!(s.model.is_none() && !s.stream && s.max_tokens.is_none());
+        assert!(s.is_json && s.messages.is_none());
+        let s = ok(r#"{"model":null,"stream":null,"max_tokens":null,"messages":null}"#);
+        assert!(s.model.is_none() && !s.stream && s.max_tokens.is_none() && s.messages.is_none());
     }
 
     #[test]
@@ -171,7 +243,7 @@ mod tests {
         )));
         assert!(is_json_content_type(None));
         let s = parse_request(b"--x\r\nnot json", false).unwrap();
-        assert!(s.json.is_none());
+        assert!(!s.is_json);
         assert_eq!(s.body_bytes, 13);
     }
 
@@ -196,10 +268,24 @@ mod tests {
                 other => panic!("{body}: {other:?}"),
             }
         }
-        assert!(matches!(
-            parse_request(b"{\"a\":\"\xff\"}", true),
-            Err(GatewayError::InvalidJson { .. })
-        ));
+        assert_eq!(
+            parse_request(b"{\"a\":\"\xff\"}", true).unwrap_err(),
+            GatewayError::InvalidJson {
+                detail: "invalid UTF-8 at byte 6".into()
+            }
+        );
+        assert_eq!(
+            fails("[1]"),
+            GatewayError::InvalidJson {
+                detail: "the body must be a JSON object".into()
+            }
+        );
+        assert_eq!(
+            fails(r#"{"model":"a","model":"b"}"#),
+            GatewayError::InvalidJson {
+                detail: "duplicate field at line 1 column 20".into()
+            }
+        );
     }
 
     #[test]
@@ -218,16 +304,28 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_an_error_not_a_crash() {
+    fn deep_nesting_never_crashes() {
         let body = "[".repeat(100_000);
         assert!(matches!(
             parse_request(body.as_bytes(), true),
             Err(GatewayError::InvalidJson { .. })
         ));
-        let body = format!("{{\"a\":{}1{}}}", "[".repeat(5000), "]".repeat(5000));
+        let body = "{\"a\":".repeat(100_000);
         assert!(matches!(
             parse_request(body.as_bytes(), true),
             Err(GatewayError::InvalidJson { .. })
         ));
+        // skipped fields are scanned without recursion: deep but valid nesting passes
+        let body = format!("{{\"a\":{}1{}}}", "[".repeat(5000), "]".repeat(5000));
+        assert!(parse_request(body.as_bytes(), true).is_ok());
+        // ... and a deep document simply fails to match body matchers
+        assert!(parse_document(body.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn whole_document_for_body_matchers() {
+        let doc = parse_document(br#"{"metadata":{"team":"red"}}"#).unwrap();
+        assert_eq!(doc["metadata"]["team"], "red");
+        assert!(parse_document(b"{").is_none());
     }
 }

@@ -124,14 +124,17 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
         let content_type = (!req.headers_in.content_type.is_null())
             .then(|| (*req.headers_in.content_type).value.as_bytes());
         let parsed = parse_request(&body, is_json_content_type(content_type));
-        drop(body);
 
         let key = client_key(req).map(ClientKey::new);
-        ctx.key_id = key.as_ref().map(ClientKey::id);
+        ctx.key = key;
 
         let view = NgxRequestView {
             r: req,
-            body: parsed.as_ref().ok().and_then(|s| s.json.as_ref()),
+            json_body: parsed
+                .as_ref()
+                .is_ok_and(|s| s.is_json)
+                .then_some(&body[..]),
+            document: Default::default(),
         };
         // identification first: an unidentified client learns nothing about its body
         let id = match identify(&config, key.as_ref(), &view) {

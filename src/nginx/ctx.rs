@@ -14,7 +14,7 @@ use super::mock::MockState;
 use super::module::Module;
 use crate::core::config::GatewayConfig;
 use crate::core::error::GatewayError;
-use crate::core::identify::Via;
+use crate::core::identify::{ClientKey, Via};
 use crate::core::request::RequestSummary;
 
 /// Where the access handler is for this request.
@@ -38,7 +38,8 @@ pub struct RequestCtx {
     pub summary: Option<RequestSummary>,
     pub namespace: Option<usize>,
     pub via: Option<Via>,
-    pub key_id: Option<String>,
+    /// The client key the request presented (as its hash).
+    pub key: Option<ClientKey>,
     /// The gateway's own rejection, rendered by the error filter.
     pub error: Option<GatewayError>,
     /// The error the filter rendered as JSON (the gateway's own, or nginx's 413/502/...).

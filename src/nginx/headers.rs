@@ -1,6 +1,7 @@
 //! Reading and removing request headers.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use ngx::ffi::{
     ngx_http_request_t, ngx_list_part_t, ngx_list_t, ngx_palloc, ngx_pool_t, ngx_table_elt_t,
@@ -8,6 +9,7 @@ use ngx::ffi::{
 use serde_json::Value;
 
 use crate::core::matcher::{find_query_arg, RequestView};
+use crate::core::request::parse_document;
 
 /// Client headers in this family belong to the gateway and are removed before proxying.
 pub const GATEWAY_HEADER_PREFIX: &[u8] = b"x-ai-gateway-";
@@ -151,10 +153,13 @@ pub unsafe fn remove_headers_with_prefix(
     }
 }
 
-/// A [`RequestView`] over a live nginx request.
+/// A [`RequestView`] over a live nginx request. The JSON body is parsed into a document
+/// only if a body matcher asks for it.
 pub struct NgxRequestView<'a> {
     pub r: &'a ngx_http_request_t,
-    pub body: Option<&'a Value>,
+    /// The body, when it is (valid) JSON.
+    pub json_body: Option<&'a [u8]>,
+    pub document: OnceCell<Option<Value>>,
 }
 
 impl RequestView for NgxRequestView<'_> {
@@ -168,6 +173,8 @@ impl RequestView for NgxRequestView<'_> {
     }
 
     fn body(&self) -> Option<&Value> {
-        self.body
+        self.document
+            .get_or_init(|| self.json_body.and_then(parse_document))
+            .as_ref()
     }
 }

@@ -8,6 +8,7 @@ use ngx::ffi::{
 
 use super::ctx::{self, Phase, RequestCtx};
 use super::guard::guard;
+use crate::core::identify::ClientKey;
 
 #[derive(Clone, Copy)]
 enum Var {
@@ -65,7 +66,7 @@ fn value(ctx: &RequestCtx, var: Var) -> Option<String> {
     match var {
         Var::Namespace => ctx.namespace_code().map(str::to_string),
         Var::NamespaceName => ctx.namespace_name().map(str::to_string),
-        Var::KeyId => ctx.key_id.clone(),
+        Var::KeyId => ctx.key.as_ref().map(ClientKey::id),
         Var::IdentifiedBy => ctx.via.map(|v| v.as_str().to_string()),
         Var::Model => summary.and_then(|s| s.model.clone()),
         Var::Stream => summary.map(|s| if s.stream { "true" } else { "false" }.to_string()),
