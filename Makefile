@@ -15,6 +15,7 @@ TEST_PORT    ?= 1984
 APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libssl-dev \
                 zlib1g-dev curl ca-certificates perl libtest-base-perl libtext-diff-perl \
                 nginx nginx-dev
+BENCH_PACKAGES := wrk python3 util-linux valgrind
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := build
@@ -24,18 +25,23 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
-# RUNLEVEL=1 keeps the nginx package from starting its own service while it installs.
+# Installs the packages of $(1) that are missing. RUNLEVEL=1 keeps the nginx package from
+# starting its own service while it installs.
+define apt_install
+missing=""; for p in $(1); do \
+    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
+        || missing="$$missing $$p"; \
+done; \
+if [ -n "$$missing" ]; then \
+    echo "installing:$$missing"; \
+    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+    $(SUDO) env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq \
+        --no-install-recommends $$missing </dev/null; \
+fi
+endef
+
 deps: ## install missing Debian packages (build tools, nginx-dev, Perl test libraries)
-	@missing=""; for p in $(APT_PACKAGES); do \
-	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
-	        || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	    echo "installing:$$missing"; \
-	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    $(SUDO) env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq \
-	        --no-install-recommends $$missing </dev/null; \
-	fi
+	@$(call apt_install,$(APT_PACKAGES))
 	@command -v $(CARGO) >/dev/null || { echo "cargo (Rust >= 1.81) is required: https://rustup.rs"; exit 1; }
 
 build: deps ## build the module and nginx 1.28.3 (--with-compat) into vendor/objs
@@ -101,16 +107,7 @@ inttest-debian: debian ## the same t/ suite with Debian's /usr/sbin/nginx and th
 	PERL5LIB=$(CURDIR)/t/lib/compat prove -r t/
 
 bench-deps: deps
-	@missing=""; for p in wrk python3 util-linux valgrind; do \
-	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
-	        || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	    echo "installing:$$missing"; \
-	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	        --no-install-recommends $$missing </dev/null; \
-	fi
+	@$(call apt_install,$(BENCH_PACKAGES))
 
 bench: build bench-deps ## plain nginx vs the gateway + core micro-benchmarks -> docs/benchmarks.md (BENCH_QUICK=1: smoke run)
 	python3 bench/bench.py

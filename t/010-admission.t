@@ -9,15 +9,7 @@ repeat_each(2);
 add_block_preprocessor(sub {
     my $block = shift;
     if (!defined $block->config) {
-        $block->set_value("config", <<'_EOC_');
-    location /v1/ {
-        ai_gateway on;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
-        add_header X-NS $ai_gateway_namespace always;
-        add_header X-Via $ai_gateway_identified_by always;
-        add_header X-Reason $ai_gateway_reason always;
-    }
-_EOC_
+        $block->set_value("config", $gateway_location);
     }
 });
 

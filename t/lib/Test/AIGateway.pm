@@ -21,6 +21,20 @@ $ENV{TEST_NGINX_ROOT}     ||= $root;
 $ENV{TEST_NGINX_FIXTURES} ||= "$root/t/fixtures";
 $ENV{TEST_NGINX_MOCK_PORT} ||= ($ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984) + 1;
 
+# A gateway location forwarding to the mock provider that echoes the identification back
+# in response headers; files use it as their default `--- config`.
+our $gateway_location = <<'_EOC_';
+    location /v1/ {
+        ai_gateway on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+        add_header X-NS $ai_gateway_namespace always;
+        add_header X-Via $ai_gateway_identified_by always;
+        add_header X-Reason $ai_gateway_reason always;
+    }
+_EOC_
+
+our @EXPORT = qw($gateway_location);
+
 no_long_string();
 
 # nginx's own debug log (Debian's nginx is built --with-debug) prints every request header,
