@@ -14,6 +14,7 @@ TEST_PORT    ?= 1984
 
 APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libssl-dev \
                 zlib1g-dev curl ca-certificates perl libtest-base-perl libtext-diff-perl \
+                libtest-longstring-perl \
                 nginx nginx-dev
 BENCH_PACKAGES := wrk python3 util-linux valgrind
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -93,7 +94,7 @@ check: deps ## formatting and lints (cargo fmt --check, clippy -D warnings)
 unittest: deps ## unit tests of the pure core (no nginx needed)
 	$(CARGO) test --release --locked
 
-inttest: build ## t/ suite against vendor/objs/nginx with the module loaded
+inttest: build ## t/ suite (and the runner's own t/selftest) against vendor/objs/nginx with the module
 	TEST_NGINX_BINARY=$(CURDIR)/$(OBJS)/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(OBJS)/$(MODULE).so \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
@@ -104,7 +105,7 @@ inttest-debian: debian ## the same t/ suite with Debian's /usr/sbin/nginx and th
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(DEB_DIR)/$(MODULE).so \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
 	TEST_NGINX_SERVROOT=$(CURDIR)/t/servroot-debian \
-	PERL5LIB=$(CURDIR)/t/lib/compat prove -r t/
+	PERL5LIB=$(CURDIR)/t/lib/compat prove t/*.t
 
 bench-deps: deps
 	@$(call apt_install,$(BENCH_PACKAGES))
