@@ -5,6 +5,7 @@
 //! filters and variables; it is left out of unit-test builds, which have no nginx to link,
 //! and of builds without the `module` feature (the benches).
 
+#[forbid(unsafe_code)]
 pub mod core;
 
 #[cfg(all(feature = "module", not(test)))]

@@ -1,7 +1,7 @@
-//! The pure-Rust core: no nginx types, no `unsafe`, no IO. Everything here is exercised by
+//! The pure-Rust core: no nginx types, no raw pointers, no IO (the crate root forbids
+//! unchecked code in this module). Everything here is exercised by
 //! `cargo test` without nginx; the `nginx` layer converts nginx data into these types, calls
 //! the core and maps the result back.
-#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod error;
