@@ -7,5 +7,6 @@ pub mod config;
 pub mod error;
 pub mod identify;
 pub mod matcher;
+pub mod metrics;
 pub mod mock;
 pub mod request;
