@@ -4,6 +4,8 @@
 //! return `NGX_DONE`, and when the body is complete decide, then re-run the phases; the
 //! handler is entered again and returns the decision stored in the context.
 
+use std::time::Instant;
+
 use ngx::ffi::{
     ngx_http_core_run_phases, ngx_http_finalize_request, ngx_http_read_client_request_body,
     ngx_http_request_t, ngx_int_t, NGX_DECLINED, NGX_DONE, NGX_ERROR,
@@ -17,6 +19,7 @@ use super::guard::guard;
 use super::headers::{
     remove_headers_with_prefix, request_header, NgxRequestView, GATEWAY_HEADER_PREFIX,
 };
+use super::log_phase::enter;
 use super::module::Module;
 use crate::core::error::GatewayError;
 use crate::core::identify::{bearer_token, identify, plain_key, ClientKey};
@@ -36,6 +39,7 @@ pub unsafe extern "C" fn ngx_http_ai_gateway_access_handler(
 }
 
 unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
+    let started = Instant::now();
     // SAFETY: r is live; confs exist for every request of an http server.
     unsafe {
         if r != (*r).main {
@@ -69,6 +73,9 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
             return SERVER_ERROR;
         }
 
+        // the body handler may run (and the request go on to its content handler) inside the
+        // call: time spent up to here is the module's, and r must not be touched after DONE
+        ctx.overhead_ns += started.elapsed().as_nanos() as u64;
         let rc = ngx_http_read_client_request_body(r, Some(ngx_http_ai_gateway_body_handler));
         if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
             if let Some(ctx) = ctx::get(r) {
@@ -88,12 +95,15 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
 unsafe extern "C" fn ngx_http_ai_gateway_body_handler(r: *mut ngx_http_request_t) {
     // SAFETY: nginx passes a live request.
     let log = unsafe { (*(*r).connection).log };
+    let started = Instant::now();
     let status = guard(log, SERVER_ERROR, || unsafe { decide(r) });
     // SAFETY: r is live; resuming the phase engine is what nginx's own body handlers do.
     unsafe {
         if let Some(ctx) = ctx::get(r) {
             ctx.phase = Phase::Decided;
             ctx.status = status;
+            guard(log, (), || enter(r, ctx));
+            ctx.overhead_ns += started.elapsed().as_nanos() as u64;
         }
         (*r).set_preserve_body(1);
         (*r).write_event_handler = Some(ngx_http_core_run_phases);

@@ -1,6 +1,9 @@
 //! Module configuration: `MainConf` (http level) and `LocConf` (http/server/location).
 
+use std::ptr::NonNull;
 use std::sync::Arc;
+
+use ngx::ffi::ngx_shm_zone_t;
 
 use ngx::http::{Merge, MergeConfigError};
 
@@ -15,6 +18,10 @@ pub struct MainConf {
     pub config_path: Option<String>,
     /// Whether any block says `ai_gateway on`, so a missing config is caught at start.
     pub enabled_anywhere: bool,
+    /// `ai_gateway_metrics_zone`: the zone the log phase records into.
+    pub metrics_zone: Option<NonNull<ngx_shm_zone_t>>,
+    /// Whether some location serves `ai_gateway_metrics` (which needs the zone).
+    pub metrics_served: bool,
 }
 
 /// Settings of `ai_gateway_mock_provider`.
@@ -33,6 +40,8 @@ pub struct LocConf {
     pub enabled: Option<bool>,
     /// `ai_gateway_mock_provider` (a content handler: not inherited).
     pub mock: Option<MockSettings>,
+    /// `ai_gateway_metrics` (a content handler: not inherited).
+    pub metrics: bool,
 }
 
 impl LocConf {

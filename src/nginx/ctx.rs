@@ -10,6 +10,7 @@ use ngx::ffi::{
 };
 use ngx::http::HttpModule;
 
+use super::log_phase::Inflight;
 use super::mock::MockState;
 use super::module::Module;
 use crate::core::config::GatewayConfig;
@@ -49,6 +50,10 @@ pub struct RequestCtx {
     pub error_body_sent: bool,
     /// State of `ai_gateway_mock_provider` for this request.
     pub mock: Option<Box<MockState>>,
+    /// Time spent in the module's handlers so far (for `gateway_overhead_seconds`).
+    pub overhead_ns: u64,
+    /// The request's place in `gateway_requests_in_flight`, left when the ctx is dropped.
+    pub inflight: Option<Inflight>,
 }
 
 impl RequestCtx {
@@ -67,18 +72,41 @@ impl RequestCtx {
     }
 }
 
-/// The module's context of `r`, if one was created.
+/// The module's context of `r`, if one was created. nginx clears module contexts on an
+/// internal redirect (`error_page`, `try_files`, named locations); the context then is found
+/// again through the request pool's cleanup list (as lua-nginx-module does) and put back.
 ///
 /// # Safety
 /// `r` must be a live request, used on the nginx worker thread. The returned reference must
 /// not be held across calls that can re-enter the module for the same request.
 pub unsafe fn get<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut RequestCtx> {
     // SAFETY: r is live (caller); ctx[] has ngx_http_max_module slots, ctx_index is ours, and
-    // the slot is either null or a RequestCtx we stored.
+    // the slot is either null or a RequestCtx we stored. A cleanup entry whose handler is
+    // `ngx_http_ai_gateway_ctx_cleanup` always holds a live RequestCtx of this pool.
     unsafe {
-        let p = *(*r).ctx.add(Module::module().ctx_index) as *mut RequestCtx;
-        p.as_mut()
+        let slot = (*r).ctx.add(Module::module().ctx_index);
+        if let Some(ctx) = (*slot as *mut RequestCtx).as_mut() {
+            return Some(ctx);
+        }
+        let mut c = (*(*r).pool).cleanup;
+        while !c.is_null() {
+            let ours = ngx_http_ai_gateway_ctx_cleanup as *const () as usize;
+            if (*c).handler.map(|h| h as *const () as usize) == Some(ours) {
+                *slot = (*c).data;
+                return ((*c).data as *mut RequestCtx).as_mut();
+            }
+            c = (*c).next;
+        }
+        None
     }
+}
+
+/// Pool cleanup of a [`RequestCtx`] (its own function, so [`get`] can recognise it).
+unsafe extern "C" fn ngx_http_ai_gateway_ctx_cleanup(data: *mut c_void) {
+    // SAFETY: data is the RequestCtx written by get_or_create, dropped once by its pool.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+        std::ptr::drop_in_place(data as *mut RequestCtx)
+    }));
 }
 
 /// The module's context of `r`, created on first use. `None` if the pool is exhausted.
@@ -93,6 +121,12 @@ pub unsafe fn get_or_create<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut Re
             return Some(ctx);
         }
         let p = pool_allocate((*r).pool, RequestCtx::default())?;
+        if let Some(c) = (*(*r).pool).cleanup.as_mut() {
+            // the entry pool_allocate just added: mark it as the context's
+            if c.data == p.cast() {
+                c.handler = Some(ngx_http_ai_gateway_ctx_cleanup);
+            }
+        }
         *(*r).ctx.add(Module::module().ctx_index) = p.cast();
         p.as_mut()
     }
@@ -104,8 +138,11 @@ pub unsafe fn get_or_create<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut Re
 /// `pool` must be a live nginx pool.
 pub unsafe fn pool_allocate<T>(pool: *mut ngx_pool_t, value: T) -> Option<*mut T> {
     unsafe extern "C" fn drop_value<T>(data: *mut c_void) {
-        // SAFETY: data is the T written below, dropped exactly once by its pool.
-        unsafe { std::ptr::drop_in_place(data as *mut T) }
+        // SAFETY: data is the T written below, dropped exactly once by its pool. A panic in a
+        // destructor must not unwind into nginx.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+            std::ptr::drop_in_place(data as *mut T)
+        }));
     }
     // SAFETY: pool is live (caller). ngx_palloc aligns to NGX_ALIGNMENT (a pointer), enough
     // for our types; the cleanup is added before the value is written, so a failure leaves

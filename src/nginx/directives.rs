@@ -4,6 +4,8 @@
 //! ai_gateway_config <file>;                 # http
 //! ai_gateway on | off;                      # http, server, location (default off)
 //! ai_gateway_mock_provider [latency=<time>] [interval=<time>];   # location
+//! ai_gateway_metrics_zone <name> <size> [max_series=<n>];        # http
+//! ai_gateway_metrics;                                            # location
 //! ```
 
 use std::ffi::{c_char, c_void};
@@ -11,21 +13,24 @@ use std::sync::Arc;
 
 use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_parse_time, ngx_str_t, ngx_uint_t,
-    NGX_CONF_ANY, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_ERROR, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
-    NGX_LOG_EMERG, NGX_OK,
+    ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_pagesize, ngx_parse_size, ngx_parse_time,
+    ngx_shared_memory_add, ngx_str_t, ngx_uint_t, NGX_CONF_ANY, NGX_CONF_FLAG, NGX_CONF_NOARGS,
+    NGX_CONF_TAKE1, NGX_CONF_TAKE23, NGX_ERROR, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
 use super::conf::{LocConf, MainConf, MockSettings};
+use super::ctx::pool_allocate;
 use super::guard::guard;
+use super::metrics::ngx_http_ai_gateway_metrics_handler;
 use super::mock::ngx_http_ai_gateway_mock_handler;
 use super::module::Module;
+use super::shm::{ngx_http_ai_gateway_init_metrics_zone, ZoneSettings};
 use crate::core::config::GatewayConfig;
 
-pub static mut COMMANDS: [ngx_command_t; 4] = [
+pub static mut COMMANDS: [ngx_command_t; 6] = [
     ngx_command_t {
         name: ngx_string!("ai_gateway_config"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -47,6 +52,22 @@ pub static mut COMMANDS: [ngx_command_t; 4] = [
         name: ngx_string!("ai_gateway_mock_provider"),
         type_: (NGX_HTTP_LOC_CONF | NGX_CONF_ANY) as ngx_uint_t,
         set: Some(cmd_mock_provider),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_metrics_zone"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE23) as ngx_uint_t,
+        set: Some(cmd_metrics_zone),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_metrics"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(cmd_metrics),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
         post: std::ptr::null_mut(),
@@ -200,6 +221,106 @@ unsafe extern "C" fn cmd_mock_provider(
             lcf.mock = Some(settings);
             let clcf = NgxHttpCoreModule::location_conf_mut(&*cf).ok_or(SetError::Failed)?;
             clcf.handler = Some(ngx_http_ai_gateway_mock_handler);
+            Ok(())
+        })
+    }
+}
+
+/// `ai_gateway_metrics_zone <name> <size> [max_series=<n>];`
+unsafe extern "C" fn cmd_metrics_zone(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx for this directive with our MainConf.
+    unsafe {
+        setter(cf, conf, |mcf: &mut MainConf, args| {
+            if mcf.metrics_zone.is_some() {
+                return Err(SetError::Duplicate);
+            }
+            let mut name = args[0];
+            if name.len == 0 {
+                return Err(SetError::Emerg(format!(
+                    "invalid zone name \"{}\"",
+                    lossy(&name)
+                )));
+            }
+            let mut size_arg = args[1];
+            let size = ngx_parse_size(&mut size_arg);
+            if size == NGX_ERROR as isize {
+                return Err(SetError::Emerg(format!(
+                    "invalid zone size \"{}\"",
+                    lossy(&args[1])
+                )));
+            }
+            if (size as usize) < 8 * ngx_pagesize {
+                return Err(SetError::Emerg(format!(
+                    "zone \"{}\" is too small",
+                    lossy(&name)
+                )));
+            }
+            let mut max_series = None;
+            for arg in &args[2..] {
+                let value = arg
+                    .as_bytes()
+                    .strip_prefix(b"max_series=")
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|n| *n > 0);
+                match value {
+                    Some(n) => max_series = Some(n),
+                    None => {
+                        return Err(SetError::Emerg(format!(
+                            "invalid parameter \"{}\"",
+                            lossy(arg)
+                        )))
+                    }
+                }
+            }
+            let zone = ngx_shared_memory_add(
+                cf,
+                &mut name,
+                size as usize,
+                std::ptr::addr_of_mut!(super::module::ngx_http_ai_gateway_module).cast(),
+            );
+            let zone = std::ptr::NonNull::new(zone).ok_or(SetError::Failed)?;
+            if !zone.as_ref().data.is_null() {
+                return Err(SetError::Emerg(format!(
+                    "zone \"{}\" is already used",
+                    lossy(&name)
+                )));
+            }
+            let settings = ZoneSettings {
+                name: lossy(&name),
+                max_series,
+            };
+            let settings = pool_allocate((*cf).pool, settings).ok_or(SetError::Failed)?;
+            (*zone.as_ptr()).data = settings.cast();
+            (*zone.as_ptr()).init = Some(ngx_http_ai_gateway_init_metrics_zone);
+            mcf.metrics_zone = Some(zone);
+            Ok(())
+        })
+    }
+}
+
+/// `ai_gateway_metrics;` serves the exposition from this location.
+unsafe extern "C" fn cmd_metrics(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx for this directive with our LocConf.
+    unsafe {
+        setter(cf, conf, |lcf: &mut LocConf, _args| {
+            if lcf.metrics {
+                return Err(SetError::Duplicate);
+            }
+            lcf.metrics = true;
+            if let Some(mcf) = Module::main_conf_mut(&*cf) {
+                mcf.metrics_served = true;
+            }
+            let clcf = NgxHttpCoreModule::location_conf_mut(&*cf).ok_or(SetError::Failed)?;
+            clcf.handler = Some(ngx_http_ai_gateway_metrics_handler);
             Ok(())
         })
     }

@@ -6,8 +6,8 @@ use std::ptr::{addr_of, addr_of_mut};
 use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{
     ngx_array_push, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_module_t,
-    ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, NGX_ERROR, NGX_HTTP_MODULE,
-    NGX_LOG_EMERG, NGX_LOG_NOTICE, NGX_OK,
+    ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_int_t,
+    ngx_module_t, NGX_ERROR, NGX_HTTP_MODULE, NGX_LOG_EMERG, NGX_LOG_NOTICE, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
@@ -15,6 +15,7 @@ use super::access::ngx_http_ai_gateway_access_handler;
 use super::conf::{LocConf, MainConf};
 use super::directives::COMMANDS;
 use super::guard::guard;
+use super::log_phase::ngx_http_ai_gateway_log_handler;
 use super::{filter, vars};
 
 pub struct Module;
@@ -48,6 +49,13 @@ impl HttpModule for Module {
                 return NGX_ERROR as ngx_int_t;
             }
             *h = Some(ngx_http_ai_gateway_access_handler);
+            let h = ngx_array_push(
+                &mut cmcf.phases[ngx_http_phases_NGX_HTTP_LOG_PHASE as usize].handlers,
+            ) as *mut ngx_http_handler_pt;
+            if h.is_null() {
+                return NGX_ERROR as ngx_int_t;
+            }
+            *h = Some(ngx_http_ai_gateway_log_handler);
             filter::install();
             NGX_OK as ngx_int_t
         })
@@ -63,6 +71,14 @@ impl HttpModule for Module {
                     NGX_LOG_EMERG,
                     cf,
                     "\"ai_gateway\" is on but no \"ai_gateway_config\" is set in the http block"
+                );
+                return NGX_CONF_ERROR as *mut c_char;
+            }
+            if mcf.metrics_served && mcf.metrics_zone.is_none() {
+                ngx::ngx_conf_log_error!(
+                    NGX_LOG_EMERG,
+                    cf,
+                    "\"ai_gateway_metrics\" is used but no \"ai_gateway_metrics_zone\" is set in the http block"
                 );
                 return NGX_CONF_ERROR as *mut c_char;
             }

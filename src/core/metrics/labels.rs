@@ -44,7 +44,7 @@ pub const OVERFLOW_LABEL: &str = "_overflow";
 /// Words of a packed key: a kind byte and up to three labels, each followed by a separator.
 pub const KEY_WORDS: usize = 40;
 const KEY_MAX_BYTES: usize = KEY_WORDS * 8;
-const _: () = assert!(1 + 3 * (LABEL_MAX_BYTES + 1) <= KEY_MAX_BYTES);
+const _: () = assert!(3 * (LABEL_MAX_BYTES + 1) < KEY_MAX_BYTES);
 
 /// Ends each label value; never part of UTF-8 text.
 const SEPARATOR: u8 = 0xFF;

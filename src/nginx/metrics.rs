@@ -1,0 +1,84 @@
+//! `ai_gateway_metrics;`: the content handler serving the Prometheus exposition of the
+//! metrics zone (every worker's numbers, since they all write the same shared memory).
+
+use ngx::ffi::{
+    ngx_http_discard_request_body, ngx_http_output_filter, ngx_http_request_t,
+    ngx_http_send_header, ngx_int_t, ngx_pnalloc, ngx_str_t, ngx_time, NGX_ERROR, NGX_HTTP_GET,
+    NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_OK, NGX_LOG_ERR,
+    NGX_OK,
+};
+use ngx::http::HttpModuleMainConf;
+
+use super::filter::memory_chain;
+use super::guard::guard;
+use super::log_phase::metrics_store;
+use super::module::Module;
+use crate::core::metrics::{render, RenderInfo};
+
+const SERVER_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+const CONTENT_TYPE: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";
+
+/// The content handler.
+pub unsafe extern "C" fn ngx_http_ai_gateway_metrics_handler(
+    r: *mut ngx_http_request_t,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request.
+    let log = unsafe { (*(*r).connection).log };
+    guard(log, SERVER_ERROR, || unsafe { serve(r) })
+}
+
+unsafe fn serve(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: r is live; the response body is copied into the request pool before it is sent.
+    unsafe {
+        if (*r).method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
+            return NGX_HTTP_NOT_ALLOWED as ngx_int_t;
+        }
+        let rc = ngx_http_discard_request_body(r);
+        if rc != NGX_OK as ngx_int_t {
+            return rc;
+        }
+        let Some(store) = metrics_store(r) else {
+            ngx::ngx_log_error!(
+                NGX_LOG_ERR,
+                (*(*r).connection).log,
+                "ai_gateway: metrics zone is not initialised"
+            );
+            return SERVER_ERROR;
+        };
+        let mcf = Module::main_conf(&*r);
+        let config = mcf.and_then(|m| m.config.as_deref());
+        let text = render(
+            &store,
+            &RenderInfo {
+                now_secs: ngx_time() as u64,
+                config_version: config.map(|c| c.version.as_deref().unwrap_or("")),
+                module_version: env!("CARGO_PKG_VERSION"),
+                nginx_version: env!("AI_GATEWAY_NGINX_VERSION").trim_start_matches("nginx/"),
+            },
+        );
+
+        let headers = &mut (*r).headers_out;
+        headers.status = NGX_HTTP_OK as usize;
+        headers.content_length_n = text.len() as i64;
+        headers.content_type = ngx_str_t {
+            len: CONTENT_TYPE.len(),
+            data: CONTENT_TYPE.as_ptr().cast_mut(),
+        };
+        headers.content_type_len = CONTENT_TYPE.len();
+        headers.content_type_lowcase = std::ptr::null_mut();
+        let rc = ngx_http_send_header(r);
+        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
+            return rc;
+        }
+        let p = ngx_pnalloc((*r).pool, text.len().max(1)) as *mut u8;
+        if p.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        std::ptr::copy_nonoverlapping(text.as_ptr(), p, text.len());
+        let body = std::slice::from_raw_parts(p, text.len());
+        let Some(chain) = memory_chain(r, body, true) else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        ngx_http_output_filter(r, chain)
+    }
+}
