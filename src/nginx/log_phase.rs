@@ -126,14 +126,27 @@ unsafe fn record_upstreams(r: &ngx_http_request_t, store: &Store) {
             states.nelts,
         );
         let name = upstream_name(r);
-        // entries without a peer separate the upstreams of internal redirects
+        // entries without a peer separate the upstreams of internal redirects (error_page to
+        // another proxying location): only the last one's name is known, earlier attempts are
+        // labelled with their peer's address
         let last = states.iter().rposition(|s| !s.peer.is_null());
+        let last_group = states
+            .iter()
+            .rposition(|s| s.peer.is_null())
+            .map_or(0, |i| i + 1);
         for (i, state) in states.iter().enumerate() {
-            if state.peer.is_null() {
+            let Some(peer) = state.peer.as_ref() else {
                 continue;
-            }
+            };
+            let peer_name;
+            let upstream = if i >= last_group {
+                &*name
+            } else {
+                peer_name = String::from_utf8_lossy(peer.as_bytes());
+                &*peer_name
+            };
             store.record_upstream(&UpstreamAttempt {
-                upstream: &name,
+                upstream,
                 status: state.status.min(999) as u16,
                 duration_ms: (state.response_time != ngx_msec_t::MAX)
                     .then_some(state.response_time as u64),
