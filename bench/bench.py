@@ -4,10 +4,11 @@
 Three nginx instances of the same binary (vendor/objs/nginx):
   mock     canned OpenAI JSON (with usage) and a canned SSE stream of 20 chunks + [DONE],
            served with `return`, never the bottleneck; pinned with wrk to the load CPU;
-  plain    proxy_pass to the mock with upstream keepalive (the floor); gateway CPU;
-  gateway  the same proxying with the module doing everything that has landed; gateway CPU.
+  plain      proxy_pass to the mock with upstream keepalive (the floor); gateway CPU;
+  nometrics  the same proxying with the module but no metrics zone; gateway CPU;
+  gateway    the module doing everything that has landed, metrics included; gateway CPU.
 
-Rounds interleave the targets (plain, gateway, plain, gateway, ...) for each scenario:
+Rounds interleave the targets (plain, nometrics, gateway, ...) for each scenario:
 JSON and SSE at concurrency 32 (req/s, CPU microseconds per request from the target's
 process tree utime+stime) and at concurrency 1 (p50/p99 latency). Ratios are taken per round
 against plain from the same round, and medians over rounds are reported. Micro-benchmarks of
@@ -37,7 +38,7 @@ NGINX = os.path.join(OBJS, "nginx")
 MODULE = os.path.join(OBJS, "ngx_http_ai_gateway_module.so")
 WORK = os.path.join(ROOT, "vendor", "bench")
 
-PORTS = {"mock": 18101, "plain": 18102, "gateway": 18103}
+PORTS = {"mock": 18101, "plain": 18102, "gateway": 18103, "nometrics": 18104}
 BENCH_KEY = "sk-bench-0000042"
 CPU_GATEWAY, CPU_LOAD = "0", "1"
 SCENARIOS = [  # name, path, streaming, connections
@@ -46,7 +47,7 @@ SCENARIOS = [  # name, path, streaming, connections
     ("json_c1", "/v1/chat/completions", False, 1),
     ("sse_c1", "/v1/sse/chat/completions", True, 1),
 ]
-TARGETS = ["plain", "gateway"]
+TARGETS = ["plain", "nometrics", "gateway"]
 
 TARGETS_TEXT = """\
 - Key -> namespace + metrics only: <= 1.05x plain proxy_pass CPU/request.
@@ -176,22 +177,26 @@ http {{
 {proxy}    }}
 }}
 """.format(upstream=upstream, port=PORTS["plain"], proxy=PROXY.format(extra=""))
-    confs["gateway"] = "load_module {mod};\n".format(mod=MODULE) + user + COMMON.format() + """\
+    for name, metrics in (("nometrics", ""), ("gateway", "    ai_gateway_metrics_zone bench 4m;\n")):
+        confs[name] = "load_module {mod};\n".format(mod=MODULE) + user + COMMON.format() + """\
 http {{
     access_log off;
     ai_gateway_config gateway.json;
-{upstream}    server {{
+{metrics}{upstream}    server {{
         listen 127.0.0.1:{port};
-{proxy}    }}
+{proxy}{exposition}    }}
 }}
-""".format(upstream=upstream, port=PORTS["gateway"], proxy=PROXY.format(
-        extra="            ai_gateway on;\n"
-              "            proxy_set_header X-AI-Gateway-Namespace $ai_gateway_namespace;\n"))
+""".format(upstream=upstream, port=PORTS[name], metrics=metrics,
+           exposition="        location = /metrics { ai_gateway_metrics; }\n" if metrics else "",
+           proxy=PROXY.format(
+               extra="            ai_gateway on;\n"
+                     "            proxy_set_header X-AI-Gateway-Namespace $ai_gateway_namespace;\n"))
     for name, text in confs.items():
         with open(os.path.join(WORK, name, "conf", "nginx.conf"), "w") as f:
             f.write(text)
-    with open(os.path.join(WORK, "gateway", "conf", "gateway.json"), "w") as f:
-        json.dump(gateway_config(), f)
+    for name in ("nometrics", "gateway"):
+        with open(os.path.join(WORK, name, "conf", "gateway.json"), "w") as f:
+            json.dump(gateway_config(), f)
     for stream in (False, True):
         name = "sse" if stream else "json"
         body = request_body(stream)
@@ -419,7 +424,16 @@ def fmt_us(ns):
     return "%.2f us" % (ns / 1000) if ns >= 1000 else "%.0f ns" % ns
 
 
-def report(info, params, results, rss, ir, micro, load_before, load_after):
+def scrape_metrics():
+    """The gateway target's own count of what it served, from its /metrics."""
+    r = sh(["curl", "-s", "http://127.0.0.1:%d/metrics" % PORTS["gateway"]])
+    total = sum(float(v) for v in re.findall(r"^gateway_requests_total\{.*\} (\S+)$", r.stdout, re.M))
+    series = re.search(r"^gateway_metrics_series (\d+)$", r.stdout, re.M)
+    return {"requests": int(total), "series": int(series.group(1)) if series else -1,
+            "bytes": len(r.stdout)}
+
+
+def report(info, params, results, rss, ir, micro, load_before, load_after, scrape):
     out = []
     w = out.append
     w("# Benchmarks: what the gateway costs over plain nginx\n")
@@ -434,17 +448,19 @@ def report(info, params, results, rss, ir, micro, load_before, load_after):
       % (CPU_GATEWAY, CPU_LOAD, len(request_body(False))))
     w("| gateway | `ai_gateway on`: body read and parsed, key sha256 -> namespace among "
       "1,000 keys / 100 namespaces / 10 matchers, `X-AI-Gateway-*` stripped, "
-      "`$ai_gateway_namespace` sent upstream |")
-    w("| method | %d rounds x %d s per run, targets interleaved (plain, gateway) per "
+      "`$ai_gateway_namespace` sent upstream, every request recorded in the metrics zone "
+      "(`ai_gateway_metrics_zone bench 4m`) |")
+    w("| nometrics | the same without `ai_gateway_metrics_zone` |")
+    w("| method | %d rounds x %d s per run, targets interleaved (plain, nometrics, gateway) per "
       "scenario; ratios per round against plain from the same round; medians over rounds |\n"
       % (params["rounds"], params["duration"]))
 
     def cell(target, scen, key):
         return median([r[key] for r in results[(target, scen)]])
 
-    def ratio(scen, key):
-        per_round = [g[key] / p[key] for p, g in zip(results[("plain", scen)],
-                                                    results[("gateway", scen)]) if p[key]]
+    def ratio(scen, key, base="plain", target="gateway"):
+        per_round = [g[key] / p[key] for p, g in zip(results[(base, scen)],
+                                                    results[(target, scen)]) if p[key]]
         return median(per_round)
 
     w("## Throughput and CPU per request, concurrency 32\n")
@@ -484,12 +500,34 @@ def report(info, params, results, rss, ir, micro, load_before, load_after):
       "executes. Under valgrind sha256 runs the portable code (no SHA-NI), about 3,500 "
       "instructions per key; natively it is the `identify/sha256_of_key` micro-benchmark "
       "below.\n")
+    w("## Metrics on vs off\n")
+    w("The same gateway with and without `ai_gateway_metrics_zone` (log-phase recording into "
+      "shared memory: one series lookup and a few atomic adds per request, plus the in-flight "
+      "gauge), interleaved in the same rounds.\n")
+    w("| response | off CPU us/req | on CPU us/req | CPU ratio | off Ir/req | on Ir/req | Ir ratio | added p50 (c=1) |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for scen, c1, stream, label in (("json_c32", "json_c1", False, "JSON"),
+                                    ("sse_c32", "sse_c1", True, "SSE stream")):
+        added = median([g["p50"] - p["p50"] for p, g in zip(results[("nometrics", c1)],
+                                                           results[("gateway", c1)])])
+        off, on = ir[("nometrics", stream)], ir[("gateway", stream)]
+        w("| %s | %.1f | %.1f | **%.3f** | %.0f | %.0f | %.3f | %+.0f us |" % (
+            label, cell("nometrics", scen, "cpu_us"), cell("gateway", scen, "cpu_us"),
+            ratio(scen, "cpu_us", "nometrics", "gateway"), off, on, on / off, added))
+    w("")
+    w("After the timed rounds the gateway's own `/metrics` counted %d requests in "
+      "`gateway_requests_total` (%d series, exposition %d bytes); wrk completed %d in the "
+      "same period (wrk does not count requests cut at the end of each run, the gateway "
+      "does, as 499s; it also saw the start-up checks and warm-ups).\n"
+      % (scrape["requests"], scrape["series"], scrape["bytes"], rss["gateway"][2]))
     w("## Memory\n")
-    w("| | plain | gateway |")
-    w("|---|---:|---:|")
-    w("| RSS after warm-up (master + worker) | %d KiB | %d KiB |" % (rss["plain"][0], rss["gateway"][0]))
-    w("| RSS after the run | %d KiB | %d KiB |" % (rss["plain"][1], rss["gateway"][1]))
-    w("| requests served in between | %d | %d |\n" % (rss["plain"][2], rss["gateway"][2]))
+    w("| | plain | nometrics | gateway |")
+    w("|---|---:|---:|---:|")
+    for i, label in ((0, "RSS after warm-up (master + worker)"), (1, "RSS after the run")):
+        w("| %s | %d KiB | %d KiB | %d KiB |" % (label, rss["plain"][i], rss["nometrics"][i],
+                                                rss["gateway"][i]))
+    w("| requests served in between | %d | %d | %d |\n" % (rss["plain"][2], rss["nometrics"][2],
+                                                           rss["gateway"][2]))
     errors = sum(r["errors"] for rs in results.values() for r in rs)
     w("Socket errors or non-2xx answers during the runs: %d.\n" % errors)
     w("## Micro-benchmarks of the pure core (`cargo bench --no-default-features --bench core`)\n")
@@ -507,7 +545,7 @@ def report(info, params, results, rss, ir, micro, load_before, load_after):
     added = median([g["p50"] - p["p50"] for p, g in zip(results[("plain", "json_c1")],
                                                        results[("gateway", "json_c1")])])
     growth = rss["gateway"][1] - rss["gateway"][0]
-    w("Where this commit stands (it has key -> namespace and body parsing; no metrics, "
+    w("Where this commit stands (it has key -> namespace, body parsing and metrics; no "
       "policies, routing or usage parsing yet):\n")
     w("- CPU/request, JSON: %.3fx; SSE: %.3fx; instructions/request, JSON: %.3fx; SSE: %.3fx "
       "(target for key -> namespace + metrics: <= 1.05x; this build also parses every body, "
@@ -567,6 +605,7 @@ def main():
                     print("round %d %-9s %-8s %8.0f req/s %7.1f us/req CPU  p50 %5d us  p99 %6d us%s"
                           % (rnd + 1, scen, t, r["rps"], r["cpu_us"], r["p50"], r["p99"],
                              "  ERRORS %d" % r["errors"] if r["errors"] else ""), flush=True)
+        scrape = scrape_metrics()
         for t in TARGETS:
             rss[t][1] = rss_kb(pids[t])
             stop(pids.pop(t))
@@ -584,7 +623,7 @@ def main():
     desc = "BENCH_QUICK smoke run, timings are not meaningful" if quick else "full run"
     params = {"rounds": args.rounds, "duration": args.duration, "desc": desc}
     params["ir_requests"] = count
-    text = report(info, params, results, rss, ir, micro, load_before, loadavg())
+    text = report(info, params, results, rss, ir, micro, load_before, loadavg(), scrape)
     os.makedirs(os.path.dirname(args.report), exist_ok=True)
     with open(args.report, "w") as f:
         f.write(text)

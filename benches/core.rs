@@ -11,6 +11,7 @@ use std::time::Instant;
 use ngx_http_ai_gateway_module::core::config::GatewayConfig;
 use ngx_http_ai_gateway_module::core::identify::{identify, ClientKey};
 use ngx_http_ai_gateway_module::core::matcher::RequestView;
+use ngx_http_ai_gateway_module::core::metrics::{render, RenderInfo, RequestSample, Store};
 use ngx_http_ai_gateway_module::core::request::parse_request;
 use serde_json::{json, Value};
 
@@ -148,4 +149,27 @@ fn main() {
             black_box(parse_request(black_box(&body), true).is_ok());
         });
     }
+
+    // the log phase's work with metrics on: one request series (found, not created), its
+    // histogram, and the overhead histogram
+    let words: Vec<std::sync::atomic::AtomicU64> = (0..Store::words_needed(4096))
+        .map(|_| std::sync::atomic::AtomicU64::new(0))
+        .collect();
+    let store = Store::create(&words, 0, None).expect("fits");
+    let models: Vec<String> = (0..100).map(|m| format!("model-{m}")).collect();
+    let mut i = 0usize;
+    bench("metrics/record_request/1000_series", || {
+        i = (i + 7) % 1000;
+        store.record_request(&RequestSample {
+            namespace: &format!("team-{}", i / 100),
+            model: &models[i % 100],
+            status: 200,
+            duration_ms: black_box(42),
+            usage: None,
+        });
+        store.observe_overhead(black_box(9_000));
+    });
+    bench("metrics/render/1000_series", || {
+        black_box(render(&store, &RenderInfo::default()).len());
+    });
 }

@@ -168,29 +168,56 @@ fn sample(out: &mut String, name: &str, pairs: &[(&str, &str)], value: impl std:
     let _ = writeln!(out, " {value}");
 }
 
+/// Appends `v` in decimal (the bucket lines are most of an exposition).
+fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|b| char::from(*b)));
+}
+
+/// `le` values of the duration buckets (seconds), as written.
+const DURATION_LE: [&str; 15] = [
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60",
+    "120", "300",
+];
+/// `le` values of the overhead buckets (seconds), as written.
+const OVERHEAD_LE: [&str; 10] = [
+    "0.000005", "0.00001", "0.000025", "0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.0025",
+    "0.01",
+];
+
 /// A histogram's bucket, sum and count lines; `scale` converts stored units to seconds.
 fn histogram(
     out: &mut String,
     name: &str,
     pairs: &[(&str, &str)],
     counts: &[u64],
-    bounds: &[u64],
+    le: &[&str],
     scale: f64,
 ) {
+    // the series' own labels, rendered once and followed by `le` on every bucket
+    let mut prefix = String::new();
+    labels(&mut prefix, pairs);
+    let prefix = prefix.strip_suffix('}').unwrap_or("{");
+    let sep = if prefix.len() > 1 { "," } else { "" };
     let mut cumulative = 0;
-    let bucket = format!("{name}_bucket");
-    for (i, bound) in bounds.iter().enumerate() {
+    for (i, bound) in le.iter().chain(["+Inf"].iter()).enumerate() {
         cumulative += counts[i];
-        let le = (*bound as f64 / scale).to_string();
-        let mut with_le = pairs.to_vec();
-        with_le.push(("le", &le));
-        sample(out, &bucket, &with_le, cumulative);
+        for part in [name, "_bucket", prefix, sep, "le=\"", bound, "\"} "] {
+            out.push_str(part);
+        }
+        push_u64(out, cumulative);
+        out.push('\n');
     }
-    cumulative += counts[bounds.len()];
-    let mut with_le = pairs.to_vec();
-    with_le.push(("le", "+Inf"));
-    sample(out, &bucket, &with_le, cumulative);
-    let sum = counts[bounds.len() + 1] as f64 / scale;
+    let sum = counts[le.len() + 1] as f64 / scale;
     sample(out, &format!("{name}_sum"), pairs, sum);
     sample(out, &format!("{name}_count"), pairs, cumulative);
 }
@@ -254,14 +281,7 @@ pub fn render(store: &Store, info: &RenderInfo) -> String {
     );
     for ((ns, model), agg) in &s.by_model {
         let pairs = [("namespace", ns.as_str()), ("model", model.as_str())];
-        histogram(
-            &mut out,
-            name,
-            &pairs,
-            &agg.duration,
-            &DURATION_BOUNDS_MS,
-            1e3,
-        );
+        histogram(&mut out, name, &pairs, &agg.duration, &DURATION_LE, 1e3);
     }
     let name = "gateway_tokens_total";
     header(
@@ -327,7 +347,7 @@ pub fn render(store: &Store, info: &RenderInfo) -> String {
             name,
             &[("upstream", upstream)],
             &agg.duration,
-            &DURATION_BOUNDS_MS,
+            &DURATION_LE,
             1e3,
         );
     }
@@ -349,7 +369,7 @@ pub fn render(store: &Store, info: &RenderInfo) -> String {
         "Time spent in the gateway module per request (parsing, identification, accounting).",
     );
     let overhead = load(store.overhead());
-    histogram(&mut out, name, &[], &overhead, &OVERHEAD_BOUNDS_NS, 1e9);
+    histogram(&mut out, name, &[], &overhead, &OVERHEAD_LE, 1e9);
 
     let name = "gateway_up_time_seconds";
     header(
@@ -572,6 +592,27 @@ mod tests {
         assert!(text.contains("gateway_metrics_series_dropped_total 3\n"));
         assert!(text.contains("gateway_metrics_series 1\n"));
         assert!(text.contains("gateway_metrics_series_max 1\n"));
+    }
+
+    #[test]
+    fn bucket_bounds_are_written_in_seconds() {
+        for (le, ms) in DURATION_LE.iter().zip(DURATION_BOUNDS_MS) {
+            assert_eq!(*le, (ms as f64 / 1e3).to_string());
+        }
+        for (le, ns) in OVERHEAD_LE.iter().zip(OVERHEAD_BOUNDS_NS) {
+            assert_eq!(*le, (ns as f64 / 1e9).to_string());
+        }
+        assert_eq!(DURATION_LE.len(), DURATION_BOUNDS_MS.len());
+        assert_eq!(OVERHEAD_LE.len(), OVERHEAD_BOUNDS_NS.len());
+    }
+
+    #[test]
+    fn integers_are_written_in_decimal() {
+        for v in [0, 7, 10, 12_345, u64::MAX] {
+            let mut out = String::new();
+            push_u64(&mut out, v);
+            assert_eq!(out, v.to_string());
+        }
     }
 
     #[test]
