@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::labels::{decode, Kind};
 use super::store::{
-    Store, DURATION_BOUNDS_MS, HIST_WORDS, OVERHEAD_BOUNDS_NS, RESERVED_ENTRIES, V_ATTEMPTS,
-    V_COMPLETION, V_COUNT, V_DURATION, V_PROMPT, V_RETRIED, V_USAGE_REQUESTS,
+    Store, DURATION_BOUNDS_MS, HIST_WORDS, RESERVED_ENTRIES, V_ATTEMPTS, V_COMPLETION, V_COUNT,
+    V_DURATION, V_PROMPT, V_RETRIED, V_USAGE_REQUESTS,
 };
 
 /// What the exposition says besides the store.
@@ -440,7 +440,7 @@ pub fn render(store: &Store, info: &RenderInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::store::tests::memory;
-    use super::super::store::{RequestSample, UpstreamAttempt, Usage};
+    use super::super::store::{RequestSample, UpstreamAttempt, Usage, OVERHEAD_BOUNDS_NS};
     use super::*;
 
     fn info() -> RenderInfo<'static> {
