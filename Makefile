@@ -15,7 +15,7 @@ TEST_PORT    ?= 1984
 APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libssl-dev \
                 zlib1g-dev curl ca-certificates perl libtest-base-perl libtext-diff-perl \
                 libtest-longstring-perl \
-                nginx nginx-dev
+                nginx nginx-dev prometheus
 BENCH_PACKAGES := wrk python3 util-linux valgrind
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
