@@ -515,11 +515,12 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
             label, cell("nometrics", scen, "cpu_us"), cell("gateway", scen, "cpu_us"),
             ratio(scen, "cpu_us", "nometrics", "gateway"), off, on, on / off, added))
     w("")
-    w("After the timed rounds the gateway's own `/metrics` counted %d requests in "
-      "`gateway_requests_total` (%d series, exposition %d bytes); wrk completed %d in the "
-      "same period (wrk does not count requests cut at the end of each run, the gateway "
-      "does, as 499s; it also saw the start-up checks and warm-ups).\n"
-      % (scrape["requests"], scrape["series"], scrape["bytes"], rss["gateway"][2]))
+    w("Accounting check: over the timed rounds `gateway_requests_total` on the gateway's own "
+      "`/metrics` grew by %d; wrk completed %d requests against it (%+d). wrk does not count "
+      "the requests in flight when each run stops (at most %d here, one per connection); the "
+      "gateway counts them too, as 499s. Zone after the run: %d series, exposition %d bytes.\n"
+      % (scrape["counted"], rss["gateway"][2], scrape["counted"] - rss["gateway"][2],
+         scrape["cut"], scrape["series"], scrape["bytes"]))
     w("## Memory\n")
     w("| | plain | nometrics | gateway |")
     w("|---|---:|---:|---:|")
@@ -595,6 +596,7 @@ def main():
             for _, path, stream, conns in SCENARIOS[:2]:
                 wrk(t, path, stream, conns, 1, pids[t])
         rss = {t: [rss_kb(pids[t]), 0, 0] for t in TARGETS}
+        scrape_before = scrape_metrics()
         results = {(t, s[0]): [] for t in TARGETS for s in SCENARIOS}
         for rnd in range(args.rounds):
             for scen, path, stream, conns in SCENARIOS:
@@ -606,6 +608,8 @@ def main():
                           % (rnd + 1, scen, t, r["rps"], r["cpu_us"], r["p50"], r["p99"],
                              "  ERRORS %d" % r["errors"] if r["errors"] else ""), flush=True)
         scrape = scrape_metrics()
+        scrape["counted"] = scrape["requests"] - scrape_before["requests"]
+        scrape["cut"] = args.rounds * sum(c for _, _, _, c in SCENARIOS)
         for t in TARGETS:
             rss[t][1] = rss_kb(pids[t])
             stop(pids.pop(t))
