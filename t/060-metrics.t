@@ -329,3 +329,22 @@ qr/\[emerg\] .*"ai_gateway_metrics_zone" directive is duplicate/
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid zone size "lots"/
+
+
+
+=== TEST 16: the exposition is served without a key where ai_gateway is on for the server
+--- http_config
+    ai_gateway_metrics_zone gw_metrics 1m;
+--- config
+    ai_gateway on;
+    location = /metrics { ai_gateway_metrics; }
+    location /v1/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
+--- request eval
+[ ::chat("m"), "GET /metrics" ]
+--- error_code eval
+[ 401, 200 ]
+--- response_body_like eval
+[ qr/missing_api_key/,
+  ::has_lines('gateway_requests_total{namespace="",model="",code="401"} 1', 'gateway_metrics_series 3') ]

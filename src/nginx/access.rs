@@ -46,7 +46,9 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
             return DECLINED;
         }
         match Module::location_conf(&*r) {
-            Some(lcf) if lcf.is_enabled() => {}
+            // the exposition is not an API request, even under `ai_gateway on` inherited from
+            // the server
+            Some(lcf) if lcf.is_enabled() && !lcf.metrics => {}
             _ => return DECLINED,
         }
         let Some(config) = Module::main_conf(&*r).and_then(|m| m.config.clone()) else {
