@@ -595,8 +595,10 @@ def main():
         for t in TARGETS:
             for _, path, stream, conns in SCENARIOS[:2]:
                 wrk(t, path, stream, conns, 1, pids[t])
-        rss = {t: [rss_kb(pids[t]), 0, 0] for t in TARGETS}
+        # The first scrape walks the metrics zone's index and maps those shared pages into
+        # the worker's RSS: take it before the baseline so RSS growth means heap growth.
         scrape_before = scrape_metrics()
+        rss = {t: [rss_kb(pids[t]), 0, 0] for t in TARGETS}
         results = {(t, s[0]): [] for t in TARGETS for s in SCENARIOS}
         for rnd in range(args.rounds):
             for scen, path, stream, conns in SCENARIOS:
