@@ -583,6 +583,27 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_lower_cap_on_reload_keeps_the_series_it_already_has() {
+        let mem = memory(Store::words_needed(64));
+        let store = Store::create(&mem, 0, None).expect("fits");
+        for i in 0..3 {
+            store.record_request(&sample("a", &format!("m{i}"), 200, 1));
+        }
+        let again = Store::attach(&mem, Some(1)).expect("same layout");
+        assert_eq!(again.series(), 3);
+        again.record_request(&sample("a", "m2", 200, 1));
+        assert_eq!(again.dropped(), 0, "an existing series keeps counting");
+        let e = again
+            .find(&Key::new(Kind::Request, &["a", "m2", "200"]))
+            .expect("exists");
+        assert_eq!(count(&again, e), 2);
+        again.record_request(&sample("a", "m9", 200, 1));
+        assert_eq!(again.dropped(), 1, "a new label set goes to overflow");
+        assert_eq!(again.series(), 3);
+        assert_eq!(count(&again, OVERFLOW_REQUEST + 2), 1);
+    }
+
+    #[test]
     fn attach_keeps_data_and_takes_a_new_cap() {
         let mem = memory(Store::words_needed(64));
         let store = Store::create(&mem, 5, None).expect("fits");
