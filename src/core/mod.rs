@@ -10,3 +10,5 @@ pub mod matcher;
 pub mod metrics;
 pub mod mock;
 pub mod request;
+pub mod tokens;
+pub mod usage;

@@ -1,0 +1,369 @@
+//! Prompt tokens of an API request body: the text the model reads, plus the framing OpenAI
+//! adds around chat messages.
+//!
+//! Chat framing (OpenAI's published rule for the gpt-3.5/gpt-4/gpt-4o families): every
+//! message costs 3 tokens plus the tokens of each of its string fields (`role`, `content`,
+//! `name`, `tool_call_id`), a `name` one more, and the reply is primed with 3. For plain text
+//! messages this equals what the API reports as `prompt_tokens`.
+//!
+//! What the gateway cannot reproduce exactly makes the count `Estimated` (never silently
+//! exact): a model whose encoding is not public (counted with o200k_base), tool and function
+//! definitions and tool calls (OpenAI serialises them in an undocumented format; counted as
+//! their JSON text, which overestimates), images (85 tokens each, OpenAI's low-detail price;
+//! high-detail images cost more), audio and file parts (their JSON text), and bodies of a shape
+//! the gateway does not know (the whole body as text).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{Encoding, Source};
+
+/// Tokens per message, per `name`, and for the reply priming (OpenAI's chat framing).
+const PER_MESSAGE: u64 = 3;
+const PER_NAME: u64 = 1;
+const REPLY_PRIMING: u64 = 3;
+/// An image part, at OpenAI's low-detail price.
+const PER_IMAGE: u64 = 85;
+
+/// A prompt's token count and how it was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptCount {
+    pub tokens: u64,
+    /// `Counted` (exact) or `Estimated`.
+    pub source: Source,
+    pub encoding: Encoding,
+}
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    system: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    functions: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    instructions: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_call_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    function_call: Option<&'a RawValue>,
+    /// Responses API input items: `message`, `function_call`, ...
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+struct Tally {
+    enc: Encoding,
+    tokens: u64,
+    exact: bool,
+}
+
+impl Tally {
+    fn text(&mut self, s: &str) {
+        self.tokens += self.enc.count(s);
+    }
+
+    /// A JSON value the gateway cannot frame exactly: its text, and the count is estimated.
+    fn json(&mut self, raw: &RawValue) {
+        self.exact = false;
+        self.text(raw.get());
+    }
+
+    fn is_null(raw: &RawValue) -> bool {
+        raw.get() == "null"
+    }
+
+    /// A string, or an array of content parts (OpenAI chat, Responses, Anthropic).
+    fn content(&mut self, raw: &RawValue) {
+        if Self::is_null(raw) {
+            return;
+        }
+        if let Ok(s) = serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+            self.text(&s);
+            return;
+        }
+        let Ok(parts) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+            self.json(raw);
+            return;
+        };
+        for part in parts {
+            match serde_json::from_str::<Part<'_>>(part.get()) {
+                Ok(Part {
+                    kind: Some(kind),
+                    text: Some(text),
+                }) if matches!(&*kind, "text" | "input_text" | "output_text") => self.text(&text),
+                Ok(Part {
+                    kind: Some(kind), ..
+                }) if matches!(&*kind, "image_url" | "input_image" | "image") => {
+                    self.exact = false;
+                    self.tokens += PER_IMAGE;
+                }
+                _ => self.json(part),
+            }
+        }
+    }
+
+    fn message(&mut self, m: &Message<'_>) {
+        self.tokens += PER_MESSAGE;
+        if let Some(role) = &m.role {
+            self.text(role);
+        }
+        if let Some(content) = m.content {
+            self.content(content);
+        }
+        if let Some(name) = &m.name {
+            self.text(name);
+            self.tokens += PER_NAME;
+        }
+        if let Some(id) = &m.tool_call_id {
+            self.text(id);
+            self.exact = false;
+        }
+        for raw in [m.tool_calls, m.function_call].into_iter().flatten() {
+            if !Self::is_null(raw) {
+                self.json(raw);
+            }
+        }
+    }
+
+    /// A `messages` array (OpenAI chat, Anthropic) or a Responses `input` array.
+    fn messages(&mut self, raw: &RawValue) -> bool {
+        let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+            return false;
+        };
+        for item in items {
+            match serde_json::from_str::<Message<'_>>(item.get()) {
+                Ok(m) if m.kind.as_deref().map_or(true, |k| k == "message") => self.message(&m),
+                _ => {
+                    // a Responses item that is not a message (function_call, ...)
+                    self.tokens += PER_MESSAGE;
+                    self.json(item);
+                }
+            }
+        }
+        true
+    }
+
+    /// A string or an array of strings (completions `prompt`, embeddings `input`); arrays of
+    /// token ids count one token each.
+    fn plain(&mut self, raw: &RawValue) {
+        if let Ok(s) = serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+            self.text(&s);
+        } else if let Ok(list) = serde_json::from_str::<Vec<Cow<'_, str>>>(raw.get()) {
+            list.iter().for_each(|s| self.text(s));
+        } else if let Ok(ids) = serde_json::from_str::<Vec<u64>>(raw.get()) {
+            self.tokens += ids.len() as u64;
+        } else if let Ok(lists) = serde_json::from_str::<Vec<Vec<u64>>>(raw.get()) {
+            self.tokens += lists.iter().map(|l| l.len() as u64).sum::<u64>();
+        } else {
+            self.json(raw);
+        }
+    }
+}
+
+fn present(r: Option<&RawValue>) -> Option<&RawValue> {
+    r.filter(|r| !Tally::is_null(r))
+}
+
+/// The prompt tokens of a request body for `model` (the body's own `model` when `None`).
+/// `None` when the body has nothing a model reads (no messages, input or prompt) or is not
+/// a JSON object.
+pub fn count_prompt(body: &[u8], model: Option<&str>) -> Option<PromptCount> {
+    let text = std::str::from_utf8(body).ok()?;
+    let parsed: Body<'_> = serde_json::from_str(text).ok()?;
+    let model = model.or(parsed.model.as_deref()).unwrap_or("");
+    let (enc, known) = match Encoding::for_model(model) {
+        Some(e) => (e, true),
+        None => (Encoding::O200k, false),
+    };
+    let mut t = Tally {
+        enc,
+        tokens: 0,
+        exact: known,
+    };
+    let mut framed = false;
+    if let Some(system) = present(parsed.system) {
+        // Anthropic's top-level system prompt: one more message
+        t.tokens += PER_MESSAGE;
+        t.content(system);
+        framed = true;
+    }
+    if let Some(instructions) = present(parsed.instructions) {
+        // Responses API: a system message
+        t.tokens += PER_MESSAGE;
+        t.text("system");
+        t.content(instructions);
+        framed = true;
+    }
+    if let Some(messages) = present(parsed.messages) {
+        if !t.messages(messages) {
+            t.json(messages);
+        }
+        framed = true;
+    }
+    if let Some(input) = present(parsed.input) {
+        if model.contains("embedding") {
+            t.plain(input);
+        } else if input.get().starts_with('"') {
+            // Responses API: a string input is one user message
+            t.tokens += PER_MESSAGE;
+            t.text("user");
+            t.content(input);
+            framed = true;
+        } else if t.messages(input) {
+            framed = true;
+        } else {
+            t.plain(input);
+        }
+    }
+    if let Some(prompt) = present(parsed.prompt) {
+        t.plain(prompt);
+    }
+    for defs in [parsed.tools, parsed.functions].into_iter().flatten() {
+        if !Tally::is_null(defs) {
+            t.json(defs);
+        }
+    }
+    if framed {
+        t.tokens += REPLY_PRIMING;
+    } else if present(parsed.input).is_none() && present(parsed.prompt).is_none() {
+        return None;
+    }
+    Some(PromptCount {
+        tokens: t.tokens,
+        source: if t.exact {
+            Source::Counted
+        } else {
+            Source::Estimated
+        },
+        encoding: enc,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(body: &str) -> PromptCount {
+        count_prompt(body.as_bytes(), None).expect("countable")
+    }
+
+    #[test]
+    fn chat_framing_matches_openai() {
+        // OpenAI's cookbook example on gpt-4o-mini: the API reports 129 prompt tokens for
+        // these messages (the same rule the cookbook's num_tokens_from_messages implements)
+        let body = r#"{"model":"gpt-4o-mini","messages":[
+          {"role":"system","content":"You are a helpful, pattern-following assistant that translates corporate jargon into plain English."},
+          {"role":"system","name":"example_user","content":"New synergies will help drive top-line growth."},
+          {"role":"system","name":"example_assistant","content":"Things working well together will increase revenue."},
+          {"role":"system","name":"example_user","content":"Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage."},
+          {"role":"system","name":"example_assistant","content":"Let's talk later when we're less busy about how to do better."},
+          {"role":"user","content":"This late pivot means we don't have time to boil the ocean for the client deliverable."}]}"#;
+        let c = count(body);
+        assert_eq!(c.tokens, 124);
+        assert_eq!(c.source, Source::Counted);
+        assert_eq!(c.encoding, Encoding::O200k);
+        let c = count(&body.replace("gpt-4o-mini", "gpt-4"));
+        assert_eq!(c.tokens, 129);
+        assert_eq!(c.encoding, Encoding::Cl100k);
+    }
+
+    #[test]
+    fn hello_is_8_tokens() {
+        // 3 (message) + "user" 1 + "Hello" 1 + 3 (priming)
+        let c = count(r#"{"model":"gpt-4o","messages":[{"role":"user","content":"Hello"}]}"#);
+        assert_eq!(c.tokens, 8);
+        // text parts count like a string
+        let c = count(
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"text","text":"Hello"}]}]}"#,
+        );
+        assert_eq!((c.tokens, c.source), (8, Source::Counted));
+    }
+
+    #[test]
+    fn what_cannot_be_framed_exactly_is_estimated() {
+        let img = r#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"text","text":"Hello"},{"type":"image_url","image_url":{"url":"data:x"}}]}]}"#;
+        let c = count(img);
+        assert_eq!((c.tokens, c.source), (8 + PER_IMAGE, Source::Estimated));
+        let tools = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"Hello"}],"tools":[{"type":"function","function":{"name":"f"}}]}"#;
+        let c = count(tools);
+        assert!(c.tokens > 8);
+        assert_eq!(c.source, Source::Estimated);
+        let claude = r#"{"model":"claude-sonnet-4","system":"Be brief.","messages":[{"role":"user","content":"Hello"}]}"#;
+        let c = count(claude);
+        assert_eq!(c.source, Source::Estimated);
+        assert_eq!(Encoding::O200k.count("Be brief."), 3);
+        assert_eq!(c.tokens, 3 + 3 + 8); // system message: 3 + "Be brief."
+    }
+
+    #[test]
+    fn responses_completions_and_embeddings() {
+        let c = count(r#"{"model":"gpt-4.1","input":"Hello"}"#);
+        assert_eq!((c.tokens, c.source), (8, Source::Counted));
+        let c = count(
+            r#"{"model":"gpt-4.1","instructions":"Be brief.","input":[{"role":"user","content":[{"type":"input_text","text":"Hello"}]}]}"#,
+        );
+        assert_eq!(c.tokens, 3 + 1 + 3 + 8); // instructions: 3 + "system" + "Be brief."
+        let c = count(r#"{"model":"gpt-3.5-turbo-instruct","prompt":["Hello","Hello world"]}"#);
+        assert_eq!((c.tokens, c.source), (3, Source::Counted));
+        let c = count(r#"{"model":"text-embedding-3-small","input":"Hello world"}"#);
+        assert_eq!((c.tokens, c.source), (2, Source::Counted));
+        let c = count(r#"{"model":"text-embedding-3-small","input":[[1,2,3],[4]]}"#);
+        assert_eq!(c.tokens, 4);
+    }
+
+    #[test]
+    fn nothing_to_count() {
+        assert_eq!(count_prompt(b"", None), None);
+        assert_eq!(count_prompt(b"{}", None), None);
+        assert_eq!(count_prompt(br#"{"model":"gpt-4o"}"#, None), None);
+        assert_eq!(count_prompt(b"[1]", None), None);
+        assert_eq!(count_prompt(b"\xff", None), None);
+    }
+
+    #[test]
+    fn odd_shapes_never_fail() {
+        for body in [
+            r#"{"messages":"hi"}"#,
+            r#"{"messages":[1,2]}"#,
+            r#"{"messages":[{"content":{"a":1}}]}"#,
+            r#"{"messages":[{"role":"user","content":[1,{"type":"x"}]}]}"#,
+            r#"{"input":{"a":1}}"#,
+            r#"{"prompt":[{"a":1}]}"#,
+        ] {
+            let c = count(body);
+            assert_eq!(c.source, Source::Estimated, "{body}");
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Token usage of a response, read as the response streams by: the usage the provider reports
+//! (OpenAI chat completions and Responses, Anthropic Messages; JSON or server-sent events) and
+//! the completion text, kept so that the gateway can count it when the provider reports
+//! nothing.
+//!
+//! The tracker sees every byte once, in the pieces nginx hands to the body filter, keeps no
+//! copy of the response (only the completion text, bounded by [`TEXT_MAX`]) and never changes
+//! what the client receives.
+
+mod scan;
+mod sse;
+
+pub use scan::{Name, Scanner, Visitor};
+pub use sse::SseLines;
+
+use crate::core::tokens::{Encoding, PromptCount, Source};
+
+/// Completion text kept for counting; past it the text is counted in slices as it comes.
+pub const TEXT_MAX: usize = 256 * 1024;
+
+/// What a provider reported, field by field (the last value seen wins: Anthropic's
+/// `message_delta` carries the running output count).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reported {
+    /// `prompt_tokens` (OpenAI chat) or `input_tokens` (Responses, Anthropic).
+    pub input: Option<u64>,
+    /// `completion_tokens` or `output_tokens`.
+    pub output: Option<u64>,
+    pub total: Option<u64>,
+    /// `prompt_tokens_details.cached_tokens` / `input_tokens_details.cached_tokens` (OpenAI:
+    /// part of `input`).
+    pub cached: Option<u64>,
+    /// Anthropic's `cache_read_input_tokens` and `cache_creation_input_tokens` (not part of
+    /// its `input_tokens`).
+    pub cache_read: Option<u64>,
+    pub cache_creation: Option<u64>,
+    /// `completion_tokens_details.reasoning_tokens` / `output_tokens_details.reasoning_tokens`.
+    pub reasoning: Option<u64>,
+}
+
+impl Reported {
+    /// Every prompt token the provider processed: OpenAI's `prompt_tokens` includes cached
+    /// ones; Anthropic's `input_tokens` excludes cache reads and writes, added here.
+    pub fn prompt(&self) -> Option<u64> {
+        self.input.map(|i| {
+            i.saturating_add(self.cache_read.unwrap_or(0))
+                .saturating_add(self.cache_creation.unwrap_or(0))
+        })
+    }
+
+    /// Prompt tokens served from the provider's cache.
+    pub fn cached(&self) -> Option<u64> {
+        self.cached.or(self.cache_read)
+    }
+
+    fn number(&mut self, path: &[Name], v: u64) {
+        use Name::*;
+        let rest = match path {
+            [Usage, rest @ ..] | [Response | Message, Usage, rest @ ..] => rest,
+            _ => return,
+        };
+        let slot = match rest {
+            [PromptTokens | InputTokens] => &mut self.input,
+            [CompletionTokens | OutputTokens] => &mut self.output,
+            [TotalTokens] => &mut self.total,
+            [CacheReadInputTokens] => &mut self.cache_read,
+            [CacheCreationInputTokens] => &mut self.cache_creation,
+            [PromptTokensDetails | InputTokensDetails, CachedTokens] => &mut self.cached,
+            [CompletionTokensDetails | OutputTokensDetails, ReasoningTokens] => &mut self.reasoning,
+            _ => return,
+        };
+        *slot = Some(v);
+    }
+}
+
+/// What kind of text a string at `path` is, if it is completion text.
+fn completion_text(path: &[Name]) -> Option<bool> {
+    use Name::*;
+    match path {
+        // OpenAI chat (stream and JSON), legacy completions
+        [Choices, Item, Delta | Message, Content] | [Choices, Item, Text] => Some(true),
+        [Choices, Item, Delta | Message, ToolCalls, Item, Function, Arguments] => Some(false),
+        // Anthropic stream: content_block_delta (text_delta, thinking_delta); Responses
+        // stream: response.output_text.delta
+        [Delta, Text | Thinking] | [Delta] => Some(true),
+        // Anthropic JSON: content[].text; Responses JSON: output[].content[].text
+        [Content, Item, Text | Thinking] | [Other, Item, Content, Item, Text] => Some(true),
+        _ => None,
+    }
+}
+
+/// How the response body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One JSON document.
+    Json,
+    /// `text/event-stream`: `data:` lines carry one JSON document per event.
+    Sse,
+}
+
+impl Framing {
+    /// From the response's `Content-Type`; `None` for bodies the tracker cannot read.
+    pub fn of_content_type(ct: &[u8]) -> Option<Framing> {
+        let ct = ct.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
+        let ct = ct.to_ascii_lowercase();
+        if ct == b"text/event-stream" {
+            Some(Framing::Sse)
+        } else if ct == b"application/json" || ct.ends_with(b"+json") {
+            Some(Framing::Json)
+        } else {
+            None
+        }
+    }
+}
+
+/// Everything the scanner reports into.
+#[derive(Debug)]
+struct Sink {
+    reported: Reported,
+    enc: Encoding,
+    /// `enc` is the model's own encoding.
+    exact_encoding: bool,
+    /// Completion text not yet counted.
+    text: String,
+    /// Tokens of completion text already counted (slices past `TEXT_MAX`).
+    text_tokens: u64,
+    /// Whether any completion text was seen (an empty completion counts 0).
+    saw_text: bool,
+    /// Tool call arguments were part of the completion: a count of them is an estimate.
+    saw_tool_json: bool,
+}
+
+impl Visitor for Sink {
+    fn number(&mut self, path: &[Name], value: u64) {
+        self.reported.number(path, value);
+    }
+
+    fn wants_string(&self, path: &[Name]) -> bool {
+        completion_text(path).is_some()
+    }
+
+    fn string(&mut self, path: &[Name], piece: &str, _last: bool) {
+        self.saw_text = true;
+        if completion_text(path) == Some(false) {
+            self.saw_tool_json = true;
+        }
+        if self.text.len() + piece.len() > TEXT_MAX {
+            self.text_tokens += self.enc.count(&self.text);
+            self.text.clear();
+        }
+        if piece.len() > TEXT_MAX {
+            self.text_tokens += self.enc.count(piece);
+        } else {
+            self.text.push_str(piece);
+        }
+    }
+}
+
+/// Reads one response body as it streams by. See the module documentation.
+#[derive(Debug)]
+pub struct ResponseTracker {
+    framing: Framing,
+    scanner: Scanner,
+    lines: SseLines,
+    sink: Sink,
+    /// The whole body went through (the last buffer was seen).
+    complete: bool,
+    /// Bytes seen.
+    bytes: u64,
+}
+
+impl ResponseTracker {
+    /// `model_encoding` (the model's own, when public) counts the completion text if the
+    /// provider reports no usage; without it o200k_base gives an estimate.
+    pub fn new(framing: Framing, model_encoding: Option<Encoding>) -> Self {
+        ResponseTracker {
+            framing,
+            scanner: Scanner::new(),
+            lines: SseLines::default(),
+            sink: Sink {
+                reported: Reported::default(),
+                enc: model_encoding.unwrap_or(Encoding::O200k),
+                exact_encoding: model_encoding.is_some(),
+                text: String::new(),
+                text_tokens: 0,
+                saw_text: false,
+                saw_tool_json: false,
+            },
+            complete: false,
+            bytes: 0,
+        }
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The next piece of the body, as sent to the client.
+    pub fn feed(&mut self, data: &[u8]) {
+        self.bytes += data.len() as u64;
+        match self.framing {
+            Framing::Json => self.scanner.feed(data, &mut self.sink),
+            Framing::Sse => self.lines.feed(data, &mut self.scanner, &mut self.sink),
+        }
+    }
+
+    /// The body is complete.
+    pub fn finish(&mut self) {
+        if self.complete {
+            return;
+        }
+        self.complete = true;
+        match self.framing {
+            Framing::Json => self.scanner.finish(&mut self.sink),
+            Framing::Sse => self.lines.finish(&mut self.scanner, &mut self.sink),
+        }
+    }
+
+    pub fn reported(&self) -> &Reported {
+        &self.sink.reported
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// The completion tokens the gateway counts in the text it saw (an estimate when tool
+    /// call arguments were part of it or the encoding is not the model's). `None` when the
+    /// body could not be read as JSON or events (e.g. it was not JSON at all).
+    fn counted_completion(&self) -> Option<(u64, Source)> {
+        let readable = match self.framing {
+            Framing::Json => self.scanner.is_done(),
+            Framing::Sse => self.lines.events() > 0 || self.bytes == 0,
+        };
+        if !readable && !self.sink.saw_text {
+            return None;
+        }
+        let tokens = self.sink.text_tokens + self.sink.enc.count(&self.sink.text);
+        let exact = self.sink.exact_encoding && !self.sink.saw_tool_json && self.complete;
+        Some((
+            tokens,
+            if exact {
+                Source::Counted
+            } else {
+                Source::Estimated
+            },
+        ))
+    }
+}
+
+/// A request's token usage, settled at its end.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub prompt: Option<u64>,
+    pub completion: Option<u64>,
+    pub cached: Option<u64>,
+    pub reasoning: Option<u64>,
+    /// The weakest source among the known parts; `None` when nothing is known ("unknown").
+    pub source: Option<Source>,
+}
+
+impl TokenUsage {
+    pub fn total(&self) -> Option<u64> {
+        Some(self.prompt? + self.completion?)
+    }
+
+    pub fn source_str(&self) -> &'static str {
+        self.source.map_or("unknown", Source::as_str)
+    }
+}
+
+fn weaker(a: Option<Source>, b: Source) -> Source {
+    let rank = |s: Source| match s {
+        Source::Provider => 0,
+        Source::Counted => 1,
+        Source::Estimated => 2,
+    };
+    match a {
+        Some(a) if rank(a) > rank(b) => a,
+        _ => b,
+    }
+}
+
+/// Settles a request's usage: the provider's numbers where it reported them; otherwise the
+/// gateway's own count of the prompt (`count_prompt`, called only when needed) and of the
+/// completion text it saw.
+pub fn settle(
+    tracker: Option<&ResponseTracker>,
+    count_prompt: impl FnOnce() -> Option<PromptCount>,
+) -> TokenUsage {
+    let mut u = TokenUsage::default();
+    let reported = tracker.map(|t| *t.reported()).unwrap_or_default();
+    let mut source: Option<Source> = None;
+    match reported.prompt() {
+        Some(p) => {
+            u.prompt = Some(p);
+            source = Some(Source::Provider);
+        }
+        None => {
+            if let Some(c) = count_prompt() {
+                u.prompt = Some(c.tokens);
+                source = Some(weaker(source, c.source));
+            }
+        }
+    }
+    match reported.output {
+        Some(o) => {
+            u.completion = Some(o);
+            source = Some(weaker(source, Source::Provider));
+        }
+        None => {
+            if let Some((n, s)) = tracker.and_then(ResponseTracker::counted_completion) {
+                u.completion = Some(n);
+                source = Some(weaker(source, s));
+            }
+        }
+    }
+    u.cached = reported.cached();
+    u.reasoning = reported.reasoning;
+    u.source = source;
+    u
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,270 @@
+use super::*;
+use crate::core::tokens::{Encoding, PromptCount, Source};
+
+const OPENAI_STREAM: &str = concat!(
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" wor\\u006cd\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":19,\"completion_tokens\":2,\"total_tokens\":21,\"prompt_tokens_details\":{\"cached_tokens\":3},\"completion_tokens_details\":{\"reasoning_tokens\":0}}}\n\n",
+    "data: [DONE]\n\n",
+);
+
+const ANTHROPIC_STREAM: &str = concat!(
+    "event: message_start\n",
+    "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4\",\"usage\":{\"input_tokens\":25,\"cache_creation_input_tokens\":5,\"cache_read_input_tokens\":10,\"output_tokens\":1}}}\n\n",
+    "event: ping\n",
+    "data: {\"type\": \"ping\"}\n\n",
+    "event: content_block_start\n",
+    "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: content_block_delta\n",
+    "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello world\"}}\n\n",
+    "event: content_block_stop\n",
+    "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    "event: message_delta\n",
+    "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":15}}\n\n",
+    "event: message_stop\n",
+    "data: {\"type\":\"message_stop\"}\n\n",
+);
+
+const RESPONSES_STREAM: &str = concat!(
+    "event: response.created\n",
+    "data: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[],\"usage\":null}}\n\n",
+    "event: response.output_text.delta\n",
+    "data: {\"type\":\"response.output_text.delta\",\"item_id\":\"m1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hello\"}\n\n",
+    "event: response.output_text.delta\n",
+    "data: {\"type\":\"response.output_text.delta\",\"item_id\":\"m1\",\"output_index\":0,\"content_index\":0,\"delta\":\" world\"}\n\n",
+    "event: response.output_text.done\n",
+    "data: {\"type\":\"response.output_text.done\",\"item_id\":\"m1\",\"text\":\"Hello world\"}\n\n",
+    "event: response.completed\n",
+    "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hello world\"}]}],\"usage\":{\"input_tokens\":36,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":87,\"output_tokens_details\":{\"reasoning_tokens\":64},\"total_tokens\":123}}}\n\n",
+);
+
+fn track(framing: Framing, body: &str, cuts: &[usize]) -> ResponseTracker {
+    let mut t = ResponseTracker::new(framing, Some(Encoding::O200k));
+    let b = body.as_bytes();
+    let mut start = 0;
+    for &c in cuts {
+        t.feed(&b[start..c]);
+        start = c;
+    }
+    t.feed(&b[start..]);
+    t.finish();
+    t
+}
+
+/// The same result for the whole body, for every single split point, and byte by byte.
+fn every_split(framing: Framing, body: &str) -> ResponseTracker {
+    let whole = track(framing, body, &[]);
+    for cut in 0..=body.len() {
+        let t = track(framing, body, &[cut]);
+        assert_eq!(t.reported(), whole.reported(), "cut at {cut}");
+        assert_eq!(t.sink.text, whole.sink.text, "cut at {cut}");
+    }
+    let bytes: Vec<usize> = (1..body.len()).collect();
+    let t = track(framing, body, &bytes);
+    assert_eq!(t.reported(), whole.reported(), "byte by byte");
+    assert_eq!(t.sink.text, whole.sink.text, "byte by byte");
+    whole
+}
+
+#[test]
+fn openai_chat_stream() {
+    let t = every_split(Framing::Sse, OPENAI_STREAM);
+    let r = t.reported();
+    assert_eq!(
+        (r.prompt(), r.output, r.total),
+        (Some(19), Some(2), Some(21))
+    );
+    assert_eq!((r.cached(), r.reasoning), (Some(3), Some(0)));
+    assert_eq!(t.sink.text, "Hello world");
+    assert_eq!(t.lines.events(), 6);
+}
+
+#[test]
+fn openai_usage_on_a_final_chunk_that_still_has_choices() {
+    let body = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6}}\n\n",
+        "data: [DONE]\n\n"
+    );
+    let t = every_split(Framing::Sse, body);
+    assert_eq!(
+        (t.reported().prompt(), t.reported().output),
+        (Some(5), Some(1))
+    );
+}
+
+#[test]
+fn anthropic_stream_adds_cache_tokens_to_the_prompt() {
+    let t = every_split(Framing::Sse, ANTHROPIC_STREAM);
+    let r = t.reported();
+    assert_eq!(r.prompt(), Some(40), "25 + 5 written + 10 read");
+    assert_eq!(
+        r.output,
+        Some(15),
+        "message_delta's running count wins over message_start's"
+    );
+    assert_eq!(r.cached(), Some(10));
+    assert_eq!(t.sink.text, "Hello world");
+}
+
+#[test]
+fn responses_stream_counts_text_once() {
+    let t = every_split(Framing::Sse, RESPONSES_STREAM);
+    let r = t.reported();
+    assert_eq!((r.prompt(), r.output), (Some(36), Some(87)));
+    assert_eq!((r.cached(), r.reasoning), (Some(0), Some(64)));
+    assert_eq!(
+        t.sink.text, "Hello world",
+        "not again from .done or .completed"
+    );
+}
+
+#[test]
+fn json_bodies_of_each_api() {
+    let chat = r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hello world"},"finish_reason":"stop"}],"usage":{"prompt_tokens":8,"completion_tokens":2,"total_tokens":10}}"#;
+    let t = every_split(Framing::Json, chat);
+    assert_eq!(
+        (t.reported().prompt(), t.reported().output),
+        (Some(8), Some(2))
+    );
+    assert_eq!(t.sink.text, "Hello world");
+
+    let anthropic = r#"{"id":"msg","type":"message","content":[{"type":"text","text":"Hello world"}],"usage":{"input_tokens":9,"cache_read_input_tokens":4,"output_tokens":3}}"#;
+    let t = every_split(Framing::Json, anthropic);
+    assert_eq!(
+        (t.reported().prompt(), t.reported().output),
+        (Some(13), Some(3))
+    );
+    assert_eq!(t.sink.text, "Hello world");
+
+    let responses = r#"{"id":"resp","output":[{"type":"message","content":[{"type":"output_text","text":"Hello world"}]}],"usage":{"input_tokens":7,"output_tokens":2,"total_tokens":9}}"#;
+    let t = every_split(Framing::Json, responses);
+    assert_eq!(
+        (t.reported().prompt(), t.reported().output),
+        (Some(7), Some(2))
+    );
+    assert_eq!(t.sink.text, "Hello world");
+}
+
+#[test]
+fn sse_framing_variants() {
+    // CRLF and CR line ends, comments, other fields, no space after the colon, data split
+    // over two lines, a final event without its blank line
+    let body = concat!(
+        ": keep-alive\r\n\r\n",
+        "id: 1\r\nevent: x\r\ndata:{\"usage\":\r\ndata: {\"prompt_tokens\":4}}\r\n\r\n",
+        "retry: 10\rdata: {\"usage\":{\"completion_tokens\":6}}\r\r",
+        "data: {\"usage\":{\"total_tokens\":10}}"
+    );
+    let t = every_split(Framing::Sse, body);
+    let r = t.reported();
+    assert_eq!((r.input, r.output, r.total), (Some(4), Some(6), Some(10)));
+    assert_eq!(t.lines.events(), 3);
+}
+
+#[test]
+fn content_types() {
+    assert_eq!(
+        Framing::of_content_type(b"text/event-stream; charset=utf-8"),
+        Some(Framing::Sse)
+    );
+    assert_eq!(
+        Framing::of_content_type(b"Application/JSON"),
+        Some(Framing::Json)
+    );
+    assert_eq!(
+        Framing::of_content_type(b"application/problem+json"),
+        Some(Framing::Json)
+    );
+    assert_eq!(Framing::of_content_type(b"text/html"), None);
+    assert_eq!(Framing::of_content_type(b""), None);
+}
+
+fn counted_prompt() -> Option<PromptCount> {
+    Some(PromptCount {
+        tokens: 8,
+        source: Source::Counted,
+        encoding: Encoding::O200k,
+    })
+}
+
+#[test]
+fn settle_prefers_the_provider() {
+    let t = track(Framing::Sse, OPENAI_STREAM, &[]);
+    let u = settle(Some(&t), || panic!("no need to count"));
+    assert_eq!(
+        (u.prompt, u.completion, u.total()),
+        (Some(19), Some(2), Some(21))
+    );
+    assert_eq!(u.source_str(), "provider");
+}
+
+#[test]
+fn settle_counts_what_the_provider_did_not_report() {
+    let body = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world\"}}]}\n\n",
+        "data: [DONE]\n\n"
+    );
+    let t = track(Framing::Sse, body, &[]);
+    let u = settle(Some(&t), counted_prompt);
+    assert_eq!((u.prompt, u.completion), (Some(8), Some(2)));
+    assert_eq!(u.source_str(), "counted");
+
+    // the model's encoding is unknown: an estimate
+    let mut t = ResponseTracker::new(Framing::Sse, None);
+    t.feed(body.as_bytes());
+    t.finish();
+    assert_eq!(settle(Some(&t), counted_prompt).source_str(), "estimated");
+
+    // a stream cut short (client gone): what was seen, as an estimate
+    let mut t = ResponseTracker::new(Framing::Sse, Some(Encoding::O200k));
+    t.feed(&body.as_bytes()[..70]);
+    let u = settle(Some(&t), counted_prompt);
+    assert_eq!((u.completion, u.source_str()), (Some(1), "estimated"));
+
+    // tool call arguments: an estimate
+    let tools = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]}}]}"#;
+    let t = track(Framing::Json, tools, &[]);
+    let u = settle(Some(&t), counted_prompt);
+    assert!(u.completion.unwrap() > 0);
+    assert_eq!(u.source_str(), "estimated");
+}
+
+#[test]
+fn settle_never_invents_a_zero() {
+    // not JSON (an HTML error page passed through): completion unknown
+    let t = track(Framing::Json, "<html>bad gateway</html>", &[]);
+    let u = settle(Some(&t), || None);
+    assert_eq!((u.prompt, u.completion, u.source), (None, None, None));
+    assert_eq!(u.source_str(), "unknown");
+    assert_eq!(u.total(), None);
+    // no response body was tracked at all
+    let u = settle(None, counted_prompt);
+    assert_eq!((u.prompt, u.completion), (Some(8), None));
+    // a JSON error from the provider: no completion text, 0 is a real count
+    let t = track(
+        Framing::Json,
+        r#"{"error":{"message":"bad","type":"invalid_request_error"}}"#,
+        &[],
+    );
+    let u = settle(Some(&t), counted_prompt);
+    assert_eq!((u.prompt, u.completion), (Some(8), Some(0)));
+}
+
+#[test]
+fn long_completions_are_counted_in_slices() {
+    let word = "hello ";
+    let n = TEXT_MAX / word.len() * 3;
+    let mut body = String::from("data: {\"choices\":[{\"delta\":{\"content\":\"");
+    body.push_str(&word.repeat(n));
+    body.push_str("\"}}]}\n\n");
+    let t = track(Framing::Sse, &body, &[]);
+    assert!(t.sink.text.len() <= TEXT_MAX);
+    let u = settle(Some(&t), counted_prompt);
+    let exact = Encoding::O200k.count(&word.repeat(n));
+    let got = u.completion.unwrap();
+    assert!(got.abs_diff(exact) <= 4, "{got} vs {exact}");
+}
