@@ -7,6 +7,8 @@
 //! the tokens of that text, as the API counts it, never one control token.
 
 mod prompt;
+#[cfg(test)]
+mod oracle;
 
 pub use prompt::{count_prompt, PromptCount};
 
