@@ -217,7 +217,20 @@ is_deeply(family($m, 'gateway_requests_in_flight'), {
     'gateway_requests_in_flight{namespace="beta"}'  => 0,
     'gateway_requests_in_flight{namespace=""}'      => 0,
 }, 'gateway_requests_in_flight is 0 for every namespace once all clients are done');
-is_deeply(family($m, 'gateway_tokens_total'), {}, 'gateway_tokens_total has no samples yet (README: until token accounting)');
+# Tokens: the mock reports usage in JSON answers (prompt 7 = its own count of one "hi"
+# message, completion 38 = its whole reply); the streams do not ask for usage (no
+# stream_options) and the mock sends none, so the gateway counts them itself: prompt 3 (an
+# empty message list: the reply priming), completion = o200k_base tokens of the 5 streamed
+# pieces ("Hello! This is a") = 5.
+my $n_stream = $per_burst{'beta stream m2'} * $bursts;
+my $n_beta_json = $per_burst{'beta JSON m2'} * $bursts;
+is_deeply(family($m, 'gateway_tokens_total'), {
+    'gateway_tokens_total{namespace="alpha",model="m1",type="prompt"}'     => 7 * $n_alpha,
+    'gateway_tokens_total{namespace="alpha",model="m1",type="completion"}' => 38 * $n_alpha,
+    'gateway_tokens_total{namespace="beta",model="m2",type="prompt"}'      => 7 * $n_beta_json + 3 * $n_stream,
+    'gateway_tokens_total{namespace="beta",model="m2",type="completion"}'  => 38 * $n_beta_json + 5 * $n_stream,
+}, 'gateway_tokens_total: provider usage of the JSON answers + the gateway\'s counts of the streams')
+    or diag(explain(family($m, 'gateway_tokens_total')));
 # 3 request series, 1 upstream, 1 rejection, 3 in-flight
 is($m->{gateway_metrics_series}, 8, 'gateway_metrics_series 8');
 is($m->{gateway_metrics_series_max}, 500, 'gateway_metrics_series_max 500');

@@ -16,9 +16,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use super::body::request_body;
 use super::ctx::{self, Phase, RequestCtx};
 use super::guard::guard;
-use super::headers::{
-    remove_headers_with_prefix, request_header, NgxRequestView, GATEWAY_HEADER_PREFIX,
-};
+use super::headers::{is_dropped_header, remove_headers, request_header, NgxRequestView};
 use super::log_phase::enter;
 use super::module::Module;
 use crate::core::error::GatewayError;
@@ -65,13 +63,7 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
         ctx.config = Some(config);
         ctx.phase = Phase::ReadingBody;
 
-        if remove_headers_with_prefix(
-            &mut (*r).headers_in.headers,
-            (*r).pool,
-            GATEWAY_HEADER_PREFIX,
-        )
-        .is_none()
-        {
+        if remove_headers(&mut (*r).headers_in.headers, (*r).pool, is_dropped_header).is_none() {
             return SERVER_ERROR;
         }
 

@@ -17,6 +17,8 @@ use crate::core::config::GatewayConfig;
 use crate::core::error::GatewayError;
 use crate::core::identify::{ClientKey, Via};
 use crate::core::request::RequestSummary;
+use crate::core::tokens::PromptCount;
+use crate::core::usage::{ResponseTracker, TokenUsage};
 
 /// Where the access handler is for this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,6 +56,14 @@ pub struct RequestCtx {
     pub overhead_ns: u64,
     /// The request's place in `gateway_requests_in_flight`, left when the ctx is dropped.
     pub inflight: Option<Inflight>,
+    /// Reads the response's usage as it streams to the client.
+    pub tracker: Option<Box<ResponseTracker>>,
+    /// The response had buffers in a file, which the tracker did not read.
+    pub tracker_skipped: bool,
+    /// The gateway's own count of the prompt, once made.
+    pub prompt: Option<Option<PromptCount>>,
+    /// The usage settled in the log phase.
+    pub usage: Option<TokenUsage>,
 }
 
 impl RequestCtx {

@@ -14,6 +14,7 @@ use ngx::http::HttpModuleLocationConf;
 use super::ctx;
 use super::guard::guard;
 use super::module::Module;
+use super::usage;
 use crate::core::error::GatewayError;
 
 static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
@@ -41,6 +42,13 @@ unsafe extern "C" fn ngx_http_ai_gateway_header_filter(r: *mut ngx_http_request_
     if !guard(log, false, || unsafe { prepare_json_error(r) }) {
         return ERROR;
     }
+    guard(log, (), || unsafe {
+        if r == (*r).main {
+            if let Some(ctx) = ctx::get(r) {
+                usage::start_tracking(r, ctx);
+            }
+        }
+    });
     // SAFETY: NEXT_HEADER_FILTER was set at configuration time.
     unsafe {
         match NEXT_HEADER_FILTER {
@@ -128,6 +136,9 @@ unsafe fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_chain_t) -> ng
         let Some(ctx) = ctx::get(r) else {
             return next(r, input);
         };
+        if r == (*r).main {
+            usage::feed(ctx, input);
+        }
         let Some(body) = ctx.error_body.as_ref() else {
             return next(r, input);
         };

@@ -14,6 +14,16 @@ use crate::core::request::parse_document;
 /// Client headers in this family belong to the gateway and are removed before proxying.
 pub const GATEWAY_HEADER_PREFIX: &[u8] = b"x-ai-gateway-";
 
+/// Whether a client request header is not passed upstream: the gateway's own headers, and
+/// `Accept-Encoding` (the provider then answers uncompressed, so the gateway can read the
+/// usage in the response; nginx's gzip filter still compresses for the client, as it reads
+/// the client's header, which stays in place).
+pub fn is_dropped_header(key: &[u8]) -> bool {
+    let p = GATEWAY_HEADER_PREFIX;
+    (key.len() >= p.len() && key[..p.len()].eq_ignore_ascii_case(p))
+        || key.eq_ignore_ascii_case(b"accept-encoding")
+}
+
 /// Calls `f` with every header of `list` until it returns `Some`.
 ///
 /// # Safety
@@ -51,7 +61,7 @@ pub unsafe fn request_header<'a>(r: &'a ngx_http_request_t, name: &[u8]) -> Opti
     }
 }
 
-/// Removes every request header whose name starts with `prefix` (lower-case), keeping all
+/// Removes every request header whose name `dropped` says, keeping all
 /// other elements at their addresses: nginx keeps pointers to list elements
 /// (`headers_in.host`, `.authorization`, ...), so nothing is moved.
 ///
@@ -65,15 +75,12 @@ pub unsafe fn request_header<'a>(r: &'a ngx_http_request_t, name: &[u8]) -> Opti
 ///
 /// # Safety
 /// `list` must be a live, unmodified nginx list of `ngx_table_elt_t` allocated from `pool`.
-pub unsafe fn remove_headers_with_prefix(
+pub unsafe fn remove_headers(
     list: &mut ngx_list_t,
     pool: *mut ngx_pool_t,
-    prefix: &[u8],
+    dropped: impl Fn(&[u8]) -> bool,
 ) -> Option<usize> {
-    let matches = |h: &ngx_table_elt_t| {
-        let key = h.key.as_bytes();
-        key.len() >= prefix.len() && key[..prefix.len()].eq_ignore_ascii_case(prefix)
-    };
+    let matches = |h: &ngx_table_elt_t| dropped(h.key.as_bytes());
     // SAFETY: list walk as in find_header; new parts come from the request pool and live as
     // long as the list; element memory is never freed or moved.
     unsafe {

@@ -1,5 +1,7 @@
-//! The log-phase handler: records each gateway request into the metrics zone (no IO, no
-//! lock once its series exist), and the in-flight gauge's per-request guard.
+//! The log-phase handler: settles each gateway request's token usage (it runs before the
+//! access log, so `$ai_gateway_*_tokens` see the settled numbers) and records the request
+//! into the metrics zone (no IO, no lock once its series exist); and the in-flight gauge's
+//! per-request guard.
 
 use std::borrow::Cow;
 use std::ptr::NonNull;
@@ -15,7 +17,8 @@ use super::ctx::{self, RequestCtx};
 use super::guard::guard;
 use super::module::Module;
 use super::shm;
-use crate::core::metrics::{RequestSample, Store, UpstreamAttempt};
+use super::usage;
+use crate::core::metrics::{RequestSample, Store, UpstreamAttempt, Usage};
 
 const DECLINED: ngx_int_t = NGX_DECLINED as ngx_int_t;
 
@@ -71,11 +74,12 @@ unsafe fn record(r: *mut ngx_http_request_t) {
     let started = Instant::now();
     // SAFETY: r is live; the log phase runs once, for the main request.
     unsafe {
-        let Some(store) = metrics_store(r) else {
-            return;
-        };
         // only requests the access handler of a gateway location has seen
         let Some(ctx) = ctx::get(r).filter(|c| c.config.is_some()) else {
+            return;
+        };
+        let tokens = usage::settle_final(r, ctx);
+        let Some(store) = metrics_store(r) else {
             return;
         };
         let req = &*r;
@@ -96,7 +100,10 @@ unsafe fn record(r: *mut ngx_http_request_t) {
                 .unwrap_or(""),
             status: status.clamp(0, 999) as u16,
             duration_ms: ms.max(0) as u64,
-            usage: None,
+            usage: match (tokens.prompt, tokens.completion) {
+                (Some(prompt), Some(completion)) => Some(Usage { prompt, completion }),
+                _ => None,
+            },
         });
         if let Some(err) = &ctx.error {
             store.record_rejection(namespace, err.code());

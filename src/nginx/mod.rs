@@ -15,4 +15,5 @@ mod metrics;
 mod mock;
 mod module;
 mod shm;
+mod usage;
 mod vars;

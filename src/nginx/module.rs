@@ -49,13 +49,17 @@ impl HttpModule for Module {
                 return NGX_ERROR as ngx_int_t;
             }
             *h = Some(ngx_http_ai_gateway_access_handler);
-            let h = ngx_array_push(
-                &mut cmcf.phases[ngx_http_phases_NGX_HTTP_LOG_PHASE as usize].handlers,
-            ) as *mut ngx_http_handler_pt;
+            // first in the log phase: the access log (registered before us) reads the usage
+            // this handler settles
+            let handlers = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_LOG_PHASE as usize].handlers;
+            let h = ngx_array_push(handlers) as *mut ngx_http_handler_pt;
             if h.is_null() {
                 return NGX_ERROR as ngx_int_t;
             }
-            *h = Some(ngx_http_ai_gateway_log_handler);
+            let first = handlers.elts as *mut ngx_http_handler_pt;
+            let n = handlers.nelts;
+            std::ptr::copy(first, first.add(1), n - 1);
+            *first = Some(ngx_http_ai_gateway_log_handler);
             filter::install();
             NGX_OK as ngx_int_t
         })
@@ -96,6 +100,19 @@ unsafe extern "C" fn ngx_http_ai_gateway_init_module(cycle: *mut ngx_cycle_t) ->
         let Some(mcf) = Module::main_conf(&*cycle) else {
             return NGX_OK as ngx_int_t;
         };
+        if mcf.enabled_anywhere {
+            // built in the master, before the workers fork: they share the tables and no
+            // request pays for building them; a reload finds them built
+            let started = std::time::Instant::now();
+            if crate::core::tokens::warm_up() {
+                ngx::ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    log,
+                    "ai_gateway: token encoders o200k_base and cl100k_base built in {} ms",
+                    started.elapsed().as_millis()
+                );
+            }
+        }
         if let (Some(cfg), Some(path)) = (&mcf.config, &mcf.config_path) {
             ngx::ngx_log_error!(
                 NGX_LOG_NOTICE,

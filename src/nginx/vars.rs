@@ -8,6 +8,7 @@ use ngx::ffi::{
 
 use super::ctx::{self, Phase, RequestCtx};
 use super::guard::guard;
+use super::usage;
 use crate::core::identify::ClientKey;
 
 #[derive(Clone, Copy)]
@@ -22,9 +23,15 @@ enum Var {
     BodyBytes,
     Decision,
     Reason,
+    PromptTokens,
+    CompletionTokens,
+    TotalTokens,
+    CachedTokens,
+    ReasoningTokens,
+    UsageSource,
 }
 
-const VARIABLES: [(&str, Var); 10] = [
+const VARIABLES: [(&str, Var); 16] = [
     ("ai_gateway_namespace", Var::Namespace),
     ("ai_gateway_namespace_name", Var::NamespaceName),
     ("ai_gateway_key_id", Var::KeyId),
@@ -35,6 +42,12 @@ const VARIABLES: [(&str, Var); 10] = [
     ("ai_gateway_body_bytes", Var::BodyBytes),
     ("ai_gateway_decision", Var::Decision),
     ("ai_gateway_reason", Var::Reason),
+    ("ai_gateway_prompt_tokens", Var::PromptTokens),
+    ("ai_gateway_completion_tokens", Var::CompletionTokens),
+    ("ai_gateway_total_tokens", Var::TotalTokens),
+    ("ai_gateway_cached_tokens", Var::CachedTokens),
+    ("ai_gateway_reasoning_tokens", Var::ReasoningTokens),
+    ("ai_gateway_usage_source", Var::UsageSource),
 ];
 
 /// Registers the variables (called from preconfiguration).
@@ -61,7 +74,35 @@ pub unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
 }
 
 /// The value of a variable for a request context; `None` prints as `-` in logs.
-fn value(ctx: &RequestCtx, var: Var) -> Option<String> {
+///
+/// # Safety
+/// `r` must be the live main request of `ctx`.
+unsafe fn value(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, var: Var) -> Option<String> {
+    let tokens = matches!(
+        var,
+        Var::PromptTokens
+            | Var::CompletionTokens
+            | Var::TotalTokens
+            | Var::CachedTokens
+            | Var::ReasoningTokens
+            | Var::UsageSource
+    );
+    if tokens {
+        if ctx.config.is_none() || !ctx.allowed() {
+            return None;
+        }
+        // SAFETY: r is live (caller).
+        let u = unsafe { usage::current(r, ctx) };
+        return match var {
+            Var::PromptTokens => u.prompt,
+            Var::CompletionTokens => u.completion,
+            Var::TotalTokens => u.total(),
+            Var::CachedTokens => u.cached,
+            Var::ReasoningTokens => u.reasoning,
+            _ => return Some(u.source_str().to_string()),
+        }
+        .map(|n| n.to_string());
+    }
     let summary = ctx.summary.as_ref();
     match var {
         Var::Namespace => ctx.namespace_code().map(str::to_string),
@@ -85,6 +126,7 @@ fn value(ctx: &RequestCtx, var: Var) -> Option<String> {
             (None, Some(e)) if ctx.phase != Phase::Decided => Some(e.code().to_string()),
             _ => None,
         },
+        _ => None,
     }
 }
 
@@ -99,7 +141,7 @@ unsafe extern "C" fn ngx_http_ai_gateway_variable(
         let main = (*r).main;
         let found = VARIABLES
             .get(data)
-            .and_then(|(_, var)| ctx::get(main).and_then(|c| value(c, *var)));
+            .and_then(|(_, var)| ctx::get(main).and_then(|c| value(main, c, *var)));
         let Some(text) = found else {
             (*v).set_not_found(1);
             return NGX_OK as ngx_int_t;

@@ -6,9 +6,9 @@
 //! megabyte of spaces. They count ordinary text only: a user who types `<|endoftext|>` gets
 //! the tokens of that text, as the API counts it, never one control token.
 
-mod prompt;
 #[cfg(test)]
 mod oracle;
+mod prompt;
 
 pub use prompt::{count_prompt, PromptCount};
 
@@ -86,11 +86,17 @@ impl Encoding {
     }
 }
 
-/// Builds both encoders now (about 100 ms and 100 MB), so that no request pays for it. Call
-/// once at start; later calls return at once.
-pub fn warm_up() {
-    Encoding::O200k.count("warm up");
-    Encoding::Cl100k.count("warm up");
+/// Builds both encoders now (about 100 ms and 100 MB), so that no request pays for it.
+/// Returns true when this call built them; later calls return false at once.
+pub fn warm_up() -> bool {
+    static WARM: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let mut built = false;
+    WARM.get_or_init(|| {
+        Encoding::O200k.count("warm up");
+        Encoding::Cl100k.count("warm up");
+        built = true;
+    });
+    built
 }
 
 /// How a token count was obtained, from best to worst.

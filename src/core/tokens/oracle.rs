@@ -64,7 +64,12 @@ fn chat_requests_agree_with_tiktoken_and_the_framing() {
         let body = e.request.as_deref().expect("request");
         let c = count_prompt(body.as_bytes(), None).expect("countable");
         assert_eq!(Some(c.encoding.name()), e.encoding.as_deref());
-        assert_eq!(Some(c.tokens), e.prompt_tokens, "{}", &body[..body.len().min(80)]);
+        assert_eq!(
+            Some(c.tokens),
+            e.prompt_tokens,
+            "{}",
+            &body[..body.len().min(80)]
+        );
         assert_eq!(c.source, Source::Counted);
         checked += 1;
     }

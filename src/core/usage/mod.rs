@@ -165,6 +165,8 @@ pub struct ResponseTracker {
     sink: Sink,
     /// The whole body went through (the last buffer was seen).
     complete: bool,
+    /// Part of the body was never fed (nginx kept it in a file).
+    missed: bool,
     /// Bytes seen.
     bytes: u64,
 }
@@ -187,6 +189,7 @@ impl ResponseTracker {
                 saw_tool_json: false,
             },
             complete: false,
+            missed: false,
             bytes: 0,
         }
     }
@@ -224,6 +227,11 @@ impl ResponseTracker {
         self.complete
     }
 
+    /// Some of the body was not fed: a count of the completion text is only an estimate.
+    pub fn mark_incomplete(&mut self) {
+        self.missed = true;
+    }
+
     /// The completion tokens the gateway counts in the text it saw (an estimate when tool
     /// call arguments were part of it or the encoding is not the model's). `None` when the
     /// body could not be read as JSON or events (e.g. it was not JSON at all).
@@ -236,7 +244,8 @@ impl ResponseTracker {
             return None;
         }
         let tokens = self.sink.text_tokens + self.sink.enc.count(&self.sink.text);
-        let exact = self.sink.exact_encoding && !self.sink.saw_tool_json && self.complete;
+        let exact =
+            self.sink.exact_encoding && !self.sink.saw_tool_json && self.complete && !self.missed;
         Some((
             tokens,
             if exact {
