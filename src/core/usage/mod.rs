@@ -9,9 +9,11 @@
 
 mod scan;
 mod sse;
+mod stream_usage;
 
 pub use scan::{Name, Scanner, Visitor};
 pub use sse::SseLines;
+pub use stream_usage::{request_usage, UsageStripper};
 
 use crate::core::tokens::{Encoding, PromptCount, Source};
 
