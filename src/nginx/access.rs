@@ -13,7 +13,7 @@ use ngx::ffi::{
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 
-use super::body::request_body;
+use super::body::{replace_request_body, request_body};
 use super::ctx::{self, Phase, RequestCtx};
 use super::guard::guard;
 use super::headers::{is_dropped_header, remove_headers, request_header, NgxRequestView};
@@ -22,6 +22,7 @@ use super::module::Module;
 use crate::core::error::GatewayError;
 use crate::core::identify::{bearer_token, identify, plain_key, ClientKey};
 use crate::core::request::{is_json_content_type, parse_request};
+use crate::core::usage::request_usage;
 
 const DECLINED: ngx_int_t = NGX_DECLINED as ngx_int_t;
 const DONE: ngx_int_t = NGX_DONE as ngx_int_t;
@@ -153,14 +154,34 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
         };
         ctx.namespace = Some(id.namespace);
         ctx.via = Some(id.via);
-        match parsed {
-            Ok(summary) => {
-                ctx.summary = Some(summary);
-                DECLINED
+        let summary = match parsed {
+            Ok(summary) => summary,
+            Err(err) => return reject(r, ctx, err),
+        };
+        // an OpenAI stream without usage: ask the provider for it (the response filter
+        // takes it back out)
+        let with_usage = (summary.stream
+            && is_openai_stream_path(req.uri.as_bytes())
+            && Module::location_conf(req).is_some_and(|l| l.stream_usage()))
+        .then(|| request_usage(&body))
+        .flatten();
+        drop(body);
+        ctx.summary = Some(summary);
+        if let Some(new_body) = with_usage {
+            if !replace_request_body(r, &new_body) {
+                return SERVER_ERROR;
             }
-            Err(err) => reject(r, ctx, err),
+            ctx.added_include_usage = true;
         }
+        DECLINED
     }
+}
+
+/// OpenAI's chat completions and (legacy) completions: the APIs with
+/// `stream_options.include_usage`.
+fn is_openai_stream_path(uri: &[u8]) -> bool {
+    let path = uri.strip_suffix(b"/").unwrap_or(uri);
+    path.ends_with(b"/completions")
 }
 
 /// The client key: `Authorization: Bearer`, then `x-api-key`, then `api-key`.

@@ -2,7 +2,9 @@
 
 use std::borrow::Cow;
 
-use ngx::ffi::{ngx_buf_t, ngx_http_request_t, ngx_read_file};
+use ngx::ffi::{
+    ngx_alloc_chain_link, ngx_buf_t, ngx_http_request_t, ngx_pcalloc, ngx_pnalloc, ngx_read_file,
+};
 
 /// The request body nginx has read, borrowed when it is one in-memory buffer, otherwise
 /// copied (several buffers, or a body spilled to a temporary file larger than
@@ -74,4 +76,50 @@ unsafe fn read_file_part(b: &ngx_buf_t, out: &mut Vec<u8>) -> Result<(), String>
         done += n as usize;
     }
     Ok(())
+}
+
+/// Replaces the request body nginx will send upstream with `bytes` (copied into the request
+/// pool), and its length (`Content-Length` upstream follows `content_length_n`). Returns false
+/// when memory runs out.
+///
+/// # Safety
+/// `r` must be a live request whose body reading has completed (before the content phase).
+pub unsafe fn replace_request_body(r: *mut ngx_http_request_t, bytes: &[u8]) -> bool {
+    // SAFETY: pool allocations; request_body and headers_in are the live request's.
+    unsafe {
+        let rb = (*r).request_body;
+        if rb.is_null() {
+            return false;
+        }
+        let pool = (*r).pool;
+        let mem = ngx_pnalloc(pool, bytes.len().max(1)) as *mut u8;
+        let b = ngx_pcalloc(pool, std::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
+        let cl = ngx_alloc_chain_link(pool);
+        if mem.is_null() || b.is_null() || cl.is_null() {
+            return false;
+        }
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), mem, bytes.len());
+        (*b).start = mem;
+        (*b).pos = mem;
+        (*b).last = mem.add(bytes.len());
+        (*b).end = (*b).last;
+        (*b).set_temporary(1);
+        (*b).set_last_buf(1);
+        (*b).set_last_in_chain(1);
+        (*cl).buf = b;
+        (*cl).next = std::ptr::null_mut();
+        (*rb).bufs = cl;
+        (*r).headers_in.content_length_n = bytes.len() as i64;
+        if let Some(h) = (*r).headers_in.content_length.as_mut() {
+            let text = bytes.len().to_string();
+            let p = ngx_pnalloc(pool, text.len()) as *mut u8;
+            if p.is_null() {
+                return false;
+            }
+            std::ptr::copy_nonoverlapping(text.as_ptr(), p, text.len());
+            h.value.data = p;
+            h.value.len = text.len();
+        }
+        true
+    }
 }

@@ -42,11 +42,17 @@ pub struct LocConf {
     pub mock: Option<MockSettings>,
     /// `ai_gateway_metrics` (a content handler: not inherited).
     pub metrics: bool,
+    /// `ai_gateway_stream_usage on|off` (default on), inherited.
+    pub stream_usage: Option<bool>,
 }
 
 impl LocConf {
     pub fn is_enabled(&self) -> bool {
         self.enabled == Some(true)
+    }
+
+    pub fn stream_usage(&self) -> bool {
+        self.stream_usage != Some(false)
     }
 }
 
@@ -54,6 +60,9 @@ impl Merge for LocConf {
     fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
         if self.enabled.is_none() {
             self.enabled = prev.enabled;
+        }
+        if self.stream_usage.is_none() {
+            self.stream_usage = prev.stream_usage;
         }
         Ok(())
     }

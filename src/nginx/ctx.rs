@@ -13,6 +13,7 @@ use ngx::http::HttpModule;
 use super::log_phase::Inflight;
 use super::mock::MockState;
 use super::module::Module;
+use super::usage::StripState;
 use crate::core::config::GatewayConfig;
 use crate::core::error::GatewayError;
 use crate::core::identify::{ClientKey, Via};
@@ -64,6 +65,10 @@ pub struct RequestCtx {
     pub prompt: Option<Option<PromptCount>>,
     /// The usage settled in the log phase.
     pub usage: Option<TokenUsage>,
+    /// The gateway added `stream_options.include_usage` to the request.
+    pub added_include_usage: bool,
+    /// Takes the effects of that back out of the response.
+    pub strip: Option<Box<StripState>>,
 }
 
 impl RequestCtx {

@@ -30,7 +30,7 @@ use super::module::Module;
 use super::shm::{ngx_http_ai_gateway_init_metrics_zone, ZoneSettings};
 use crate::core::config::GatewayConfig;
 
-pub static mut COMMANDS: [ngx_command_t; 6] = [
+pub static mut COMMANDS: [ngx_command_t; 7] = [
     ngx_command_t {
         name: ngx_string!("ai_gateway_config"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -44,6 +44,15 @@ pub static mut COMMANDS: [ngx_command_t; 6] = [
         type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG)
             as ngx_uint_t,
         set: Some(cmd_enable),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_stream_usage"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG)
+            as ngx_uint_t,
+        set: Some(cmd_stream_usage),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
         post: std::ptr::null_mut(),
@@ -163,22 +172,43 @@ unsafe extern "C" fn cmd_enable(
             if lcf.enabled.is_some() {
                 return Err(SetError::Duplicate);
             }
-            let on = match args[0].as_bytes() {
-                v if v.eq_ignore_ascii_case(b"on") => true,
-                v if v.eq_ignore_ascii_case(b"off") => false,
-                _ => {
-                    return Err(SetError::Emerg(format!(
-                        "invalid value \"{}\" in \"ai_gateway\" directive, it must be \"on\" or \"off\"",
-                        lossy(&args[0])
-                    )))
-                }
-            };
+            let on = flag("ai_gateway", &args[0])?;
             lcf.enabled = Some(on);
             if on {
                 if let Some(mcf) = Module::main_conf_mut(&*cf) {
                     mcf.enabled_anywhere = true;
                 }
             }
+            Ok(())
+        })
+    }
+}
+
+/// An `on|off` argument.
+fn flag(directive: &str, arg: &ngx_str_t) -> Result<bool, SetError> {
+    match arg.as_bytes() {
+        v if v.eq_ignore_ascii_case(b"on") => Ok(true),
+        v if v.eq_ignore_ascii_case(b"off") => Ok(false),
+        _ => Err(SetError::Emerg(format!(
+            "invalid value \"{}\" in \"{directive}\" directive, it must be \"on\" or \"off\"",
+            lossy(arg)
+        ))),
+    }
+}
+
+/// `ai_gateway_stream_usage on|off;`
+unsafe extern "C" fn cmd_stream_usage(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx for this directive with our LocConf.
+    unsafe {
+        setter(cf, conf, |lcf: &mut LocConf, args| {
+            if lcf.stream_usage.is_some() {
+                return Err(SetError::Duplicate);
+            }
+            lcf.stream_usage = Some(flag("ai_gateway_stream_usage", &args[0])?);
             Ok(())
         })
     }

@@ -19,6 +19,7 @@ use super::conf::MockSettings;
 use super::ctx;
 use super::filter::memory_chain;
 use super::guard::guard;
+use super::headers::request_header;
 use super::module::Module;
 use crate::core::mock::{reply, MockReply, MockRequest};
 
@@ -84,12 +85,20 @@ unsafe fn start(r: *mut ngx_http_request_t) -> Option<ngx_int_t> {
                 return Some(SERVER_ERROR);
             }
         };
+        // `X-Mock-Created` / `X-Mock-Seq` fix the timestamp and the id, so that tests can
+        // compare two answers byte for byte
+        let header_number = |name: &[u8]| {
+            request_header(&*r, name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
         let reply = reply(&MockRequest {
             method: (*r).method_name.as_bytes(),
             path: (*r).uri.as_bytes(),
             body: &body,
-            now: ngx_time() as u64,
-            seq: SEQUENCE.fetch_add(1, Ordering::Relaxed),
+            now: header_number(b"x-mock-created").unwrap_or(ngx_time() as u64),
+            seq: header_number(b"x-mock-seq")
+                .unwrap_or_else(|| SEQUENCE.fetch_add(1, Ordering::Relaxed)),
         });
         drop(body);
 
