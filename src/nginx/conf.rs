@@ -22,6 +22,8 @@ pub struct MainConf {
     pub metrics_zone: Option<NonNull<ngx_shm_zone_t>>,
     /// Whether some location serves `ai_gateway_metrics` (which needs the zone).
     pub metrics_served: bool,
+    /// Whether some location serves `ai_gateway_token_service` (encoders built at start).
+    pub token_service: bool,
 }
 
 /// Settings of `ai_gateway_mock_provider`.
@@ -42,6 +44,8 @@ pub struct LocConf {
     pub mock: Option<MockSettings>,
     /// `ai_gateway_metrics` (a content handler: not inherited).
     pub metrics: bool,
+    /// `ai_gateway_token_service` (a content handler: not inherited).
+    pub token_service: bool,
     /// `ai_gateway_stream_usage on|off` (default on), inherited.
     pub stream_usage: Option<bool>,
 }

@@ -28,9 +28,10 @@ use super::metrics::ngx_http_ai_gateway_metrics_handler;
 use super::mock::ngx_http_ai_gateway_mock_handler;
 use super::module::Module;
 use super::shm::{ngx_http_ai_gateway_init_metrics_zone, ZoneSettings};
+use super::token_service::ngx_http_ai_gateway_token_service_handler;
 use crate::core::config::GatewayConfig;
 
-pub static mut COMMANDS: [ngx_command_t; 7] = [
+pub static mut COMMANDS: [ngx_command_t; 8] = [
     ngx_command_t {
         name: ngx_string!("ai_gateway_config"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -77,6 +78,14 @@ pub static mut COMMANDS: [ngx_command_t; 7] = [
         name: ngx_string!("ai_gateway_metrics"),
         type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
         set: Some(cmd_metrics),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_token_service"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(cmd_token_service),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
         post: std::ptr::null_mut(),
@@ -351,6 +360,29 @@ unsafe extern "C" fn cmd_metrics(
             }
             let clcf = NgxHttpCoreModule::location_conf_mut(&*cf).ok_or(SetError::Failed)?;
             clcf.handler = Some(ngx_http_ai_gateway_metrics_handler);
+            Ok(())
+        })
+    }
+}
+
+/// `ai_gateway_token_service;`
+unsafe extern "C" fn cmd_token_service(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    _conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx for this directive; the core location conf is the current one.
+    unsafe {
+        setter(cf, _conf, |lcf: &mut LocConf, _args| {
+            let clcf = NgxHttpCoreModule::location_conf_mut(&*cf).ok_or(SetError::Failed)?;
+            if lcf.token_service {
+                return Err(SetError::Duplicate);
+            }
+            lcf.token_service = true;
+            clcf.handler = Some(ngx_http_ai_gateway_token_service_handler);
+            if let Some(mcf) = Module::main_conf_mut(&*cf) {
+                mcf.token_service = true;
+            }
             Ok(())
         })
     }

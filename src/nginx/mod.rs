@@ -15,5 +15,6 @@ mod metrics;
 mod mock;
 mod module;
 mod shm;
+mod token_service;
 mod usage;
 mod vars;

@@ -100,7 +100,7 @@ unsafe extern "C" fn ngx_http_ai_gateway_init_module(cycle: *mut ngx_cycle_t) ->
         let Some(mcf) = Module::main_conf(&*cycle) else {
             return NGX_OK as ngx_int_t;
         };
-        if mcf.enabled_anywhere {
+        if mcf.enabled_anywhere || mcf.token_service {
             // built in the master, before the workers fork: they share the tables and no
             // request pays for building them; a reload finds them built
             let started = std::time::Instant::now();

@@ -9,6 +9,7 @@
 #[cfg(test)]
 mod oracle;
 mod prompt;
+pub mod service;
 
 pub use prompt::{count_prompt, PromptCount};
 

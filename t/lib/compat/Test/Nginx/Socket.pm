@@ -468,7 +468,12 @@ sub build_request ($$$$) {
     my $content = $r->{content};
     my $len_header = '';
     if (!$chunked && $content ne '' && $hdr !~ /(?:^|\n)Content-Length:/) {
-        $content =~ s/^\s+|\s+$//gs;
+        # trim like upstream (s/^\s+|\s+$//gs), without its quadratic time on a body
+        # holding a long run of whitespace
+        $content =~ s/\A\s+//;
+        my $end = length $content;
+        $end-- while $end > 0 && substr($content, $end - 1, 1) =~ /\s/;
+        substr($content, $end) = '';
         $len_header = "Content-Length: " . length($content) . "\r\n";
     }
     my $headers = '';
