@@ -449,7 +449,9 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
     w("| gateway | `ai_gateway on`: body read and parsed, key sha256 -> namespace among "
       "1,000 keys / 100 namespaces / 10 matchers, `X-AI-Gateway-*` stripped, "
       "`$ai_gateway_namespace` sent upstream, every request recorded in the metrics zone "
-      "(`ai_gateway_metrics_zone bench 4m`) |")
+      "(`ai_gateway_metrics_zone bench 4m`), usage read from every response (stream requests, "
+      "which do not ask for usage, get `stream_options.include_usage` added and the usage "
+      "chunk taken back out of what the client receives) |")
     w("| nometrics | the same without `ai_gateway_metrics_zone` |")
     w("| method | %d rounds x %d s per run, targets interleaved (plain, nometrics, gateway) per "
       "scenario; ratios per round against plain from the same round; medians over rounds |\n"
@@ -539,15 +541,36 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
     w("")
     w("`identify/key_hit/N_keys`: sha256 of a different key each time and its lookup among N "
       "keys; `identify/unknown_key_last_matcher`: an unknown key, then 10 header matchers tried "
-      "until the last one matches; `parse_request`: the access-phase JSON parse of a chat body.\n")
+      "until the last one matches; `parse_request`: the access-phase JSON parse of a chat body; "
+      "`tokens/count/<encoding>/<text>_<size>`: exact token count of English prose, Rust code, "
+      "Chinese or base64 from the oracle corpus, or a run of spaces; "
+      "`tokens/count_prompt/chat_32KB`: a chat request's prompt tokens with framing; "
+      "`usage/sse_chunk/track`: reading one ~290-byte OpenAI stream chunk for usage; "
+      "`usage/sse_chunk/strip`: the include_usage strip of one chunk; "
+      "`usage/json_response/track`: reading a whole JSON completion.\n")
+    w("## Token counting throughput (one core)\n")
+    w("| text | o200k_base | cl100k_base |")
+    w("|---|---:|---:|")
+    sizes = {"KB": 1024, "MB": 1 << 20}
+    rates = {}
+    for name, med, _, _ in micro:
+        m = re.match(r"tokens/count/(\w+)/(\w+?)_(\d+)(KB|MB)$", name)
+        if m:
+            nbytes = int(m.group(3)) * sizes[m.group(4)]
+            rates[(m.group(2) + " " + m.group(3) + " " + m.group(4), m.group(1))] = \
+                nbytes / (float(med) * 1e-9) / 1e6
+    for text in sorted({t for t, _ in rates}, key=lambda t: (t.split()[0], sizes[t.split()[2]] * int(t.split()[1]))):
+        w("| %s | %s | %s |" % (text, *("%.1f MB/s" % rates[(text, e)] if (text, e) in rates else "-"
+                                          for e in ("o200k_base", "cl100k_base"))))
+    w("")
     w("## Targets (recorded, not asserted)\n")
     w(TARGETS_TEXT + "\n")
     cpu_json, cpu_sse = ratio("json_c32", "cpu_us"), ratio("sse_c32", "cpu_us")
     added = median([g["p50"] - p["p50"] for p, g in zip(results[("plain", "json_c1")],
                                                        results[("gateway", "json_c1")])])
     growth = rss["gateway"][1] - rss["gateway"][0]
-    w("Where this commit stands (it has key -> namespace, body parsing and metrics; no "
-      "policies, routing or usage parsing yet):\n")
+    w("Where this commit stands (it has key -> namespace, body parsing, metrics and usage "
+      "accounting; no policies or routing yet):\n")
     w("- CPU/request, JSON: %.3fx; SSE: %.3fx; instructions/request, JSON: %.3fx; SSE: %.3fx "
       "(target for key -> namespace + metrics: <= 1.05x; this build also parses every body, "
       "which the full-pipeline target of <= 1.25x covers)."

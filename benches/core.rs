@@ -13,6 +13,8 @@ use ngx_http_ai_gateway_module::core::identify::{identify, ClientKey};
 use ngx_http_ai_gateway_module::core::matcher::RequestView;
 use ngx_http_ai_gateway_module::core::metrics::{render, RenderInfo, RequestSample, Store};
 use ngx_http_ai_gateway_module::core::request::parse_request;
+use ngx_http_ai_gateway_module::core::tokens::{count_prompt, Encoding};
+use ngx_http_ai_gateway_module::core::usage::{Framing, ResponseTracker, UsageStripper};
 use serde_json::{json, Value};
 
 fn quick() -> bool {
@@ -171,5 +173,80 @@ fn main() {
     });
     bench("metrics/render/1000_series", || {
         black_box(render(&store, &RenderInfo::default()).len());
+    });
+
+    tokens();
+    usage();
+}
+
+/// Texts of one kind from the oracle corpus, concatenated and cut to `bytes` (at a char
+/// boundary).
+fn corpus_text(kind: &str, bytes: usize) -> String {
+    let corpus = include_str!("../t/fixtures/tokens/corpus.jsonl");
+    let mut text = String::new();
+    while text.len() < bytes {
+        for line in corpus.lines().skip(1) {
+            let v: Value = serde_json::from_str(line).expect("corpus line");
+            if v["kind"] == kind {
+                text.push_str(v["text"].as_str().unwrap_or(""));
+            }
+        }
+    }
+    let mut cut = bytes;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text
+}
+
+/// Token counting (the exact encoders) on kinds of text; `bench.py` turns these into MB/s.
+fn tokens() {
+    for (kind, label) in [("english", "en"), ("code", "code"), ("chinese", "zh"), ("base64", "b64")] {
+        for (size_label, size) in [("1KB", 1024usize), ("32KB", 32 * 1024), ("1MB", 1 << 20)] {
+            if kind != "english" && size_label != "32KB" {
+                continue;
+            }
+            let text = corpus_text(kind, size);
+            for enc in [Encoding::O200k, Encoding::Cl100k] {
+                let name = format!("tokens/count/{}/{label}_{size_label}", enc.name());
+                bench(&name, || {
+                    black_box(enc.count(black_box(&text)));
+                });
+            }
+        }
+    }
+    let spaces = " ".repeat(1 << 20);
+    bench("tokens/count/o200k_base/spaces_1MB", || {
+        black_box(Encoding::O200k.count(black_box(&spaces)));
+    });
+    let body = chat_body(32 * 1024);
+    bench("tokens/count_prompt/chat_32KB", || {
+        black_box(count_prompt(black_box(&body), None));
+    });
+}
+
+/// The response side, per SSE chunk: reading usage as it passes, and the include_usage strip.
+fn usage() {
+    let chunk = br#"data: {"id":"chatcmpl-9x8y7z","object":"chat.completion.chunk","created":1732000000,"model":"gpt-4o-2024-08-06","system_fingerprint":"fp_abc","choices":[{"index":0,"delta":{"content":" token"},"logprobs":null,"finish_reason":null}],"usage":null}
+
+"#;
+    let mut tracker = ResponseTracker::new(Framing::Sse, Some(Encoding::O200k));
+    bench("usage/sse_chunk/track", || {
+        tracker.feed(black_box(chunk));
+    });
+    let mut stripper = UsageStripper::default();
+    let mut out = Vec::with_capacity(4096);
+    bench("usage/sse_chunk/strip", || {
+        out.clear();
+        stripper.feed(black_box(chunk), &mut out);
+        black_box(out.len());
+    });
+    let json = br#"{"id":"chatcmpl-9x8y7z","object":"chat.completion","created":1732000000,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29}}"#;
+    bench("usage/json_response/track", || {
+        let mut t = ResponseTracker::new(Framing::Json, Some(Encoding::O200k));
+        t.feed(black_box(json));
+        t.finish();
+        black_box(t.reported().output);
     });
 }
