@@ -340,23 +340,26 @@ impl Scanner {
             let c = data[i];
             match self.esc {
                 Esc::No => {
-                    if skipping {
-                        // fast path: jump to the next quote or backslash
-                        match data[i..].iter().position(|&b| b == b'"' || b == b'\\') {
-                            Some(p) => i += p,
-                            None => return data.len(),
+                    // plain bytes up to the next quote or backslash, in one go
+                    let stop = data[i..]
+                        .iter()
+                        .position(|&b| b == b'"' || b == b'\\')
+                        .map_or(data.len(), |p| i + p);
+                    if stop > i {
+                        if !skipping {
+                            self.push_slice(&data[i..stop], v);
                         }
-                    }
-                    let c = data[i];
-                    i += 1;
-                    match c {
-                        b'"' => {
-                            self.end_string(v);
+                        i = stop;
+                        if i == data.len() {
                             return i;
                         }
-                        b'\\' => self.esc = Esc::Backslash,
-                        _ => self.push_raw(c, v),
                     }
+                    i += 1;
+                    if data[i - 1] == b'"' {
+                        self.end_string(v);
+                        return i;
+                    }
+                    self.esc = Esc::Backslash;
                 }
                 Esc::Backslash => {
                     i += 1;
@@ -429,11 +432,30 @@ impl Scanner {
         }
     }
 
-    fn push_raw<V: Visitor>(&mut self, b: u8, v: &mut V) {
-        if let Some(_hi) = self.high_surrogate.take() {
+    /// Unescaped string bytes.
+    fn push_slice<V: Visitor>(&mut self, bytes: &[u8], v: &mut V) {
+        if self.high_surrogate.take().is_some() {
             self.push_char(0xFFFD, v);
         }
-        self.push_byte(b, v);
+        if self.str_is_key {
+            let room = KEY_MAX - self.key_len;
+            let n = bytes.len().min(room);
+            self.key[self.key_len..self.key_len + n].copy_from_slice(&bytes[..n]);
+            self.key_len += n;
+            if bytes.len() > room {
+                self.key_overflow = true;
+            }
+        } else if self.str_capture {
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                let n = rest.len().min(STRING_MAX - self.captured.len());
+                self.captured.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                if self.captured.len() >= STRING_MAX {
+                    self.hand_over(false, v);
+                }
+            }
+        }
     }
 
     fn push_byte<V: Visitor>(&mut self, b: u8, v: &mut V) {
