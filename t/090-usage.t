@@ -330,3 +330,36 @@ Authorization: Bearer sk-alpha-1
   qr/data: \[DONE\]/,
   qr/gateway_tokens_total\{namespace="alpha",model="gpt-4o",type="prompt"\} 16\ngateway_tokens_total\{namespace="alpha",model="gpt-4o",type="completion"\} 42\n/,
 ]
+
+
+
+=== TEST 16: ai_gateway_stream_usage takes on or off
+--- config
+    location /v1/ {
+        ai_gateway on;
+        ai_gateway_stream_usage maybe;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
+--- must_die
+--- error_log
+invalid value "maybe" in "ai_gateway_stream_usage" directive, it must be "on" or "off"
+
+
+
+=== TEST 17: ai_gateway_stream_usage off is inherited from the server level
+--- config
+    ai_gateway_stream_usage off;
+    location /v1/ {
+        ai_gateway on;
+        access_log logs/error.log usage;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","stream":true,"max_tokens":4,"messages":[{"role":"user","content":"Hello"}]}
+--- more_headers
+Authorization: Bearer sk-alpha-1
+--- response_body_unlike: usage
+--- wait: 0.2
+--- error_log
+usage prompt=8 completion=4 total=12 cached=- reasoning=- source=counted
