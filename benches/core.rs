@@ -202,7 +202,12 @@ fn corpus_text(kind: &str, bytes: usize) -> String {
 
 /// Token counting (the exact encoders) on kinds of text; `bench.py` turns these into MB/s.
 fn tokens() {
-    for (kind, label) in [("english", "en"), ("code", "code"), ("chinese", "zh"), ("base64", "b64")] {
+    for (kind, label) in [
+        ("english", "en"),
+        ("code", "code"),
+        ("chinese", "zh"),
+        ("base64", "b64"),
+    ] {
         for (size_label, size) in [("1KB", 1024usize), ("32KB", 32 * 1024), ("1MB", 1 << 20)] {
             if kind != "english" && size_label != "32KB" {
                 continue;
