@@ -341,10 +341,8 @@ impl Scanner {
             match self.esc {
                 Esc::No => {
                     // plain bytes up to the next quote or backslash, in one go
-                    let stop = data[i..]
-                        .iter()
-                        .position(|&b| b == b'"' || b == b'\\')
-                        .map_or(data.len(), |p| i + p);
+                    let stop =
+                        memchr::memchr2(b'"', b'\\', &data[i..]).map_or(data.len(), |p| i + p);
                     if stop > i {
                         if !skipping {
                             self.push_slice(&data[i..stop], v);

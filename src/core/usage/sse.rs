@@ -85,10 +85,8 @@ impl SseLines {
                     }
                 }
                 Mode::Data | Mode::Ignore => {
-                    let end = data[i..]
-                        .iter()
-                        .position(|&b| b == b'\n' || b == b'\r')
-                        .map_or(data.len(), |p| i + p);
+                    let end =
+                        memchr::memchr2(b'\n', b'\r', &data[i..]).map_or(data.len(), |p| i + p);
                     if self.mode == Mode::Data {
                         scanner.feed(&data[i..end], v);
                     }

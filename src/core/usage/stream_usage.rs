@@ -109,23 +109,19 @@ impl UsageStripper {
             out.extend_from_slice(data);
             return;
         }
-        self.pending.extend_from_slice(data);
-        let mut start = 0;
-        loop {
-            match event_end(&self.pending, self.scanned) {
-                Ok(end) => {
-                    self.event(start, end, out);
-                    start = end;
-                    self.scanned = end;
-                }
-                Err(resume) => {
-                    self.scanned = resume;
-                    break;
-                }
-            }
+        if self.pending.is_empty() {
+            // the usual case: complete events straight from `data`, only a tail is kept
+            let (start, resume) = self.events(data, 0, out);
+            self.pending.extend_from_slice(&data[start..]);
+            self.scanned = resume - start;
+        } else {
+            self.pending.extend_from_slice(data);
+            let pending = std::mem::take(&mut self.pending);
+            let (start, resume) = self.events(&pending, self.scanned, out);
+            self.pending = pending;
+            self.pending.drain(..start);
+            self.scanned = resume - start;
         }
-        self.pending.drain(..start);
-        self.scanned -= start;
         if self.pending.len() > EVENT_MAX {
             self.off = true;
             self.scanned = 0;
@@ -133,22 +129,35 @@ impl UsageStripper {
         }
     }
 
+    /// Rewrites the complete events of `buf` (looking for their ends from `from`, a line
+    /// start); returns where the incomplete rest starts and where to look again.
+    fn events(&mut self, buf: &[u8], from: usize, out: &mut Vec<u8>) -> (usize, usize) {
+        let mut start = 0;
+        let mut scanned = from;
+        loop {
+            match event_end(buf, scanned) {
+                Ok(end) => {
+                    let ev = &buf[start..end];
+                    match rewrite_event(ev) {
+                        Rewrite::Keep => out.extend_from_slice(ev),
+                        Rewrite::Drop => self.dropped_events += 1,
+                        Rewrite::Cut(a, b) => {
+                            out.extend_from_slice(&ev[..a]);
+                            out.extend_from_slice(&ev[b..]);
+                        }
+                    }
+                    start = end;
+                    scanned = end;
+                }
+                Err(resume) => return (start, resume),
+            }
+        }
+    }
+
     /// The response ended: whatever is held goes out as it is.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         out.append(&mut self.pending);
         self.scanned = 0;
-    }
-
-    fn event(&mut self, start: usize, end: usize, out: &mut Vec<u8>) {
-        let ev = &self.pending[start..end];
-        match rewrite_event(ev) {
-            Rewrite::Keep => out.extend_from_slice(ev),
-            Rewrite::Drop => self.dropped_events += 1,
-            Rewrite::Cut(a, b) => {
-                out.extend_from_slice(&ev[..a]);
-                out.extend_from_slice(&ev[b..]);
-            }
-        }
     }
 }
 
@@ -159,6 +168,12 @@ fn event_end(buf: &[u8], from: usize) -> Result<usize, usize> {
     let mut i = from;
     let mut line_start = from;
     while i < buf.len() {
+        if buf[i] != b'\n' && buf[i] != b'\r' {
+            match memchr::memchr2(b'\n', b'\r', &buf[i..]) {
+                Some(p) => i += p,
+                None => return Err(line_start),
+            }
+        }
         let c = buf[i];
         if c == b'\n' || c == b'\r' {
             let after = if c == b'\r' && buf.get(i + 1) == Some(&b'\n') {
@@ -195,8 +210,29 @@ struct Chunk<'a> {
     usage: Option<&'a RawValue>,
 }
 
+/// OpenAI's member in every chunk but the last when usage was asked for.
+const USAGE_NULL: &[u8] = b",\"usage\":null}";
+
 /// What to do with one event: an event with a single `data:` line holding a chunk.
 fn rewrite_event(ev: &[u8]) -> Rewrite {
+    // fast paths for OpenAI's own layout: `data: {...,"usage":null}` and a blank line
+    if let Some(json) = ev.strip_prefix(b"data: ") {
+        let body = json.trim_ascii_end();
+        let single_line = memchr::memchr2(b'\n', b'\r', body).is_none();
+        if single_line && body.ends_with(USAGE_NULL) {
+            let start = 6 + body.len() - USAGE_NULL.len();
+            // keep the closing brace
+            return Rewrite::Cut(start, start + USAGE_NULL.len() - 1);
+        }
+        if single_line && memchr::memmem::find(body, b"\"usage\"").is_none() {
+            return Rewrite::Keep;
+        }
+    }
+    rewrite_event_slow(ev)
+}
+
+/// The general case: parse the event's data.
+fn rewrite_event_slow(ev: &[u8]) -> Rewrite {
     let Ok(text) = std::str::from_utf8(ev) else {
         return Rewrite::Keep;
     };
