@@ -28,6 +28,9 @@ use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(sleep time);
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
+use FindBin ();
+use lib "$FindBin::Bin/lib";
+use Test::AIGateway::Process;
 use POSIX qw(ceil);
 
 my $nginx  = $ENV{TEST_NGINX_BINARY};
@@ -477,18 +480,6 @@ sub parse_response {
     return ($status, \%h, $rest);
 }
 
-sub dechunk {
-    my $in = shift;
-    my $out = '';
-    while ($in =~ s/\A([0-9a-fA-F]+)\r\n//) {
-        my $len = hex $1;
-        last if $len == 0;
-        $out .= substr($in, 0, $len, '');
-        $in =~ s/\A\r\n//;
-    }
-    return $out;
-}
-
 # Sends a streaming request and returns once the response header and the first event are in
 # ({sock, buf}); the stream then runs on while the test does other things.
 sub open_stream {
@@ -598,35 +589,12 @@ sub check_histograms {
         or diag(join "\n", @problems);
 }
 
-sub write_conf {
-    my ($dir, $text, $keep) = @_;
-    remove_tree($dir) unless $keep;
-    make_path("$dir/conf", "$dir/logs");
-    open my $fh, '>', "$dir/conf/nginx.conf" or die $!;
-    print $fh $text;
-    close $fh;
-}
-
-sub slurp {
-    local $/;
-    open my $fh, '<', shift or return '';
-    return <$fh>;
-}
-
 sub which {
     my $cmd = shift;
     for (split /:/, $ENV{PATH} // '') {
         return "$_/$cmd" if -x "$_/$cmd";
     }
     return;
-}
-
-# a daemon nobody reaps (containers) stays a zombie: that counts as gone
-sub alive {
-    my $pid = shift;
-    return 0 unless kill 0, $pid;
-    open my $f, '<', "/proc/$pid/stat" or return 0;
-    return <$f> !~ /^\d+ \(.*\) Z/;
 }
 
 # The live (non-zombie) children of the master: its workers.
@@ -664,30 +632,3 @@ sub reload {
     return;
 }
 
-# QUIT, then KILL if it is still there after 5 s.
-sub stop {
-    my $p = shift;
-    kill 'QUIT', $p;
-    for (1 .. 50) { return 1 unless alive($p); sleep 0.1 }
-    kill 'KILL', $p;
-    for (1 .. 10) { return 1 unless alive($p); sleep 0.1 }
-    return 0;
-}
-
-sub wait_pid {
-    my $file = shift;
-    for (1 .. 50) {
-        if (open my $f, '<', $file) { my $p = <$f>; chomp $p if defined $p; return $p if $p }
-        sleep 0.1;
-    }
-    return;
-}
-
-sub wait_port {
-    my $port = shift;
-    for (1 .. 50) {
-        return 1 if IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port);
-        sleep 0.1;
-    }
-    return;
-}

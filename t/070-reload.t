@@ -11,6 +11,9 @@ use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(sleep time);
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
+use FindBin ();
+use lib "$FindBin::Bin/lib";
+use Test::AIGateway::Process;
 
 my $nginx  = $ENV{TEST_NGINX_BINARY};
 my $module = $ENV{TEST_NGINX_LOAD_MODULES};
@@ -146,23 +149,6 @@ unlike($mock_log, qr/\[(error|alert|crit|emerg)\]/, 'the provider logged no erro
 
 done_testing();
 
-sub write_conf {
-    my ($dir, $text) = @_;
-    remove_tree($dir);
-    make_path("$dir/conf", "$dir/logs");
-    open my $fh, '>', "$dir/conf/nginx.conf" or die $!;
-    print $fh $text;
-    close $fh;
-}
-
-# a daemon nobody reaps (containers) stays a zombie: that counts as gone
-sub alive {
-    my $pid = shift;
-    return 0 unless kill 0, $pid;
-    open my $f, '<', "/proc/$pid/stat" or return 0;
-    return <$f> !~ /^\d+ \(.*\) Z/;
-}
-
 sub request {
     my ($port, $headers, $body) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 5)
@@ -185,32 +171,3 @@ sub request {
     return ($status, $rest);
 }
 
-sub dechunk {
-    my $in = shift;
-    my $out = '';
-    while ($in =~ s/\A([0-9a-fA-F]+)\r\n//) {
-        my $len = hex $1;
-        last if $len == 0;
-        $out .= substr($in, 0, $len, '');
-        $in =~ s/\A\r\n//;
-    }
-    return $out;
-}
-
-sub wait_pid {
-    my $file = shift;
-    for (1 .. 50) {
-        if (open my $f, '<', $file) { my $p = <$f>; chomp $p; return $p if $p }
-        sleep 0.1;
-    }
-    return;
-}
-
-sub wait_port {
-    my $port = shift;
-    for (1 .. 50) {
-        return 1 if IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port);
-        sleep 0.1;
-    }
-    return;
-}

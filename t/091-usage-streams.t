@@ -37,6 +37,9 @@ use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(sleep time);
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
+use FindBin ();
+use lib "$FindBin::Bin/lib";
+use Test::AIGateway::Process;
 use JSON::PP ();
 use POSIX ();
 
@@ -566,29 +569,6 @@ sub log_line {
     }
 }
 
-sub write_conf {
-    my ($dir, $text) = @_;
-    remove_tree($dir);
-    make_path("$dir/conf", "$dir/logs");
-    open my $fh, '>', "$dir/conf/nginx.conf" or die $!;
-    print $fh $text;
-    close $fh;
-}
-
-sub slurp {
-    local $/;
-    open my $fh, '<', shift or return '';
-    return <$fh>;
-}
-
-# a daemon nobody reaps (containers) stays a zombie: that counts as gone
-sub alive {
-    my $pid = shift;
-    return 0 unless kill 0, $pid;
-    open my $f, '<', "/proc/$pid/stat" or return 0;
-    return <$f> !~ /^\d+ \(.*\) Z/;
-}
-
 # The live (non-zombie) children of the master: its workers.
 sub workers {
     my $master = shift;
@@ -612,30 +592,3 @@ sub wait_workers {
     return workers($master);
 }
 
-# QUIT, then KILL if it is still there after 5 s.
-sub stop {
-    my $p = shift;
-    kill 'QUIT', $p;
-    for (1 .. 50) { return 1 unless alive($p); sleep 0.1 }
-    kill 'KILL', $p;
-    for (1 .. 10) { return 1 unless alive($p); sleep 0.1 }
-    return 0;
-}
-
-sub wait_pid {
-    my $file = shift;
-    for (1 .. 50) {
-        if (open my $f, '<', $file) { my $p = <$f>; chomp $p if defined $p; return $p if $p }
-        sleep 0.1;
-    }
-    return;
-}
-
-sub wait_port {
-    my $port = shift;
-    for (1 .. 50) {
-        return 1 if IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port);
-        sleep 0.1;
-    }
-    return;
-}

@@ -178,12 +178,7 @@ unsafe extern "C" fn cmd_enable(
     // SAFETY: called by nginx for this directive with our LocConf.
     unsafe {
         setter(cf, conf, |lcf: &mut LocConf, args| {
-            if lcf.enabled.is_some() {
-                return Err(SetError::Duplicate);
-            }
-            let on = flag("ai_gateway", &args[0])?;
-            lcf.enabled = Some(on);
-            if on {
+            if set_flag(&mut lcf.enabled, "ai_gateway", &args[0])? {
                 if let Some(mcf) = Module::main_conf_mut(&*cf) {
                     mcf.enabled_anywhere = true;
                 }
@@ -193,16 +188,23 @@ unsafe extern "C" fn cmd_enable(
     }
 }
 
-/// An `on|off` argument.
-fn flag(directive: &str, arg: &ngx_str_t) -> Result<bool, SetError> {
-    match arg.as_bytes() {
-        v if v.eq_ignore_ascii_case(b"on") => Ok(true),
-        v if v.eq_ignore_ascii_case(b"off") => Ok(false),
-        _ => Err(SetError::Emerg(format!(
-            "invalid value \"{}\" in \"{directive}\" directive, it must be \"on\" or \"off\"",
-            lossy(arg)
-        ))),
+/// Sets an `on|off` directive's value once; returns it.
+fn set_flag(slot: &mut Option<bool>, directive: &str, arg: &ngx_str_t) -> Result<bool, SetError> {
+    if slot.is_some() {
+        return Err(SetError::Duplicate);
     }
+    let on = match arg.as_bytes() {
+        v if v.eq_ignore_ascii_case(b"on") => true,
+        v if v.eq_ignore_ascii_case(b"off") => false,
+        _ => {
+            return Err(SetError::Emerg(format!(
+                "invalid value \"{}\" in \"{directive}\" directive, it must be \"on\" or \"off\"",
+                lossy(arg)
+            )))
+        }
+    };
+    *slot = Some(on);
+    Ok(on)
 }
 
 /// `ai_gateway_stream_usage on|off;`
@@ -214,10 +216,7 @@ unsafe extern "C" fn cmd_stream_usage(
     // SAFETY: called by nginx for this directive with our LocConf.
     unsafe {
         setter(cf, conf, |lcf: &mut LocConf, args| {
-            if lcf.stream_usage.is_some() {
-                return Err(SetError::Duplicate);
-            }
-            lcf.stream_usage = Some(flag("ai_gateway_stream_usage", &args[0])?);
+            set_flag(&mut lcf.stream_usage, "ai_gateway_stream_usage", &args[0])?;
             Ok(())
         })
     }
