@@ -11,16 +11,19 @@ OBJS         := vendor/objs
 DEB_DIR      := vendor/debian
 RUN_PREFIX   := $(CURDIR)/vendor/run
 TEST_PORT    ?= 1984
+# The official OpenAI and Anthropic Python SDKs, for t/096-sdk.t (from PyPI, pinned)
+SDK_VENV     := vendor/sdk-venv
+SDK_PACKAGES := openai==3.54.0 anthropic==2.12.0
 
 APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libssl-dev \
                 zlib1g-dev curl ca-certificates perl libtest-base-perl libtext-diff-perl \
                 libtest-longstring-perl \
-                nginx nginx-dev prometheus
+                nginx nginx-dev prometheus python3 python3-venv
 BENCH_PACKAGES := wrk python3 util-linux valgrind
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := build
-.PHONY: help deps bench-deps build debian run stop check unittest inttest inttest-debian \
+.PHONY: help deps sdk-deps bench-deps build debian run stop check unittest inttest inttest-debian \
         bench bench-smoke test clean
 
 help: ## show this help
@@ -94,13 +97,23 @@ check: deps ## formatting and lints (cargo fmt --check, clippy -D warnings)
 unittest: deps ## unit tests of the pure core (no nginx needed)
 	$(CARGO) test --release --locked
 
-inttest: build ## t/ suite (and the runner's own t/selftest) against vendor/objs/nginx with the module
+sdk-deps: deps ## the OpenAI and Anthropic Python SDKs in vendor/sdk-venv (for t/096-sdk.t)
+	@if ! $(SDK_VENV)/bin/python -c 'import openai, anthropic' 2>/dev/null \
+	    || [ "$$(cat $(SDK_VENV)/.packages 2>/dev/null)" != "$(SDK_PACKAGES)" ]; then \
+	    rm -rf $(SDK_VENV) && /usr/bin/python3 -m venv $(SDK_VENV) && \
+	    $(SDK_VENV)/bin/pip install -q --disable-pip-version-check $(SDK_PACKAGES) </dev/null && \
+	    echo "$(SDK_PACKAGES)" > $(SDK_VENV)/.packages; \
+	fi
+
+inttest: build sdk-deps ## t/ suite (and the runner's own t/selftest) against vendor/objs/nginx with the module
+	AI_GATEWAY_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python \
 	TEST_NGINX_BINARY=$(CURDIR)/$(OBJS)/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(OBJS)/$(MODULE).so \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
 	PERL5LIB=$(CURDIR)/t/lib/compat prove -r t/
 
-inttest-debian: debian ## the same t/ suite with Debian's /usr/sbin/nginx and the Debian-built module
+inttest-debian: debian sdk-deps ## the same t/ suite with Debian's /usr/sbin/nginx and the Debian-built module
+	AI_GATEWAY_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python \
 	TEST_NGINX_BINARY=/usr/sbin/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(DEB_DIR)/$(MODULE).so \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
