@@ -43,7 +43,6 @@ my $port        = ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + 20;    # 070 uses +10
 my $mockport    = $port + 1;
 my $prefix      = "$root/t/servroot-metrics";
 my $mock_prefix = "$root/t/servroot-metrics-mock";
-my $user        = $> == 0 ? "user root root;" : "";
 
 # The nginx version the exposition's gateway_build_info must name (the module is built for
 # the nginx it is loaded into).
@@ -52,12 +51,7 @@ my ($nginx_version) = `$nginx -v 2>&1` =~ m{nginx/(\S+)};
 # Two mock locations: /v1/ answers streams quickly (25 ms between events), /slow/ slowly
 # (100 ms: a 20-token stream lasts about 2.2 s) for the in-flight checks.
 write_conf($mock_prefix, <<"_EOC_");
-load_module $module;
-$user
-worker_processes 1;
-error_log logs/error.log info;
-pid logs/nginx.pid;
-events { worker_connections 256; }
+${\ main_conf($module, 1) }
 http {
     access_log off;
     server {
@@ -72,12 +66,7 @@ _EOC_
 sub gateway_conf {
     my ($size, $max) = @_;
     return <<"_EOC_";
-load_module $module;
-$user
-worker_processes 2;
-error_log logs/error.log info;
-pid logs/nginx.pid;
-events { worker_connections 256; }
+${\ main_conf($module, 2) }
 http {
     access_log off;
     ai_gateway_config $root/t/fixtures/gateway.json;

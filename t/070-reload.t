@@ -28,14 +28,8 @@ my $prefix   = "$root/t/servroot-reload";
 # The provider (the module's mock) runs in its own nginx that is not reloaded, as a real
 # provider would; only the gateway is reloaded. The gateway keeps upstream connections alive.
 my $mock_prefix = "$root/t/servroot-reload-mock";
-my $user = $> == 0 ? "user root root;" : "";
 write_conf($mock_prefix, <<"_EOC_");
-load_module $module;
-$user
-worker_processes 1;
-error_log logs/error.log info;
-pid logs/nginx.pid;
-events { worker_connections 256; }
+${\ main_conf($module, 1) }
 http {
     access_log off;
     server {
@@ -45,12 +39,7 @@ http {
 }
 _EOC_
 write_conf($prefix, <<"_EOC_");
-load_module $module;
-$user
-worker_processes 2;
-error_log logs/error.log info;
-pid logs/nginx.pid;
-events { worker_connections 256; }
+${\ main_conf($module, 2) }
 http {
     access_log off;
     ai_gateway_config $root/t/fixtures/gateway.json;

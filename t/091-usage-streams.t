@@ -54,17 +54,11 @@ my $provider_port = $port + 1;
 my $prefix        = "$root/t/servroot-usage-streams";
 my $received      = "$prefix/logs/provider.log";    # what the fake provider received and did
 my $usage_log     = "$prefix/logs/usage.log";
-my $user          = $> == 0 ? "user root root;" : "";
 my $json          = JSON::PP->new->utf8->canonical;
 
 # No proxy_buffering here: the module itself turns buffering off for event streams.
 write_conf($prefix, <<"_EOC_");
-load_module $module;
-$user
-worker_processes 1;
-error_log logs/error.log info;
-pid logs/nginx.pid;
-events { worker_connections 256; }
+${\ main_conf($module, 1) }
 http {
     ai_gateway_config $root/t/fixtures/gateway.json;
     log_format usage 'id=\$http_x_mock_id status=\$status prompt=\$ai_gateway_prompt_tokens '

@@ -30,15 +30,9 @@ my $root   = abs_path(dirname(__FILE__) . '/..');
 my $port   = ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + 45;    # +40 (2024) is often taken
 my ($mock, $tokens) = ($port + 1, $port + 2);
 my $prefix = "$root/t/servroot-sdk";
-my $user   = $> == 0 ? "user root root;" : "";
 
 write_conf($prefix, <<"_EOC_");
-load_module $module;
-$user
-worker_processes 1;
-error_log logs/error.log info;
-pid logs/nginx.pid;
-events { worker_connections 256; }
+${\ main_conf($module, 1) }
 http {
     ai_gateway_config $root/t/fixtures/gateway.json;
     log_format usage 'usage \$request_uri prompt=\$ai_gateway_prompt_tokens '

@@ -272,7 +272,7 @@ pub struct TokenUsage {
 
 impl TokenUsage {
     pub fn total(&self) -> Option<u64> {
-        Some(self.prompt? + self.completion?)
+        self.prompt?.checked_add(self.completion?)
     }
 
     pub fn source_str(&self) -> &'static str {

@@ -11,7 +11,17 @@ use IO::Socket::INET;
 use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(sleep);
 
-our @EXPORT = qw(write_conf slurp alive stop wait_pid wait_port dechunk);
+our @EXPORT = qw(main_conf write_conf slurp alive stop wait_pid wait_port dechunk);
+
+# The top of an nginx.conf that loads the module: $workers worker processes (as root,
+# running them as root too), info-level error log, pid file, events.
+sub main_conf {
+    my ($module, $workers) = @_;
+    my $user = $> == 0 ? "user root root;\n" : "";
+    return "load_module $module;\n${user}worker_processes $workers;\n"
+         . "error_log logs/error.log info;\npid logs/nginx.pid;\n"
+         . "events { worker_connections 256; }";
+}
 
 # Writes $dir/conf/nginx.conf (and makes $dir/logs); the prefix starts empty unless $keep.
 sub write_conf {
