@@ -2,17 +2,16 @@
 //! metrics zone (every worker's numbers, since they all write the same shared memory).
 
 use ngx::ffi::{
-    ngx_http_discard_request_body, ngx_http_output_filter, ngx_http_request_t,
-    ngx_http_send_header, ngx_int_t, ngx_pnalloc, ngx_str_t, ngx_time, NGX_ERROR, NGX_HTTP_GET,
+    ngx_http_discard_request_body, ngx_http_request_t, ngx_int_t, ngx_time, NGX_HTTP_GET,
     NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_OK, NGX_LOG_ERR,
     NGX_OK,
 };
 use ngx::http::HttpModuleMainConf;
 
-use super::filter::memory_chain;
 use super::guard::guard;
 use super::log_phase::metrics_store;
 use super::module::Module;
+use super::respond::send_complete;
 use crate::core::metrics::{render, RenderInfo};
 
 const SERVER_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
@@ -57,28 +56,6 @@ unsafe fn serve(r: *mut ngx_http_request_t) -> ngx_int_t {
             },
         );
 
-        let headers = &mut (*r).headers_out;
-        headers.status = NGX_HTTP_OK as usize;
-        headers.content_length_n = text.len() as i64;
-        headers.content_type = ngx_str_t {
-            len: CONTENT_TYPE.len(),
-            data: CONTENT_TYPE.as_ptr().cast_mut(),
-        };
-        headers.content_type_len = CONTENT_TYPE.len();
-        headers.content_type_lowcase = std::ptr::null_mut();
-        let rc = ngx_http_send_header(r);
-        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
-            return rc;
-        }
-        let p = ngx_pnalloc((*r).pool, text.len().max(1)) as *mut u8;
-        if p.is_null() {
-            return NGX_ERROR as ngx_int_t;
-        }
-        std::ptr::copy_nonoverlapping(text.as_ptr(), p, text.len());
-        let body = std::slice::from_raw_parts(p, text.len());
-        let Some(chain) = memory_chain(r, body, true) else {
-            return NGX_ERROR as ngx_int_t;
-        };
-        ngx_http_output_filter(r, chain)
+        send_complete(r, NGX_HTTP_OK as usize, CONTENT_TYPE, text.as_bytes())
     }
 }

@@ -14,6 +14,7 @@ mod log_phase;
 mod metrics;
 mod mock;
 mod module;
+mod respond;
 mod shm;
 mod token_service;
 mod usage;

@@ -4,14 +4,13 @@
 //! `client_max_body_size` bounds what one request can cost.
 
 use ngx::ffi::{
-    ngx_http_finalize_request, ngx_http_output_filter, ngx_http_read_client_request_body,
-    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_pnalloc, ngx_str_t, NGX_DONE,
-    NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ERR, NGX_OK,
+    ngx_http_finalize_request, ngx_http_read_client_request_body, ngx_http_request_t, ngx_int_t,
+    NGX_DONE, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ERR,
 };
 
 use super::body::request_body;
-use super::filter::memory_chain;
 use super::guard::guard;
+use super::respond::send_complete;
 use crate::core::tokens::service::answer;
 
 const SERVER_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
@@ -41,7 +40,7 @@ unsafe extern "C" fn body_handler(r: *mut ngx_http_request_t) {
 }
 
 unsafe fn respond(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: r is live and its body was read; the answer is copied into the request pool.
+    // SAFETY: r is live and its body was read.
     unsafe {
         let reply = {
             let body = match request_body(&*r) {
@@ -53,28 +52,6 @@ unsafe fn respond(r: *mut ngx_http_request_t) -> ngx_int_t {
             };
             answer((*r).method_name.as_bytes(), (*r).uri.as_bytes(), &body)
         };
-        let out = &mut (*r).headers_out;
-        out.status = reply.status as usize;
-        out.content_length_n = reply.body.len() as i64;
-        out.content_type = ngx_str_t {
-            len: JSON.len(),
-            data: JSON.as_ptr().cast_mut(),
-        };
-        out.content_type_len = JSON.len();
-        out.content_type_lowcase = std::ptr::null_mut();
-        let rc = ngx_http_send_header(r);
-        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
-            return rc;
-        }
-        let p = ngx_pnalloc((*r).pool, reply.body.len().max(1)) as *mut u8;
-        if p.is_null() {
-            return NGX_ERROR as ngx_int_t;
-        }
-        std::ptr::copy_nonoverlapping(reply.body.as_ptr(), p, reply.body.len());
-        let Some(chain) = memory_chain(r, std::slice::from_raw_parts(p, reply.body.len()), true)
-        else {
-            return NGX_ERROR as ngx_int_t;
-        };
-        ngx_http_output_filter(r, chain)
+        send_complete(r, reply.status as usize, JSON, &reply.body)
     }
 }
