@@ -28,6 +28,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::matcher::{Matcher, Operator, Source};
+use super::policy::rules::{parse_policies, Policy};
 
 /// Priority of a matcher that does not set one (the original design's default).
 pub const DEFAULT_PRIORITY: i64 = 100;
@@ -52,6 +53,8 @@ pub struct Namespace {
     pub code: String,
     pub name: String,
     pub enabled: bool,
+    /// In evaluation order (see `core::policy::engine`).
+    pub policies: Vec<Policy>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +147,7 @@ impl GatewayConfig {
                     "status",
                     "api_keys",
                     "matchers",
+                    "policies",
                 ],
             )?;
             let code = required_str(ns_obj, &path, "code")?;
@@ -190,10 +194,16 @@ impl GatewayConfig {
                 ordered.push(((compiled.priority, i, m), compiled));
             }
 
+            let policies = parse_policies(
+                array(ns_obj, &path, "policies")?,
+                &format!("{path}.policies"),
+            )?;
+
             cfg.namespaces.push(Namespace {
                 code: code.to_string(),
                 name: name.to_string(),
                 enabled,
+                policies,
             });
         }
 
@@ -210,6 +220,18 @@ impl GatewayConfig {
     /// Matchers in evaluation order.
     pub fn matchers(&self) -> &[Matcher] {
         &self.matchers
+    }
+
+    /// Whether any namespace has a policy that keeps counters (and needs the limit zone).
+    pub fn has_counters(&self) -> bool {
+        self.namespaces
+            .iter()
+            .any(|n| n.policies.iter().any(|p| p.rule.is_counter()))
+    }
+
+    /// Number of policies of all namespaces.
+    pub fn policy_count(&self) -> usize {
+        self.namespaces.iter().map(|n| n.policies.len()).sum()
     }
 
     /// Number of stored key hashes.

@@ -25,8 +25,34 @@ pub enum GatewayError {
     NamespaceDisabled,
     /// Nothing identified the request and the config asks for the original gateway's 404.
     NamespaceNotFound,
+    /// A `models` policy does not allow the requested model.
+    ModelNotAllowed,
+    /// A `message` policy refused the request.
+    MessageDenied,
+    /// The prompt has more tokens than an `input_tokens` policy allows.
+    InputTooLong { tokens: u64, max: u64 },
+    /// `max_tokens` is above an `output_tokens` policy with `"action": "reject"`.
+    OutputTooLarge { requested: u64, max: u64 },
+    /// A counter (window, quota, concurrency) has no room for the request.
+    RateLimited {
+        what: Limited,
+        limit: u64,
+        used: u64,
+        requested: u64,
+    },
+    /// The limit zone has no free slot for a new counter.
+    LimitZoneFull,
     /// An error page nginx generated itself (413 from `client_max_body_size`, 502, 504, ...).
     Http(u16),
+}
+
+/// Which kind of counter refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    Requests,
+    Tokens,
+    Concurrency,
+    Quota { tokens: bool },
 }
 
 impl GatewayError {
@@ -35,8 +61,11 @@ impl GatewayError {
         match self {
             Self::InvalidJson { .. } | Self::InvalidField { .. } => 400,
             Self::MissingApiKey | Self::InvalidApiKey => 401,
-            Self::NamespaceDisabled => 403,
+            Self::NamespaceDisabled | Self::ModelNotAllowed | Self::MessageDenied => 403,
             Self::NamespaceNotFound => 404,
+            Self::InputTooLong { .. } | Self::OutputTooLarge { .. } => 400,
+            Self::RateLimited { .. } => 429,
+            Self::LimitZoneFull => 503,
             Self::Http(status) => *status,
         }
     }
@@ -50,7 +79,32 @@ impl GatewayError {
             Self::InvalidApiKey => "invalid_api_key",
             Self::NamespaceDisabled => "namespace_disabled",
             Self::NamespaceNotFound => "namespace_not_found",
+            Self::ModelNotAllowed => "model_not_allowed",
+            Self::MessageDenied => "message_denied",
+            Self::InputTooLong { .. } => "context_length_exceeded",
+            Self::OutputTooLarge { .. } => "max_tokens_too_large",
+            Self::RateLimited { what, .. } => match what {
+                Limited::Requests | Limited::Tokens => "rate_limit_exceeded",
+                Limited::Concurrency => "concurrency_limit_exceeded",
+                Limited::Quota { .. } => "insufficient_quota",
+            },
+            Self::LimitZoneFull => "limit_zone_full",
             Self::Http(status) => http_code(*status),
+        }
+    }
+
+    /// Why the request was refused, for `$ai_gateway_reason` and the `reason` metric label:
+    /// the error code, made precise where one code covers several causes.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::RateLimited { what, .. } => match what {
+                Limited::Requests => "requests_limit",
+                Limited::Tokens => "tokens_limit",
+                Limited::Concurrency => "concurrency_limit",
+                Limited::Quota { tokens: true } => "tokens_quota",
+                Limited::Quota { tokens: false } => "requests_quota",
+            },
+            other => other.code(),
         }
     }
 
@@ -58,7 +112,16 @@ impl GatewayError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::MissingApiKey | Self::InvalidApiKey => "invalid_request_error",
-            Self::NamespaceDisabled => "permission_error",
+            Self::NamespaceDisabled | Self::ModelNotAllowed | Self::MessageDenied => {
+                "permission_error"
+            }
+            // OpenAI's types for rate limits
+            Self::RateLimited { what, .. } => match what {
+                Limited::Requests | Limited::Concurrency => "requests",
+                Limited::Tokens => "tokens",
+                Limited::Quota { .. } => "insufficient_quota",
+            },
+            Self::LimitZoneFull => "server_error",
             Self::Http(status) if *status >= 500 => "server_error",
             _ => "invalid_request_error",
         }
@@ -68,6 +131,8 @@ impl GatewayError {
     pub fn param(&self) -> Option<&'static str> {
         match self {
             Self::InvalidField { param, .. } => Some(param),
+            Self::InputTooLong { .. } => Some("messages"),
+            Self::OutputTooLarge { .. } => Some("max_tokens"),
             _ => None,
         }
     }
@@ -89,6 +154,46 @@ impl GatewayError {
                 "The namespace this request belongs to is disabled.".to_string()
             }
             Self::NamespaceNotFound => "No namespace matches this request.".to_string(),
+            Self::ModelNotAllowed => {
+                "The requested model is not allowed for this namespace.".to_string()
+            }
+            Self::MessageDenied => "This request is not allowed by a message policy.".to_string(),
+            Self::InputTooLong { tokens, max } => format!(
+                "This request's input has {tokens} tokens; this namespace allows at most {max}."
+            ),
+            Self::OutputTooLarge { requested, max } => format!(
+                "max_tokens is {requested}; this namespace allows at most {max} output tokens."
+            ),
+            Self::RateLimited {
+                what,
+                limit,
+                used,
+                requested,
+            } => match what {
+                Limited::Requests => format!(
+                    "Rate limit reached for requests: limit {limit}, used {used}, requested \
+                     {requested}. Please retry after the time in the Retry-After header."
+                ),
+                Limited::Tokens if requested > limit => format!(
+                    "Request too large for the tokens limit: limit {limit}, requested \
+                     {requested} (prompt and max_tokens). Lower max_tokens or the input."
+                ),
+                Limited::Tokens => format!(
+                    "Rate limit reached for tokens: limit {limit}, used {used}, requested \
+                     {requested}. Please retry after the time in the Retry-After header."
+                ),
+                Limited::Concurrency => {
+                    format!("Too many concurrent requests: limit {limit}. Please retry shortly.")
+                }
+                Limited::Quota { tokens } => format!(
+                    "You exceeded your {} quota: limit {limit}, used {used}, requested \
+                     {requested}.",
+                    if *tokens { "token" } else { "request" }
+                ),
+            },
+            Self::LimitZoneFull => {
+                "The gateway's limit zone is full; please retry later.".to_string()
+            }
             Self::Http(status) => http_message(*status).to_string(),
         }
     }

@@ -9,6 +9,7 @@ pub mod identify;
 pub mod matcher;
 pub mod metrics;
 pub mod mock;
+pub mod policy;
 pub mod request;
 pub mod tokens;
 pub mod usage;

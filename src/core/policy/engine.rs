@@ -1,0 +1,394 @@
+//! Policy evaluation: a deterministic order, all-or-nothing admission, settlement.
+//!
+//! Order (rank, then declaration order within a type):
+//! 1. `models` allow-lists (403), 2. `message` rules (403), 3. `input_tokens` (400),
+//! 4. `output_tokens` (400 or clamp), then the counters, under the zone's lock:
+//! 5. `concurrency`, 6. `requests` windows, 7. `tokens` windows, 8. `quota` (429).
+//!
+//! [`precheck`] runs the stateless rules and prices the request for each counter; [`admit`]
+//! looks at every counter first and takes from all of them only when none refuses, so a
+//! rejected request leaves no trace in any counter. A policy in dry-run mode is evaluated and
+//! reported but never refuses (and its counters count the request, which does go through).
+//! [`settle`] corrects token reservations with actual usage; [`release`] gives concurrency
+//! back.
+
+use super::glob::any_matches;
+use super::rules::{Policy, Rule};
+use super::slot::Shape;
+use super::table::{counter_key, SlotRef, Table};
+use crate::core::error::{GatewayError, Limited};
+use crate::core::matcher::RequestView;
+
+/// What the engine needs to know about a request.
+pub struct Facts<'a> {
+    pub namespace: &'a str,
+    pub model: Option<&'a str>,
+    /// The client's `max_completion_tokens`, else `max_tokens`.
+    pub max_output: Option<u64>,
+    pub view: &'a dyn RequestView,
+}
+
+/// A policy that refused (or would have, in dry-run mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub policy: String,
+    pub error: GatewayError,
+    /// Seconds until the request could pass (limits only).
+    pub retry_after_s: Option<u64>,
+    pub dry_run: bool,
+}
+
+/// One counter's view for OpenAI's `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gauge {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_ms: u64,
+}
+
+/// The most restrictive request and token counters of a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub requests: Option<Gauge>,
+    pub tokens: Option<Gauge>,
+}
+
+impl RateHeaders {
+    fn offer(slot: &mut Option<Gauge>, g: Gauge) {
+        if slot.map_or(true, |cur| g.remaining < cur.remaining) {
+            *slot = Some(g);
+        }
+    }
+}
+
+/// A counter a request will take from.
+#[derive(Debug, Clone)]
+struct Charge {
+    /// The policy's place in the namespace's list.
+    index: usize,
+    key: u64,
+    shape: Shape,
+    amount: u64,
+    limit: u64,
+    /// Settled with actual token usage at the end.
+    tokens: bool,
+}
+
+/// The stateless verdict: what to take from which counters, and what to change.
+#[derive(Debug, Default)]
+pub struct Plan {
+    charges: Vec<Charge>,
+    /// Set the request's output limit to this (an `output_tokens` policy with `clamp`).
+    pub clamp_output: Option<u64>,
+    /// The prompt as counted (when a policy needed it).
+    pub prompt_tokens: Option<u64>,
+    /// Output tokens reserved in token counters.
+    pub reserved_output: u64,
+    /// Dry-run policies that would have refused.
+    pub dry_run: Vec<Denial>,
+}
+
+impl Plan {
+    /// Whether the request takes from any counter (and the zone must be consulted).
+    pub fn needs_zone(&self) -> bool {
+        !self.charges.is_empty()
+    }
+}
+
+/// What a request took; given back to [`settle`] and [`release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Take {
+    pub slot: SlotRef,
+    pub shape: Shape,
+    /// Where the amount went (bucket or period).
+    pub at: u64,
+    pub amount: u64,
+    pub tokens: bool,
+}
+
+/// A request that passed.
+#[derive(Debug, Default)]
+pub struct Admission {
+    pub takes: Vec<Take>,
+    pub headers: RateHeaders,
+    pub dry_run: Vec<Denial>,
+}
+
+/// A request refused by the counters.
+#[derive(Debug)]
+pub struct Refusal {
+    pub denial: Denial,
+    pub headers: RateHeaders,
+    /// Dry-run policies that would also have refused.
+    pub dry_run: Vec<Denial>,
+}
+
+fn applies(p: &Policy, model: Option<&str>) -> bool {
+    p.models.is_empty() || model.is_some_and(|m| any_matches(&p.models, m))
+}
+
+fn deny(p: &Policy, error: GatewayError, retry_after_s: Option<u64>) -> Denial {
+    Denial {
+        policy: p.id.clone(),
+        error,
+        retry_after_s,
+        dry_run: p.dry_run,
+    }
+}
+
+/// Runs the stateless rules and prices the counters. `prompt_tokens` counts the prompt; it
+/// is called at most once, and only when a policy needs the number.
+pub fn precheck(
+    policies: &[Policy],
+    facts: &Facts,
+    prompt_tokens: &mut dyn FnMut() -> u64,
+) -> Result<Plan, Denial> {
+    let mut plan = Plan::default();
+    let mut prompt: Option<u64> = None;
+    let mut count = |prompt: &mut Option<u64>| *prompt.get_or_insert_with(&mut *prompt_tokens);
+    let mut output_cap: Option<u64> = None;
+
+    for p in policies.iter().filter(|p| applies(p, facts.model)) {
+        let refused = match &p.rule {
+            Rule::Models { allow } => match facts.model {
+                Some(m) if !any_matches(allow, m) => Some(GatewayError::ModelNotAllowed),
+                _ => None,
+            },
+            Rule::Message { matcher, deny } => {
+                (matcher.matches(facts.view) == *deny).then_some(GatewayError::MessageDenied)
+            }
+            Rule::InputTokens { max } => {
+                let n = count(&mut prompt);
+                (n > *max).then_some(GatewayError::InputTooLong {
+                    tokens: n,
+                    max: *max,
+                })
+            }
+            Rule::OutputTokens { max, clamp } => match facts.max_output {
+                Some(asked) if asked > *max && !clamp => Some(GatewayError::OutputTooLarge {
+                    requested: asked,
+                    max: *max,
+                }),
+                _ => {
+                    if !p.dry_run {
+                        output_cap = Some(output_cap.map_or(*max, |c: u64| c.min(*max)));
+                    }
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let Some(error) = refused {
+            let d = deny(p, error, None);
+            if !p.dry_run {
+                return Err(d);
+            }
+            plan.dry_run.push(d);
+        }
+    }
+
+    // output tokens the request may use: the client's ask, lowered by the caps
+    let asked = facts.max_output;
+    plan.clamp_output = output_cap.filter(|cap| asked.map_or(true, |a| a > *cap));
+    let bound = match (asked, output_cap) {
+        (Some(a), Some(c)) => Some(a.min(c)),
+        (a, c) => a.or(c),
+    };
+
+    for (index, p) in policies.iter().enumerate() {
+        if !applies(p, facts.model) {
+            continue;
+        }
+        let (shape, limit, tokens) = match &p.rule {
+            Rule::Concurrency { limit } => (Shape::Concurrency, *limit, false),
+            Rule::Requests { limit, window_ms } => {
+                (Shape::Window { ms: *window_ms }, *limit, false)
+            }
+            Rule::Tokens {
+                limit, window_ms, ..
+            } => (Shape::Window { ms: *window_ms }, *limit, true),
+            Rule::Quota {
+                limit,
+                period,
+                tokens,
+            } => (Shape::Quota(*period), *limit, *tokens),
+            _ => continue,
+        };
+        let amount = if tokens {
+            let reserve = match (&p.rule, bound) {
+                (_, Some(b)) => b,
+                (Rule::Tokens { reserve_output, .. }, None) => *reserve_output,
+                _ => 0,
+            };
+            plan.reserved_output = plan.reserved_output.max(reserve);
+            count(&mut prompt).saturating_add(reserve)
+        } else {
+            1
+        };
+        let model = if p.per_model {
+            facts.model.unwrap_or("")
+        } else {
+            ""
+        };
+        let key = counter_key(&[
+            facts.namespace.as_bytes(),
+            p.id.as_bytes(),
+            model.as_bytes(),
+        ]);
+        plan.charges.push(Charge {
+            index,
+            key,
+            shape,
+            amount,
+            limit,
+            tokens,
+        });
+    }
+    plan.prompt_tokens = prompt;
+    Ok(plan)
+}
+
+/// Checks every counter, then takes from all of them, or from none.
+///
+/// `policies` must be the list `plan` was made from. `Err` with `limit_zone_full` when a
+/// counter could not get a slot.
+pub fn admit(
+    policies: &[Policy],
+    plan: &Plan,
+    table: &mut Table,
+    now_ms: u64,
+) -> Result<Admission, Refusal> {
+    let mut headers = RateHeaders::default();
+    let mut dry_run = plan.dry_run.clone();
+    let mut refused: Option<Denial> = None;
+    let mut slots = Vec::with_capacity(plan.charges.len());
+
+    for c in &plan.charges {
+        let Some(p) = policies.get(c.index) else {
+            slots.push(None);
+            continue;
+        };
+        let Some(slot_ref) = table.lookup(c.key, c.shape, now_ms) else {
+            let d = deny(p, GatewayError::LimitZoneFull, None);
+            if p.dry_run {
+                dry_run.push(d);
+                slots.push(None);
+                continue;
+            }
+            refused.get_or_insert(d);
+            break;
+        };
+        let Some(slot) = table.get(slot_ref) else {
+            slots.push(None);
+            continue;
+        };
+        slot.advance(c.shape, now_ms);
+        let used = slot.used(c.shape);
+        let fits = used.saturating_add(c.amount) <= c.limit;
+        let remaining_after = c.limit.saturating_sub(used.saturating_add(c.amount));
+        let gauge = Gauge {
+            limit: c.limit,
+            remaining: if fits {
+                remaining_after
+            } else {
+                c.limit.saturating_sub(used)
+            },
+            reset_ms: slot.reset_in_ms(c.shape, now_ms),
+        };
+        match (&p.rule, c.tokens) {
+            (Rule::Concurrency { .. }, _) => {}
+            (_, true) => RateHeaders::offer(&mut headers.tokens, gauge),
+            (_, false) => RateHeaders::offer(&mut headers.requests, gauge),
+        }
+        if !fits {
+            let need = used.saturating_add(c.amount) - c.limit;
+            let retry_ms = if c.amount > c.limit {
+                // can never fit: the client should not hammer; a full window is a fair wait
+                slot.free_in_ms(c.shape, now_ms, used).or(Some(1000))
+            } else {
+                slot.free_in_ms(c.shape, now_ms, need).or(Some(1000))
+            };
+            let what = match (&p.rule, c.tokens) {
+                (Rule::Concurrency { .. }, _) => Limited::Concurrency,
+                (Rule::Quota { .. }, t) => Limited::Quota { tokens: t },
+                (_, true) => Limited::Tokens,
+                (_, false) => Limited::Requests,
+            };
+            let error = GatewayError::RateLimited {
+                what,
+                limit: c.limit,
+                used,
+                requested: c.amount,
+            };
+            let d = deny(p, error, retry_ms.map(|ms| ms.div_ceil(1000).max(1)));
+            if p.dry_run {
+                dry_run.push(d);
+            } else {
+                refused.get_or_insert(d);
+            }
+        }
+        slots.push(Some(slot_ref));
+    }
+
+    if let Some(denial) = refused {
+        return Err(Refusal {
+            denial,
+            headers,
+            dry_run,
+        });
+    }
+    let mut takes = Vec::with_capacity(plan.charges.len());
+    for (c, slot_ref) in plan.charges.iter().zip(slots) {
+        let Some(slot_ref) = slot_ref else { continue };
+        if let Some(slot) = table.get(slot_ref) {
+            let at = slot.add(c.shape, c.amount);
+            takes.push(Take {
+                slot: slot_ref,
+                shape: c.shape,
+                at,
+                amount: c.amount,
+                tokens: c.tokens,
+            });
+        }
+    }
+    Ok(Admission {
+        takes,
+        headers,
+        dry_run,
+    })
+}
+
+/// Corrects token reservations with the request's actual total (prompt + completion);
+/// `None` (usage unknown) keeps them as they are.
+pub fn settle(table: &mut Table, takes: &[Take], actual_tokens: Option<u64>, now_ms: u64) {
+    let Some(actual) = actual_tokens else {
+        return;
+    };
+    for t in takes.iter().filter(|t| t.tokens) {
+        let delta = actual as i128 - t.amount as i128;
+        if delta == 0 {
+            continue;
+        }
+        if let Some(slot) = table.get(t.slot) {
+            slot.advance(t.shape, now_ms);
+            slot.adjust(
+                t.shape,
+                t.at,
+                delta.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+            );
+        }
+    }
+}
+
+/// Gives concurrency slots back.
+pub fn release(table: &mut Table, takes: &[Take]) {
+    for t in takes.iter().filter(|t| t.shape == Shape::Concurrency) {
+        if let Some(slot) = table.get(t.slot) {
+            slot.adjust(t.shape, t.at, -(t.amount as i64));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,567 @@
+//! Policies of a namespace as the JSON config states them (`namespaces[].policies[]`), and
+//! their validation.
+//!
+//! ```json
+//! {"type": "requests", "limit": 60, "window": "1m"}
+//! {"type": "tokens", "limit": 100000, "window": "1m", "reserve_output": 512}
+//! {"type": "quota", "limit": 2000000, "period": "day"}
+//! {"type": "concurrency", "limit": 4, "per_model": true}
+//! {"type": "input_tokens", "max": 8000}
+//! {"type": "output_tokens", "max": 1024, "action": "clamp"}
+//! {"type": "models", "allow": ["gpt-4o*", "claude-*"]}
+//! {"type": "message", "source": "body", "field": "metadata.tag", "operator": "equals",
+//!  "value": "internal", "action": "deny"}
+//! ```
+//! Every policy may also have `name`, `models` (globs: the policy applies to these models
+//! only), `per_model` (one counter per model instead of one for the namespace) and `dry_run`.
+
+use serde_json::{Map, Value};
+
+use super::glob::Glob;
+use super::slot::Period;
+use crate::core::config::ConfigError;
+use crate::core::matcher::{Matcher, Operator, Source};
+
+/// One policy of a namespace.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `name`, or one made from the type and its settings; identifies the policy's counters
+    /// (so a reload that changes a limit keeps them) and appears in logs.
+    pub id: String,
+    /// The policy applies to requests for these models only (empty: to every request).
+    pub models: Vec<Glob>,
+    pub per_model: bool,
+    pub dry_run: bool,
+    pub rule: Rule,
+}
+
+/// What a policy checks.
+#[derive(Debug, Clone)]
+pub enum Rule {
+    Models {
+        allow: Vec<Glob>,
+    },
+    Message {
+        matcher: Matcher,
+        deny: bool,
+    },
+    InputTokens {
+        max: u64,
+    },
+    OutputTokens {
+        max: u64,
+        clamp: bool,
+    },
+    Concurrency {
+        limit: u64,
+    },
+    Requests {
+        limit: u64,
+        window_ms: u64,
+    },
+    Tokens {
+        limit: u64,
+        window_ms: u64,
+        reserve_output: u64,
+    },
+    Quota {
+        limit: u64,
+        period: Period,
+        tokens: bool,
+    },
+}
+
+impl Rule {
+    /// Evaluation rank (see [`super::engine`]): stateless checks first, then counters.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Rule::Models { .. } => 0,
+            Rule::Message { .. } => 1,
+            Rule::InputTokens { .. } => 2,
+            Rule::OutputTokens { .. } => 3,
+            Rule::Concurrency { .. } => 4,
+            Rule::Requests { .. } => 5,
+            Rule::Tokens { .. } => 6,
+            Rule::Quota { .. } => 7,
+        }
+    }
+
+    /// Whether the rule keeps counters in the limit zone.
+    pub fn is_counter(&self) -> bool {
+        self.rank() >= 4
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Rule::Models { .. } => "models",
+            Rule::Message { .. } => "message",
+            Rule::InputTokens { .. } => "input_tokens",
+            Rule::OutputTokens { .. } => "output_tokens",
+            Rule::Concurrency { .. } => "concurrency",
+            Rule::Requests { .. } => "requests",
+            Rule::Tokens { .. } => "tokens",
+            Rule::Quota { .. } => "quota",
+        }
+    }
+}
+
+fn err<T>(path: &str, message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError {
+        path: path.to_string(),
+        message: message.into(),
+    })
+}
+
+fn at(path: &str, key: &str) -> String {
+    format!("{path}.{key}")
+}
+
+const COMMON: [&str; 5] = ["type", "name", "models", "per_model", "dry_run"];
+
+/// Parses `namespaces[i].policies`, in evaluation order (by type, then as declared).
+pub fn parse_policies(list: &[Value], path: &str) -> Result<Vec<Policy>, ConfigError> {
+    let mut out: Vec<Policy> = Vec::with_capacity(list.len());
+    for (i, v) in list.iter().enumerate() {
+        let ppath = format!("{path}[{i}]");
+        let policy = parse_policy(v, &ppath)?;
+        if let Some(j) = out.iter().position(|p| p.id == policy.id) {
+            return err(
+                &ppath,
+                format!(
+                    "duplicate policy \"{}\" (also {path}[{j}]); give one a distinct \"name\"",
+                    policy.id
+                ),
+            );
+        }
+        out.push(policy);
+    }
+    out.sort_by_key(|p| p.rule.rank());
+    Ok(out)
+}
+
+fn parse_policy(v: &Value, path: &str) -> Result<Policy, ConfigError> {
+    let Value::Object(obj) = v else {
+        return err(path, "must be an object");
+    };
+    let kind = match obj.get("type") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return err(&at(path, "type"), "must be a string"),
+        None => return err(&at(path, "type"), "is required"),
+    };
+    let (rule, extra): (Rule, &[&str]) = match kind {
+        "models" => (
+            Rule::Models {
+                allow: globs(obj, path, "allow", true)?,
+            },
+            &["allow"],
+        ),
+        "message" => (parse_message(obj, path)?, &MESSAGE_FIELDS),
+        "input_tokens" => (
+            Rule::InputTokens {
+                max: positive(obj, path, "max")?,
+            },
+            &["max"],
+        ),
+        "output_tokens" => (
+            Rule::OutputTokens {
+                max: positive(obj, path, "max")?,
+                clamp: match string(obj, path, "action")? {
+                    None | Some("clamp") => true,
+                    Some("reject") => false,
+                    Some(o) => {
+                        return err(
+                            &at(path, "action"),
+                            format!("must be \"clamp\" or \"reject\", not \"{o}\""),
+                        )
+                    }
+                },
+            },
+            &["max", "action"],
+        ),
+        "concurrency" => (
+            Rule::Concurrency {
+                limit: positive(obj, path, "limit")?,
+            },
+            &["limit"],
+        ),
+        "requests" => (
+            Rule::Requests {
+                limit: positive(obj, path, "limit")?,
+                window_ms: window(obj, path)?,
+            },
+            &["limit", "window"],
+        ),
+        "tokens" => (
+            Rule::Tokens {
+                limit: positive(obj, path, "limit")?,
+                window_ms: window(obj, path)?,
+                reserve_output: match obj.get("reserve_output") {
+                    None => 0,
+                    Some(v) => match v.as_u64() {
+                        Some(n) => n,
+                        None => {
+                            return err(
+                                &at(path, "reserve_output"),
+                                "must be a non-negative integer",
+                            )
+                        }
+                    },
+                },
+            },
+            &["limit", "window", "reserve_output"],
+        ),
+        "quota" => (
+            Rule::Quota {
+                limit: positive(obj, path, "limit")?,
+                period: match string(obj, path, "period")? {
+                    Some("day") => Period::Day,
+                    Some("month") => Period::Month,
+                    None => return err(&at(path, "period"), "is required"),
+                    Some(o) => {
+                        return err(
+                            &at(path, "period"),
+                            format!("must be \"day\" or \"month\", not \"{o}\""),
+                        )
+                    }
+                },
+                tokens: match string(obj, path, "unit")? {
+                    None | Some("tokens") => true,
+                    Some("requests") => false,
+                    Some(o) => {
+                        return err(
+                            &at(path, "unit"),
+                            format!("must be \"tokens\" or \"requests\", not \"{o}\""),
+                        )
+                    }
+                },
+            },
+            &["limit", "period", "unit"],
+        ),
+        other => {
+            return err(
+                &at(path, "type"),
+                format!(
+                    "unknown policy type \"{other}\" (expected requests, tokens, quota, \
+                     concurrency, input_tokens, output_tokens, models or message)"
+                ),
+            )
+        }
+    };
+    for key in obj.keys() {
+        if !COMMON.contains(&key.as_str()) && !extra.contains(&key.as_str()) {
+            return err(&at(path, key), "unknown field");
+        }
+    }
+    let name = string(obj, path, "name")?;
+    if name.is_some_and(str::is_empty) {
+        return err(&at(path, "name"), "must not be empty");
+    }
+    let models = globs(obj, path, "models", false)?;
+    let per_model = flag(obj, path, "per_model")?;
+    if per_model && !rule.is_counter() {
+        return err(
+            &at(path, "per_model"),
+            "only counting policies (requests, tokens, quota, concurrency) have counters",
+        );
+    }
+    let dry_run = flag(obj, path, "dry_run")?;
+    let id = match name {
+        Some(n) => n.to_string(),
+        None => derived_id(&rule, &models, per_model),
+    };
+    Ok(Policy {
+        id,
+        models,
+        per_model,
+        dry_run,
+        rule,
+    })
+}
+
+/// `requests/60s`, `tokens/60s[gpt-4o*]`, `quota/day/tokens`, ...
+fn derived_id(rule: &Rule, models: &[Glob], per_model: bool) -> String {
+    let mut id = rule.type_name().to_string();
+    match rule {
+        Rule::Requests { window_ms, .. } | Rule::Tokens { window_ms, .. } => {
+            id.push_str(&format!("/{}s", window_ms / 1000));
+        }
+        Rule::Quota { period, tokens, .. } => {
+            id.push_str(match period {
+                Period::Day => "/day",
+                Period::Month => "/month",
+            });
+            id.push_str(if *tokens { "/tokens" } else { "/requests" });
+        }
+        _ => {}
+    }
+    if !models.is_empty() {
+        let list: Vec<&str> = models.iter().map(Glob::as_str).collect();
+        id.push_str(&format!("[{}]", list.join(",")));
+    }
+    if per_model {
+        id.push_str("/per_model");
+    }
+    id
+}
+
+const MESSAGE_FIELDS: [&str; 5] = ["source", "field", "operator", "value", "action"];
+
+fn parse_message(obj: &Map<String, Value>, path: &str) -> Result<Rule, ConfigError> {
+    let field = match string(obj, path, "field")? {
+        Some(f) if !f.is_empty() => f,
+        Some(_) => return err(&at(path, "field"), "must not be empty"),
+        None => return err(&at(path, "field"), "is required"),
+    };
+    let source = match string(obj, path, "source")? {
+        Some("header") => Source::Header(field.to_ascii_lowercase()),
+        Some("query") => Source::Query(field.to_string()),
+        Some("body") | None => {
+            let segs: Vec<String> = field.split('.').map(str::to_string).collect();
+            if segs.iter().any(String::is_empty) {
+                return err(&at(path, "field"), format!("invalid body path \"{field}\""));
+            }
+            Source::Body(segs)
+        }
+        Some(o) => {
+            return err(
+                &at(path, "source"),
+                format!("must be \"header\", \"query\" or \"body\", not \"{o}\""),
+            )
+        }
+    };
+    let value = match obj.get("value") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(_) => return err(&at(path, "value"), "must be a string"),
+        None => return err(&at(path, "value"), "is required"),
+    };
+    let op = string(obj, path, "operator")?.unwrap_or("equals");
+    let operator = Operator::parse(op, &value).map_err(|message| ConfigError {
+        path: at(path, if op == "regex" { "value" } else { "operator" }),
+        message,
+    })?;
+    let deny = match string(obj, path, "action")? {
+        Some("deny") => true,
+        Some("allow") => false,
+        None => return err(&at(path, "action"), "is required (\"allow\" or \"deny\")"),
+        Some(o) => {
+            return err(
+                &at(path, "action"),
+                format!("must be \"allow\" or \"deny\", not \"{o}\""),
+            )
+        }
+    };
+    Ok(Rule::Message {
+        matcher: Matcher {
+            source,
+            operator,
+            value,
+            priority: 0,
+            namespace: 0,
+        },
+        deny,
+    })
+}
+
+fn string<'a>(
+    obj: &'a Map<String, Value>,
+    path: &str,
+    key: &str,
+) -> Result<Option<&'a str>, ConfigError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => err(&at(path, key), "must be a string"),
+    }
+}
+
+fn flag(obj: &Map<String, Value>, path: &str, key: &str) -> Result<bool, ConfigError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => err(&at(path, key), "must be true or false"),
+    }
+}
+
+fn positive(obj: &Map<String, Value>, path: &str, key: &str) -> Result<u64, ConfigError> {
+    match obj.get(key) {
+        None => err(&at(path, key), "is required"),
+        Some(v) => match v.as_u64() {
+            Some(n) if n > 0 => Ok(n),
+            _ => err(&at(path, key), "must be a positive integer"),
+        },
+    }
+}
+
+fn globs(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    required: bool,
+) -> Result<Vec<Glob>, ConfigError> {
+    let list = match obj.get(key) {
+        None | Some(Value::Null) if !required => return Ok(Vec::new()),
+        None | Some(Value::Null) => return err(&at(path, key), "is required"),
+        Some(Value::Array(a)) => a,
+        Some(_) => return err(&at(path, key), "must be an array of model globs"),
+    };
+    if list.is_empty() {
+        return err(&at(path, key), "must not be empty");
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::String(s) if !s.is_empty() => Ok(Glob::new(s)),
+            _ => err(&format!("{path}.{key}[{i}]"), "must be a non-empty string"),
+        })
+        .collect()
+}
+
+/// `window`: seconds as a number, or `"30s"`, `"1m"`, `"1h"`, `"1d"`; 1 s to 31 days.
+fn window(obj: &Map<String, Value>, path: &str) -> Result<u64, ConfigError> {
+    let p = at(path, "window");
+    let secs = match obj.get("window") {
+        None => return err(&p, "is required"),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => parse_duration_s(s),
+        Some(_) => None,
+    };
+    match secs {
+        Some(s) if (1..=31 * 86_400).contains(&s) => Ok(s * 1000),
+        _ => err(
+            &p,
+            "must be a number of seconds or \"<n>s\", \"<n>m\", \"<n>h\", \"<n>d\" (1s to 31d)",
+        ),
+    }
+}
+
+fn parse_duration_s(s: &str) -> Option<u64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<Vec<Policy>, String> {
+        let Value::Array(list) = v else { panic!() };
+        parse_policies(&list, "namespaces[0].policies").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_every_type_in_evaluation_order() {
+        let p = parse(json!([
+            {"type": "quota", "limit": 1000, "period": "month"},
+            {"type": "tokens", "limit": 500, "window": "1m", "reserve_output": 64},
+            {"type": "requests", "limit": 10, "window": 1, "dry_run": true},
+            {"type": "concurrency", "limit": 2, "per_model": true},
+            {"type": "output_tokens", "max": 100, "action": "reject"},
+            {"type": "input_tokens", "max": 1000, "models": ["gpt-*"]},
+            {"type": "message", "source": "header", "field": "X-Tag", "operator": "equals",
+             "value": "x", "action": "deny"},
+            {"type": "models", "allow": ["gpt-4o*"], "name": "only-4o"}
+        ]))
+        .unwrap();
+        let ids: Vec<&str> = p.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "only-4o",
+                "message",
+                "input_tokens[gpt-*]",
+                "output_tokens",
+                "concurrency/per_model",
+                "requests/1s",
+                "tokens/60s",
+                "quota/month/tokens"
+            ]
+        );
+        assert!(p[5].dry_run);
+        assert!(matches!(
+            p[6].rule,
+            Rule::Tokens {
+                limit: 500,
+                window_ms: 60_000,
+                reserve_output: 64
+            }
+        ));
+        assert!(matches!(
+            p[3].rule,
+            Rule::OutputTokens {
+                max: 100,
+                clamp: false
+            }
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = |v: Value| parse(json!([v])).unwrap_err();
+        assert_eq!(
+            e(json!({"type": "rate"})),
+            "namespaces[0].policies[0].type: unknown policy type \"rate\" (expected requests, \
+             tokens, quota, concurrency, input_tokens, output_tokens, models or message)"
+        );
+        assert_eq!(
+            e(json!({"type": "requests", "limit": 0, "window": 1})),
+            "namespaces[0].policies[0].limit: must be a positive integer"
+        );
+        assert_eq!(
+            e(json!({"type": "requests", "limit": 5})),
+            "namespaces[0].policies[0].window: is required"
+        );
+        assert!(e(json!({"type": "requests", "limit": 5, "window": "5x"}))
+            .starts_with("namespaces[0].policies[0].window: must be"));
+        assert_eq!(
+            e(json!({"type": "requests", "limit": 5, "window": 1, "burst": 3})),
+            "namespaces[0].policies[0].burst: unknown field"
+        );
+        assert_eq!(
+            e(json!({"type": "models", "allow": []})),
+            "namespaces[0].policies[0].allow: must not be empty"
+        );
+        assert_eq!(
+            e(json!({"type": "message", "field": "a", "value": "b"})),
+            "namespaces[0].policies[0].action: is required (\"allow\" or \"deny\")"
+        );
+        assert_eq!(
+            e(json!({"type": "input_tokens", "max": 5, "per_model": true})),
+            "namespaces[0].policies[0].per_model: only counting policies (requests, tokens, \
+             quota, concurrency) have counters"
+        );
+        assert_eq!(
+            e(json!({"type": "quota", "limit": 5, "period": "week"})),
+            "namespaces[0].policies[0].period: must be \"day\" or \"month\", not \"week\""
+        );
+        assert_eq!(
+            parse(json!([
+                {"type": "requests", "limit": 5, "window": "1m"},
+                {"type": "requests", "limit": 9, "window": 60}
+            ]))
+            .unwrap_err(),
+            "namespaces[0].policies[1]: duplicate policy \"requests/60s\" (also \
+             namespaces[0].policies[0]); give one a distinct \"name\""
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_s("90s"), Some(90));
+        assert_eq!(parse_duration_s("2m"), Some(120));
+        assert_eq!(parse_duration_s("1h"), Some(3600));
+        assert_eq!(parse_duration_s("1d"), Some(86_400));
+        assert_eq!(parse_duration_s("m"), None);
+        assert_eq!(parse_duration_s("10"), None);
+    }
+}
