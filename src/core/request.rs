@@ -24,6 +24,8 @@ pub struct RequestSummary {
     pub stream: bool,
     pub max_tokens: Option<u64>,
     pub max_completion_tokens: Option<u64>,
+    /// The Responses API's output limit.
+    pub max_output_tokens: Option<u64>,
     /// The `messages` array as raw JSON (OpenAI chat, Anthropic messages).
     pub messages: Option<Box<RawValue>>,
     /// The `tools` array as raw JSON.
@@ -31,6 +33,14 @@ pub struct RequestSummary {
 }
 
 impl RequestSummary {
+    /// The output limit the client asked for: `max_completion_tokens`, else `max_tokens`,
+    /// else `max_output_tokens`.
+    pub fn max_output(&self) -> Option<u64> {
+        self.max_completion_tokens
+            .or(self.max_tokens)
+            .or(self.max_output_tokens)
+    }
+
     /// The raw JSON of `messages`, e.g. for token counting.
     pub fn messages_json(&self) -> Option<&str> {
         self.messages.as_deref().map(RawValue::get)
@@ -66,6 +76,8 @@ struct TopLevel<'a> {
     max_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_output_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     messages: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -110,6 +122,7 @@ pub fn parse_request(body: &[u8], json_expected: bool) -> Result<RequestSummary,
         COUNT,
         count,
     )?;
+    summary.max_output_tokens = field(top.max_output_tokens, "max_output_tokens", COUNT, count)?;
     summary.messages = array(top.messages, "messages")?;
     summary.tools = array(top.tools, "tools")?;
     Ok(summary)

@@ -4,6 +4,7 @@
 //! return `NGX_DONE`, and when the body is complete decide, then re-run the phases; the
 //! handler is entered again and returns the decision stored in the context.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use ngx::ffi::{
@@ -19,6 +20,7 @@ use super::guard::guard;
 use super::headers::{is_dropped_header, remove_headers, request_header, NgxRequestView};
 use super::log_phase::enter;
 use super::module::Module;
+use super::policy::{enforce, PolicyState};
 use crate::core::error::GatewayError;
 use crate::core::identify::{bearer_token, identify, plain_key, ClientKey};
 use crate::core::request::{is_json_content_type, parse_request};
@@ -158,6 +160,28 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
             Ok(summary) => summary,
             Err(err) => return reject(r, ctx, err),
         };
+        let mut state = PolicyState::default();
+        let enforced = enforce(r, &config, id.namespace, &body, &summary, &view, &mut state);
+        drop(view);
+        ctx.policy = Some(Box::new(state));
+        let admitted = match enforced {
+            Ok(admitted) => admitted,
+            Err(err) => {
+                // logged by the policy layer, at its own level
+                ctx.summary = Some(summary);
+                let status = err.status() as ngx_int_t;
+                ctx.error = Some(err);
+                return status;
+            }
+        };
+        if admitted.prompt.is_some() {
+            ctx.prompt = admitted.prompt;
+        }
+        let clamped = admitted.body.is_some();
+        let body: Cow<[u8]> = match admitted.body {
+            Some(b) => Cow::Owned(b),
+            None => body,
+        };
         // an OpenAI stream without usage: ask the provider for it (the response filter
         // takes it back out)
         let with_usage = (summary.stream
@@ -165,13 +189,18 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
             && Module::location_conf(req).is_some_and(|l| l.stream_usage()))
         .then(|| request_usage(&body))
         .flatten();
-        drop(body);
         ctx.summary = Some(summary);
-        if let Some(new_body) = with_usage {
+        let added_usage = with_usage.is_some();
+        let new_body = match with_usage {
+            Some(b) => Some(b),
+            None if clamped => Some(body.into_owned()),
+            None => None,
+        };
+        if let Some(new_body) = new_body {
             if !replace_request_body(r, &new_body) {
                 return SERVER_ERROR;
             }
-            ctx.added_include_usage = true;
+            ctx.added_include_usage = added_usage;
         }
         DECLINED
     }

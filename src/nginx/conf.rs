@@ -3,7 +3,7 @@
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use ngx::ffi::ngx_shm_zone_t;
+use ngx::ffi::{ngx_shm_zone_t, ngx_uint_t};
 
 use ngx::http::{Merge, MergeConfigError};
 
@@ -24,6 +24,8 @@ pub struct MainConf {
     pub metrics_served: bool,
     /// Whether some location serves `ai_gateway_token_service` (encoders built at start).
     pub token_service: bool,
+    /// `ai_gateway_limit_zone`: where policy counters live.
+    pub limit_zone: Option<NonNull<ngx_shm_zone_t>>,
 }
 
 /// Settings of `ai_gateway_mock_provider`.
@@ -48,6 +50,8 @@ pub struct LocConf {
     pub token_service: bool,
     /// `ai_gateway_stream_usage on|off` (default on), inherited.
     pub stream_usage: Option<bool>,
+    /// `ai_gateway_policy_log_level` (default `warn`), inherited.
+    pub policy_log_level: Option<ngx_uint_t>,
 }
 
 impl LocConf {
@@ -58,6 +62,11 @@ impl LocConf {
     pub fn stream_usage(&self) -> bool {
         self.stream_usage != Some(false)
     }
+
+    pub fn policy_log_level(&self) -> ngx_uint_t {
+        self.policy_log_level
+            .unwrap_or(ngx::ffi::NGX_LOG_WARN as ngx_uint_t)
+    }
 }
 
 impl Merge for LocConf {
@@ -67,6 +76,9 @@ impl Merge for LocConf {
         }
         if self.stream_usage.is_none() {
             self.stream_usage = prev.stream_usage;
+        }
+        if self.policy_log_level.is_none() {
+            self.policy_log_level = prev.policy_log_level;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use ngx::http::HttpModule;
 use super::log_phase::Inflight;
 use super::mock::MockState;
 use super::module::Module;
+use super::policy::PolicyState;
 use super::usage::StripState;
 use crate::core::config::GatewayConfig;
 use crate::core::error::GatewayError;
@@ -69,6 +70,8 @@ pub struct RequestCtx {
     pub added_include_usage: bool,
     /// Takes the effects of that back out of the response.
     pub strip: Option<Box<StripState>>,
+    /// What the namespace's policies decided and took (given back when this is dropped).
+    pub policy: Option<Box<PolicyState>>,
 }
 
 impl RequestCtx {

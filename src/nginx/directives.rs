@@ -6,6 +6,8 @@
 //! ai_gateway_mock_provider [latency=<time>] [interval=<time>];   # location
 //! ai_gateway_metrics_zone <name> <size> [max_series=<n>];        # http
 //! ai_gateway_metrics;                                            # location
+//! ai_gateway_limit_zone <name> <size>;                           # http
+//! ai_gateway_policy_log_level info | notice | warn | error;      # http, server, location
 //! ```
 
 use std::ffi::{c_char, c_void};
@@ -15,8 +17,9 @@ use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_pagesize, ngx_parse_size, ngx_parse_time,
     ngx_shared_memory_add, ngx_str_t, ngx_uint_t, NGX_CONF_ANY, NGX_CONF_FLAG, NGX_CONF_NOARGS,
-    NGX_CONF_TAKE1, NGX_CONF_TAKE23, NGX_ERROR, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
+    NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_CONF_TAKE23, NGX_ERROR, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
+    NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
@@ -24,6 +27,7 @@ use ngx::ngx_string;
 use super::conf::{LocConf, MainConf, MockSettings};
 use super::ctx::pool_allocate;
 use super::guard::guard;
+use super::limit_zone::{ngx_http_ai_gateway_init_limit_zone, LimitZoneSettings};
 use super::metrics::ngx_http_ai_gateway_metrics_handler;
 use super::mock::ngx_http_ai_gateway_mock_handler;
 use super::module::Module;
@@ -31,7 +35,7 @@ use super::shm::{ngx_http_ai_gateway_init_metrics_zone, ZoneSettings};
 use super::token_service::ngx_http_ai_gateway_token_service_handler;
 use crate::core::config::GatewayConfig;
 
-pub static mut COMMANDS: [ngx_command_t; 8] = [
+pub static mut COMMANDS: [ngx_command_t; 10] = [
     ngx_command_t {
         name: ngx_string!("ai_gateway_config"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -86,6 +90,23 @@ pub static mut COMMANDS: [ngx_command_t; 8] = [
         name: ngx_string!("ai_gateway_token_service"),
         type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
         set: Some(cmd_token_service),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_limit_zone"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
+        set: Some(cmd_limit_zone),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_policy_log_level"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1)
+            as ngx_uint_t,
+        set: Some(cmd_policy_log_level),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
         post: std::ptr::null_mut(),
@@ -382,6 +403,106 @@ unsafe extern "C" fn cmd_token_service(
             if let Some(mcf) = Module::main_conf_mut(&*cf) {
                 mcf.token_service = true;
             }
+            Ok(())
+        })
+    }
+}
+
+/// A zone name and size as `*_zone` directives take them; `min_pages` pages at least.
+///
+/// # Safety
+/// `args` are the directive's arguments.
+unsafe fn zone_name_size(
+    args: &[ngx_str_t],
+    min_pages: usize,
+) -> Result<(ngx_str_t, usize), SetError> {
+    let name = args[0];
+    if name.len == 0 {
+        return Err(SetError::Emerg(format!(
+            "invalid zone name \"{}\"",
+            lossy(&name)
+        )));
+    }
+    let mut size_arg = args[1];
+    // SAFETY: ngx_parse_size reads the string.
+    let size = unsafe { ngx_parse_size(&mut size_arg) };
+    if size == NGX_ERROR as isize {
+        return Err(SetError::Emerg(format!(
+            "invalid zone size \"{}\"",
+            lossy(&args[1])
+        )));
+    }
+    // SAFETY: ngx_pagesize is set before configuration is parsed.
+    if (size as usize) < min_pages * unsafe { ngx_pagesize } {
+        return Err(SetError::Emerg(format!(
+            "zone \"{}\" is too small",
+            lossy(&name)
+        )));
+    }
+    Ok((name, size as usize))
+}
+
+/// `ai_gateway_limit_zone <name> <size>;`
+unsafe extern "C" fn cmd_limit_zone(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx for this directive with our MainConf.
+    unsafe {
+        setter(cf, conf, |mcf: &mut MainConf, args| {
+            if mcf.limit_zone.is_some() {
+                return Err(SetError::Duplicate);
+            }
+            let (mut name, size) = zone_name_size(args, 8)?;
+            let zone = ngx_shared_memory_add(
+                cf,
+                &mut name,
+                size,
+                std::ptr::addr_of_mut!(super::module::ngx_http_ai_gateway_module).cast(),
+            );
+            let zone = std::ptr::NonNull::new(zone).ok_or(SetError::Failed)?;
+            if !zone.as_ref().data.is_null() {
+                return Err(SetError::Emerg(format!(
+                    "zone \"{}\" is already used",
+                    lossy(&name)
+                )));
+            }
+            let settings = LimitZoneSettings { name: lossy(&name) };
+            let settings = pool_allocate((*cf).pool, settings).ok_or(SetError::Failed)?;
+            (*zone.as_ptr()).data = settings.cast();
+            (*zone.as_ptr()).init = Some(ngx_http_ai_gateway_init_limit_zone);
+            mcf.limit_zone = Some(zone);
+            Ok(())
+        })
+    }
+}
+
+/// `ai_gateway_policy_log_level info | notice | warn | error;`
+unsafe extern "C" fn cmd_policy_log_level(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx for this directive with our LocConf.
+    unsafe {
+        setter(cf, conf, |lcf: &mut LocConf, args| {
+            if lcf.policy_log_level.is_some() {
+                return Err(SetError::Duplicate);
+            }
+            let level = match args[0].as_bytes() {
+                b"info" => ngx::ffi::NGX_LOG_INFO,
+                b"notice" => ngx::ffi::NGX_LOG_NOTICE,
+                b"warn" => ngx::ffi::NGX_LOG_WARN,
+                b"error" => ngx::ffi::NGX_LOG_ERR,
+                _ => {
+                    return Err(SetError::Emerg(format!(
+                        "invalid value \"{}\" in \"ai_gateway_policy_log_level\" directive, it must be \"info\", \"notice\", \"warn\" or \"error\"",
+                        lossy(&args[0])
+                    )))
+                }
+            };
+            lcf.policy_log_level = Some(level as ngx_uint_t);
             Ok(())
         })
     }

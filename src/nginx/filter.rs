@@ -14,6 +14,7 @@ use ngx::http::HttpModuleLocationConf;
 use super::ctx;
 use super::guard::guard;
 use super::module::Module;
+use super::policy;
 use super::usage;
 use crate::core::error::GatewayError;
 
@@ -40,6 +41,18 @@ unsafe extern "C" fn ngx_http_ai_gateway_header_filter(r: *mut ngx_http_request_
     // SAFETY: nginx passes a live request.
     let log = unsafe { (*(*r).connection).log };
     if !guard(log, false, || unsafe { prepare_json_error(r) }) {
+        return ERROR;
+    }
+    let headers_ok = guard(log, false, || unsafe {
+        match ctx::get(r).filter(|_| r == (*r).main) {
+            Some(ctx) => match ctx.policy.as_deref() {
+                Some(state) => policy::add_headers(r, state),
+                None => true,
+            },
+            None => true,
+        }
+    });
+    if !headers_ok {
         return ERROR;
     }
     guard(log, (), || unsafe {

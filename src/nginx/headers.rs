@@ -4,7 +4,8 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 
 use ngx::ffi::{
-    ngx_http_request_t, ngx_list_part_t, ngx_list_t, ngx_palloc, ngx_pool_t, ngx_table_elt_t,
+    ngx_http_request_t, ngx_list_part_t, ngx_list_push, ngx_list_t, ngx_palloc, ngx_pnalloc,
+    ngx_pool_t, ngx_str_t, ngx_table_elt_t,
 };
 use serde_json::Value;
 
@@ -183,5 +184,62 @@ impl RequestView for NgxRequestView<'_> {
         self.document
             .get_or_init(|| self.json_body.and_then(parse_document))
             .as_ref()
+    }
+}
+
+/// Adds a response header (copied into the request pool). False when memory runs out.
+///
+/// # Safety
+/// `r` must be a live request whose response header has not been sent.
+pub unsafe fn add_response_header(r: *mut ngx_http_request_t, name: &str, value: &str) -> bool {
+    // SAFETY: ngx_list_push returns an element of the request's header list (uninitialised:
+    // zeroed first, which also covers fields that differ between nginx versions); names and
+    // values are copied into the request pool, which outlives the response.
+    unsafe {
+        let pool = (*r).pool;
+        let h = ngx_list_push(&mut (*r).headers_out.headers) as *mut ngx_table_elt_t;
+        if h.is_null() {
+            return false;
+        }
+        std::ptr::write_bytes(h, 0, 1);
+        let copy = |s: &str| -> Option<ngx_str_t> {
+            let p = ngx_pnalloc(pool, s.len().max(1)) as *mut u8;
+            if p.is_null() {
+                return None;
+            }
+            std::ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
+            Some(ngx_str_t {
+                len: s.len(),
+                data: p,
+            })
+        };
+        let (Some(key), Some(val)) = (copy(name), copy(value)) else {
+            return false;
+        };
+        (*h).hash = 1;
+        (*h).key = key;
+        (*h).value = val;
+        true
+    }
+}
+
+/// Hides response headers whose name `matches` (hash 0: nginx's header filter skips them).
+///
+/// # Safety
+/// `r` must be a live request whose response header has not been sent.
+pub unsafe fn remove_response_headers(r: *mut ngx_http_request_t, matches: impl Fn(&[u8]) -> bool) {
+    // SAFETY: list walk over the request's own output headers.
+    unsafe {
+        let mut part: *mut ngx_list_part_t = &mut (*r).headers_out.headers.part;
+        while !part.is_null() {
+            let elts = (*part).elts as *mut ngx_table_elt_t;
+            for i in 0..(*part).nelts {
+                let h = &mut *elts.add(i);
+                if h.hash != 0 && matches(h.key.as_bytes()) {
+                    h.hash = 0;
+                }
+            }
+            part = (*part).next;
+        }
     }
 }

@@ -16,6 +16,7 @@ use ngx::http::HttpModuleMainConf;
 use super::ctx::{self, RequestCtx};
 use super::guard::guard;
 use super::module::Module;
+use super::policy;
 use super::shm;
 use super::usage;
 use crate::core::metrics::{RequestSample, Store, UpstreamAttempt, Usage};
@@ -79,14 +80,20 @@ unsafe fn record(r: *mut ngx_http_request_t) {
             return;
         };
         let tokens = usage::settle_final(r, ctx);
-        let Some(store) = metrics_store(r) else {
-            return;
-        };
         let req = &*r;
         let status = if req.err_status != 0 {
             req.err_status
         } else {
             req.headers_out.status
+        };
+        if let Some(state) = ctx.policy.as_deref_mut() {
+            // a failed request whose usage is unknown used nothing (providers do not bill
+            // errors); a success with unknown usage keeps its reservation
+            let actual = tokens.total().or((status >= 400).then_some(0));
+            policy::settle_tokens(state, actual);
+        }
+        let Some(store) = metrics_store(r) else {
+            return;
         };
         let now = ngx_timeofday();
         let ms = (now.sec - req.start_sec) * 1000 + (now.msec as i64 - req.start_msec as i64);
@@ -106,7 +113,7 @@ unsafe fn record(r: *mut ngx_http_request_t) {
             },
         });
         if let Some(err) = &ctx.error {
-            store.record_rejection(namespace, err.code());
+            store.record_rejection(namespace, err.reason());
         }
         record_upstreams(req, &store);
         let ns = ctx.overhead_ns + started.elapsed().as_nanos() as u64;

@@ -78,6 +78,14 @@ impl HttpModule for Module {
                 );
                 return NGX_CONF_ERROR as *mut c_char;
             }
+            if mcf.limit_zone.is_none() && mcf.config.as_ref().is_some_and(|c| c.has_counters()) {
+                ngx::ngx_conf_log_error!(
+                    NGX_LOG_EMERG,
+                    cf,
+                    "the gateway config has counting policies (requests, tokens, quota, concurrency) but no \"ai_gateway_limit_zone\" is set in the http block"
+                );
+                return NGX_CONF_ERROR as *mut c_char;
+            }
             if mcf.metrics_served && mcf.metrics_zone.is_none() {
                 ngx::ngx_conf_log_error!(
                     NGX_LOG_EMERG,
@@ -117,7 +125,7 @@ unsafe extern "C" fn ngx_http_ai_gateway_init_module(cycle: *mut ngx_cycle_t) ->
             ngx::ngx_log_error!(
                 NGX_LOG_NOTICE,
                 log,
-                "ai_gateway: {} {} (built for {}), config \"{}\" (version {}): namespaces {}, keys {}, matchers {}",
+                "ai_gateway: {} {} (built for {}), config \"{}\" (version {}): namespaces {}, keys {}, matchers {}, policies {}",
                 env!("CARGO_PKG_NAME"),
                 env!("CARGO_PKG_VERSION"),
                 env!("AI_GATEWAY_NGINX_VERSION"),
@@ -125,7 +133,8 @@ unsafe extern "C" fn ngx_http_ai_gateway_init_module(cycle: *mut ngx_cycle_t) ->
                 cfg.version.as_deref().unwrap_or("-"),
                 cfg.namespaces.len(),
                 cfg.key_count(),
-                cfg.matchers().len()
+                cfg.matchers().len(),
+                cfg.policy_count()
             );
         }
         NGX_OK as ngx_int_t

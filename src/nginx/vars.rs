@@ -29,9 +29,11 @@ enum Var {
     CachedTokens,
     ReasoningTokens,
     UsageSource,
+    Policy,
+    DryRun,
 }
 
-const VARIABLES: [(&str, Var); 16] = [
+const VARIABLES: [(&str, Var); 18] = [
     ("ai_gateway_namespace", Var::Namespace),
     ("ai_gateway_namespace_name", Var::NamespaceName),
     ("ai_gateway_key_id", Var::KeyId),
@@ -48,6 +50,8 @@ const VARIABLES: [(&str, Var); 16] = [
     ("ai_gateway_cached_tokens", Var::CachedTokens),
     ("ai_gateway_reasoning_tokens", Var::ReasoningTokens),
     ("ai_gateway_usage_source", Var::UsageSource),
+    ("ai_gateway_policy", Var::Policy),
+    ("ai_gateway_dry_run", Var::DryRun),
 ];
 
 /// Registers the variables (called from preconfiguration).
@@ -111,9 +115,7 @@ unsafe fn value(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, var: Var) -> O
         Var::IdentifiedBy => ctx.via.map(|v| v.as_str().to_string()),
         Var::Model => summary.and_then(|s| s.model.clone()),
         Var::Stream => summary.map(|s| if s.stream { "true" } else { "false" }.to_string()),
-        Var::MaxTokens => summary
-            .and_then(|s| s.max_completion_tokens.or(s.max_tokens))
-            .map(|n| n.to_string()),
+        Var::MaxTokens => summary.and_then(|s| s.max_output()).map(|n| n.to_string()),
         Var::BodyBytes => summary.map(|s| s.body_bytes.to_string()),
         Var::Decision => match ctx.phase {
             Phase::Decided if ctx.allowed() => Some("allowed".to_string()),
@@ -122,10 +124,16 @@ unsafe fn value(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, var: Var) -> O
             _ => None,
         },
         Var::Reason => match (&ctx.error, &ctx.rendered) {
-            (Some(e), _) => Some(e.code().to_string()),
-            (None, Some(e)) if ctx.phase != Phase::Decided => Some(e.code().to_string()),
+            (Some(e), _) => Some(e.reason().to_string()),
+            (None, Some(e)) if ctx.phase != Phase::Decided => Some(e.reason().to_string()),
             _ => None,
         },
+        Var::Policy => ctx.policy.as_ref().and_then(|p| p.policy.clone()),
+        Var::DryRun => ctx
+            .policy
+            .as_ref()
+            .and_then(|p| p.dry_run)
+            .map(str::to_string),
         _ => None,
     }
 }

@@ -23,7 +23,7 @@ use crate::core::matcher::RequestView;
 pub struct Facts<'a> {
     pub namespace: &'a str,
     pub model: Option<&'a str>,
-    /// The client's `max_completion_tokens`, else `max_tokens`.
+    /// The output limit the client asked for (`RequestSummary::max_output`).
     pub max_output: Option<u64>,
     pub view: &'a dyn RequestView,
 }
@@ -257,7 +257,7 @@ pub fn admit(
     plan: &Plan,
     table: &mut Table,
     now_ms: u64,
-) -> Result<Admission, Refusal> {
+) -> Result<Admission, Box<Refusal>> {
     let mut headers = RateHeaders::default();
     let mut dry_run = plan.dry_run.clone();
     let mut refused: Option<Denial> = None;
@@ -293,7 +293,11 @@ pub fn admit(
             } else {
                 c.limit.saturating_sub(used)
             },
-            reset_ms: slot.reset_in_ms(c.shape, now_ms),
+            reset_ms: if fits && c.amount > 0 {
+                slot.added_now_leaves_in_ms(c.shape, now_ms)
+            } else {
+                slot.reset_in_ms(c.shape, now_ms)
+            },
         };
         match (&p.rule, c.tokens) {
             (Rule::Concurrency { .. }, _) => {}
@@ -331,11 +335,11 @@ pub fn admit(
     }
 
     if let Some(denial) = refused {
-        return Err(Refusal {
+        return Err(Box::new(Refusal {
             denial,
             headers,
             dry_run,
-        });
+        }));
     }
     let mut takes = Vec::with_capacity(plan.charges.len());
     for (c, slot_ref) in plan.charges.iter().zip(slots) {

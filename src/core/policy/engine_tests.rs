@@ -189,6 +189,8 @@ fn requests_window_refuses_with_retry_after_and_headers() {
         let a = run(&p, &f, &mut zone, T0 + i * 1000, 0).unwrap();
         let g = a.headers.requests.unwrap();
         assert_eq!((g.limit, g.remaining), (3, 2 - i));
+        // everything is free again when this request's bucket leaves the window
+        assert_eq!(g.reset_ms, 63_000 - (i % 3) * 1000);
     }
     let plan = precheck(&p, &f, &mut || 0).unwrap();
     let r = admit(&p, &plan, &mut zone.table(), T0 + 10_000).unwrap_err();

@@ -2,6 +2,7 @@
 //! fixed table ([`table`]) that lives in a shared memory zone, and the evaluation order,
 //! admission and settlement ([`engine`]).
 
+pub mod clamp;
 pub mod engine;
 pub mod glob;
 pub mod rules;

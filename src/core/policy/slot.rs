@@ -167,6 +167,18 @@ impl Slot {
         }
     }
 
+    /// Milliseconds until what is added now stops counting (a window's current bucket
+    /// leaves it; a quota's period ends).
+    pub fn added_now_leaves_in_ms(&self, shape: Shape, now_ms: u64) -> u64 {
+        match shape {
+            Shape::Window { ms } => {
+                ((self.head + BUCKETS + 1) * bucket_ms(ms)).saturating_sub(now_ms)
+            }
+            Shape::Quota(p) => period_end_ms(p, now_ms).saturating_sub(now_ms),
+            Shape::Concurrency => 0,
+        }
+    }
+
     /// Adds `amount` now; returns where it went (the bucket, for a later [`adjust`]).
     pub fn add(&mut self, shape: Shape, amount: u64) -> u64 {
         match shape {
