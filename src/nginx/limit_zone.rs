@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 
 use ngx::ffi::{
     ngx_int_t, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc, ngx_slab_pool_t,
-    ngx_timeofday, NGX_ERROR, NGX_LOG_EMERG, NGX_OK,
+    ngx_timeofday, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_NOTICE, NGX_OK,
 };
 
 use super::guard::guard;
@@ -156,6 +156,14 @@ unsafe fn init(zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
             slots.add(i).write(Slot::default());
         }
         root.write(LimitRoot { header, slots, len });
+        ngx::ngx_log_error!(
+            NGX_LOG_NOTICE,
+            log,
+            "ai_gateway_limit_zone \"{}\": {} counters (up to {} in use at once)",
+            settings.name,
+            len,
+            len - len / 4
+        );
         (*shpool).data = root.cast();
         (*zone).data = root.cast();
         OK
