@@ -340,3 +340,45 @@ Authorization: Bearer sk-pol-rpm
 --- response_body_like eval
 [qr/chat/, qr/chat/, qr/chat/, qr/rate_limit_exceeded/, qr/rate_limit_exceeded/,
  qr/gateway_rejections_total\{namespace="rpm",reason="requests_limit"\} 2\n/]
+
+
+
+=== TEST 17: a provider streaming past the output cap: the stream ends cleanly at the cap (OpenAI: finish_reason length, then [DONE])
+The client sends no max_tokens and the policy rejects rather than clamps, so the provider
+is not told the cap and streams its whole reply.
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- more_headers
+Authorization: Bearer sk-pol-outcut
+--- error_code: 200
+--- response_body_like eval
+qr/\A(data: \{"choices":\[\{"delta":\{"content":"[^"]*"(,"refusal":null,"role":"assistant")?\},"finish_reason":null,"index":0,"logprobs":null\}\],"created":\d+,"id":"chatcmpl-mock\d+","model":"gpt-4o","object":"chat\.completion\.chunk","system_fingerprint":null\}\n\n){6}data: \{"id":"chatcmpl-mock\d+","object":"chat\.completion\.chunk","created":\d+,"model":"gpt-4o","choices":\[\{"index":0,"delta":\{\},"logprobs":null,"finish_reason":"length"\}\]\}\n\ndata: \[DONE\]\n\n\z/
+--- error_log
+ai_gateway: stream ended at the output cap (5 tokens sent)
+
+
+
+=== TEST 18: the same for Anthropic Messages (content_block_stop, message_delta max_tokens, message_stop)
+The gateway clamps max_tokens to 5; a location standing in for a provider that ignores it
+puts 1000 back before the mock provider answers.
+--- config
+    location /v1/ {
+        ai_gateway on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/ignoring/;
+        add_header X-Completion $ai_gateway_completion_tokens always;
+    }
+    location /ignoring/ {
+        proxy_set_body '{"model":"claude-x","stream":true,"max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}';
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1/;
+    }
+--- request
+POST /v1/messages
+{"model":"claude-x","stream":true,"max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}
+--- more_headers
+Authorization: Bearer sk-pol-outclamp
+--- error_code: 200
+--- response_body_like eval
+qr/\Aevent: message_start\n.*?(event: content_block_delta\ndata: [^\n]*\n\n){5}event: content_block_stop\ndata: \{"type":"content_block_stop","index":0\}\n\nevent: message_delta\ndata: \{"type":"message_delta","delta":\{"stop_reason":"max_tokens","stop_sequence":null\},"usage":\{"output_tokens":5\}\}\n\nevent: message_stop\ndata: \{"type":"message_stop"\}\n\n\z/s
+--- error_log
+ai_gateway: stream ended at the output cap (5 tokens sent)

@@ -14,7 +14,7 @@ use super::log_phase::Inflight;
 use super::mock::MockState;
 use super::module::Module;
 use super::policy::PolicyState;
-use super::usage::StripState;
+use super::rewrite::RewriteState;
 use crate::core::config::GatewayConfig;
 use crate::core::error::GatewayError;
 use crate::core::identify::{ClientKey, Via};
@@ -68,8 +68,8 @@ pub struct RequestCtx {
     pub usage: Option<TokenUsage>,
     /// The gateway added `stream_options.include_usage` to the request.
     pub added_include_usage: bool,
-    /// Takes the effects of that back out of the response.
-    pub strip: Option<Box<StripState>>,
+    /// Rewrites the response stream (include_usage strip, output cap).
+    pub rewrite: Option<Box<RewriteState>>,
     /// What the namespace's policies decided and took (given back when this is dropped).
     pub policy: Option<Box<PolicyState>>,
 }

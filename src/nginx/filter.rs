@@ -15,6 +15,7 @@ use super::ctx;
 use super::guard::guard;
 use super::module::Module;
 use super::policy;
+use super::rewrite;
 use super::usage;
 use crate::core::error::GatewayError;
 
@@ -59,7 +60,7 @@ unsafe extern "C" fn ngx_http_ai_gateway_header_filter(r: *mut ngx_http_request_
         if r == (*r).main {
             if let Some(ctx) = ctx::get(r) {
                 usage::start_tracking(r, ctx);
-                usage::start_stripping(r, ctx);
+                rewrite::start(r, ctx);
                 usage::stream_unbuffered(r, ctx);
             }
         }
@@ -153,8 +154,8 @@ unsafe fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_chain_t) -> ng
         };
         if r == (*r).main {
             usage::feed(ctx, input);
-            if let Some(st) = ctx.strip.as_mut() {
-                return usage::strip_filter(r, st, input, next);
+            if let Some(st) = ctx.rewrite.as_mut() {
+                return rewrite::filter(r, st, input, next);
             }
         }
         let Some(body) = ctx.error_body.as_ref() else {

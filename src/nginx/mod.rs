@@ -17,6 +17,7 @@ mod mock;
 mod module;
 mod policy;
 mod respond;
+mod rewrite;
 mod shm;
 mod token_service;
 mod usage;

@@ -29,6 +29,8 @@ pub struct PolicyState {
     pub policy: Option<String>,
     /// The reason a dry-run policy would have refused with.
     pub dry_run: Option<&'static str>,
+    /// The output cap a stream is ended at.
+    pub output_cap: Option<u64>,
 }
 
 impl Drop for PolicyState {
@@ -153,6 +155,7 @@ pub unsafe fn enforce(
             }
         }
     }
+    state.output_cap = plan.output_cap;
     if let Some(cap) = plan.clamp_output {
         admitted.body = clamp_output(body, cap, output_field(uri));
     }

@@ -3,15 +3,12 @@
 //! tracker, untouched), and the usage is settled once, first thing in the log phase (before
 //! the access log reads the variables).
 
-use ngx::ffi::{
-    ngx_alloc_chain_link, ngx_buf_t, ngx_chain_t, ngx_http_request_t, ngx_int_t, ngx_pcalloc,
-    NGX_ERROR, NGX_LOG_INFO, NGX_OK,
-};
+use ngx::ffi::{ngx_chain_t, ngx_http_request_t, NGX_LOG_INFO};
 
 use super::body::request_body;
 use super::ctx::RequestCtx;
 use crate::core::tokens::{count_prompt, Encoding, PromptCount};
-use crate::core::usage::{settle, Framing, ResponseTracker, TokenUsage, UsageStripper};
+use crate::core::usage::{settle, Framing, ResponseTracker, TokenUsage};
 
 /// Starts reading the response of an allowed gateway request, if it is JSON or an event
 /// stream (called from the header filter, for the main request).
@@ -132,50 +129,6 @@ pub unsafe fn settle_final(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> 
     ctx.usage.unwrap_or_default()
 }
 
-/// Output buffers of the stripping filter: memory the module owns, reused once nginx has
-/// sent what they held.
-pub struct StripState {
-    stripper: UsageStripper,
-    bufs: Vec<OutBuf>,
-    /// Stripping stopped (a buffer in a file came): the rest passes unchanged.
-    off: bool,
-}
-
-struct OutBuf {
-    cl: *mut ngx_chain_t,
-    mem: Vec<u8>,
-}
-
-/// Marks the request's response for stripping (the gateway added `include_usage` to an
-/// OpenAI stream request) when it is an event stream; its length changes, so it loses its
-/// `Content-Length`. Called from the header filter after [`start_tracking`].
-///
-/// # Safety
-/// `r` must be a live request in its header filter.
-pub unsafe fn start_stripping(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
-    let sse = ctx
-        .tracker
-        .as_ref()
-        .is_some_and(|t| t.framing() == Framing::Sse);
-    if !ctx.added_include_usage || !sse || ctx.strip.is_some() {
-        return;
-    }
-    // SAFETY: headers_out is plain data of the live request.
-    unsafe {
-        let out = &mut (*r).headers_out;
-        out.content_length_n = -1;
-        if !out.content_length.is_null() {
-            (*out.content_length).hash = 0;
-            out.content_length = std::ptr::null_mut();
-        }
-    }
-    ctx.strip = Some(Box::new(StripState {
-        stripper: UsageStripper::default(),
-        bufs: Vec::new(),
-        off: false,
-    }));
-}
-
 /// An event stream answers as it comes: never buffered to a file (where the body filter
 /// could not read it). Set in the header filter; nginx's upstream reads `buffering` after
 /// sending the header, as for `X-Accel-Buffering: no`.
@@ -194,118 +147,5 @@ pub unsafe fn stream_unbuffered(r: *mut ngx_http_request_t, ctx: &RequestCtx) {
                 u.set_buffering(0);
             }
         }
-    }
-}
-
-/// The stripping body filter: the input's bytes go through the stripper into buffers of our
-/// own (the input buffers are marked consumed), which go to `next`.
-///
-/// # Safety
-/// `r` and `input` as nginx passes them to a body filter; `next` is the next body filter.
-pub unsafe fn strip_filter(
-    r: *mut ngx_http_request_t,
-    st: &mut StripState,
-    input: *mut ngx_chain_t,
-    next: unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_chain_t) -> ngx_int_t,
-) -> ngx_int_t {
-    // SAFETY: the chain and its buffers are valid for the call; our chain links and buffers
-    // live in the request pool, and their memory (OutBuf::mem) is only rewritten once nginx
-    // has consumed it (pos == last), and lives in the request context, dropped with the pool.
-    unsafe {
-        if st.off {
-            return next(r, input);
-        }
-        let mut out = Vec::new();
-        let (mut last, mut flush) = (false, false);
-        let mut cl = input;
-        while !cl.is_null() {
-            let b = &mut *(*cl).buf;
-            if b.in_file() != 0 && b.temporary() == 0 && b.memory() == 0 && b.mmap() == 0 {
-                // cannot happen for an unbuffered stream; if it does, stop stripping and
-                // pass the rest on as it is
-                st.off = true;
-                st.stripper.finish(&mut out);
-                break;
-            }
-            if !b.pos.is_null() && b.last > b.pos {
-                let len = b.last.offset_from(b.pos) as usize;
-                st.stripper
-                    .feed(std::slice::from_raw_parts(b.pos, len), &mut out);
-                b.pos = b.last;
-            }
-            if b.last_buf() != 0 || b.last_in_chain() != 0 && r != (*r).main {
-                last = true;
-                st.stripper.finish(&mut out);
-            }
-            if b.flush() != 0 {
-                flush = true;
-            }
-            cl = (*cl).next;
-        }
-        let rest = cl;
-        if out.is_empty() && !last && !flush && rest.is_null() {
-            return NGX_OK as ngx_int_t;
-        }
-        let Some(head) = out_buf(r, st, out, last) else {
-            return NGX_ERROR as ngx_int_t;
-        };
-        (*head).next = rest;
-        next(r, head)
-    }
-}
-
-/// A free output buffer holding `bytes` (flushed: events go out as they come).
-///
-/// # Safety
-/// `r` must be a live request.
-unsafe fn out_buf(
-    r: *mut ngx_http_request_t,
-    st: &mut StripState,
-    bytes: Vec<u8>,
-    last: bool,
-) -> Option<*mut ngx_chain_t> {
-    // SAFETY: see strip_filter.
-    unsafe {
-        let free = st.bufs.iter().position(|o| {
-            let b = &*(*o.cl).buf;
-            b.pos == b.last
-        });
-        let i = match free {
-            Some(i) => i,
-            None => {
-                let pool = (*r).pool;
-                let b = ngx_pcalloc(pool, std::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
-                let cl = ngx_alloc_chain_link(pool);
-                if b.is_null() || cl.is_null() {
-                    return None;
-                }
-                (*cl).buf = b;
-                st.bufs.push(OutBuf {
-                    cl,
-                    mem: Vec::new(),
-                });
-                st.bufs.len() - 1
-            }
-        };
-        let o = &mut st.bufs[i];
-        o.mem = bytes;
-        let b = &mut *(*o.cl).buf;
-        *b = std::mem::zeroed();
-        b.start = o.mem.as_mut_ptr();
-        b.pos = b.start;
-        b.last = b.start.add(o.mem.len());
-        b.end = b.last;
-        if o.mem.is_empty() {
-            b.set_sync(1);
-        } else {
-            b.set_memory(1);
-        }
-        b.set_flush(1);
-        if last {
-            b.set_last_buf(if r == (*r).main { 1 } else { 0 });
-            b.set_last_in_chain(1);
-        }
-        (*o.cl).next = std::ptr::null_mut();
-        Some(o.cl)
     }
 }

@@ -80,6 +80,8 @@ pub struct Plan {
     charges: Vec<Charge>,
     /// Set the request's output limit to this (an `output_tokens` policy with `clamp`).
     pub clamp_output: Option<u64>,
+    /// The lowest output cap of the request's policies (a stream is ended there).
+    pub output_cap: Option<u64>,
     /// The prompt as counted (when a policy needed it).
     pub prompt_tokens: Option<u64>,
     /// Output tokens reserved in token counters.
@@ -146,7 +148,9 @@ pub fn precheck(
     let mut plan = Plan::default();
     let mut prompt: Option<u64> = None;
     let mut count = |prompt: &mut Option<u64>| *prompt.get_or_insert_with(&mut *prompt_tokens);
+    // the lowest cap of the output_tokens policies, and of those that clamp
     let mut output_cap: Option<u64> = None;
+    let mut clamp_cap: Option<u64> = None;
 
     for p in policies.iter().filter(|p| applies(p, facts.model)) {
         let refused = match &p.rule {
@@ -172,6 +176,9 @@ pub fn precheck(
                 _ => {
                     if !p.dry_run {
                         output_cap = Some(output_cap.map_or(*max, |c: u64| c.min(*max)));
+                        if *clamp {
+                            clamp_cap = Some(clamp_cap.map_or(*max, |c: u64| c.min(*max)));
+                        }
                     }
                     None
                 }
@@ -189,7 +196,8 @@ pub fn precheck(
 
     // output tokens the request may use: the client's ask, lowered by the caps
     let asked = facts.max_output;
-    plan.clamp_output = output_cap.filter(|cap| asked.map_or(true, |a| a > *cap));
+    plan.clamp_output = clamp_cap.filter(|cap| asked.map_or(true, |a| a > *cap));
+    plan.output_cap = output_cap;
     let bound = match (asked, output_cap) {
         (Some(a), Some(c)) => Some(a.min(c)),
         (a, c) => a.or(c),

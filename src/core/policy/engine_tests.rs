@@ -169,6 +169,9 @@ fn output_caps_clamp_or_reject() {
     assert_eq!(f(None).clamp_output, Some(100));
     assert_eq!(f(Some(50)).clamp_output, None);
     let p = policies(json!([{"type": "output_tokens", "max": 100, "action": "reject"}]));
+    // reject never edits the request, but the cap still holds for the stream
+    let plan = precheck(&p, &facts(None, None, &VIEW), &mut || 0).unwrap();
+    assert_eq!((plan.clamp_output, plan.output_cap), (None, Some(100)));
     let d = precheck(&p, &facts(None, Some(101), &VIEW), &mut || 0).unwrap_err();
     assert_eq!(
         d.error,

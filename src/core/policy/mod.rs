@@ -7,6 +7,7 @@ pub mod engine;
 pub mod glob;
 pub mod rules;
 pub mod slot;
+pub mod stream_cap;
 pub mod table;
 
 pub use engine::{admit, precheck, release, settle, Admission, Denial, Facts, Gauge, Plan};

@@ -9,7 +9,7 @@
 
 mod scan;
 mod sse;
-mod stream_usage;
+pub(crate) mod stream_usage;
 
 pub use scan::{Name, Scanner, Visitor};
 pub use sse::SseLines;

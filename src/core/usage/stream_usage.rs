@@ -164,7 +164,7 @@ impl UsageStripper {
 /// The end (exclusive, after the blank line) of the first complete event, looking from
 /// `from`, which must be the start of a line; otherwise `Err` with the start of the line
 /// still incomplete (where to look again when more bytes come). Lines end with LF, CRLF or CR.
-fn event_end(buf: &[u8], from: usize) -> Result<usize, usize> {
+pub(crate) fn event_end(buf: &[u8], from: usize) -> Result<usize, usize> {
     let mut i = from;
     let mut line_start = from;
     while i < buf.len() {
