@@ -382,3 +382,28 @@ Authorization: Bearer sk-pol-outclamp
 qr/\Aevent: message_start\n.*?(event: content_block_delta\ndata: [^\n]*\n\n){5}event: content_block_stop\ndata: \{"type":"content_block_stop","index":0\}\n\nevent: message_delta\ndata: \{"type":"message_delta","delta":\{"stop_reason":"max_tokens","stop_sequence":null\},"usage":\{"output_tokens":5\}\}\n\nevent: message_stop\ndata: \{"type":"message_stop"\}\n\n\z/s
 --- error_log
 ai_gateway: stream ended at the output cap (5 tokens sent)
+
+
+
+=== TEST 19: dry-run hits are counted in the metrics (and are not rejections)
+--- http_config
+    ai_gateway_config $TEST_NGINX_FIXTURES/policies.json;
+    ai_gateway_limit_zone limits 64k;
+    ai_gateway_metrics_zone metrics 256k;
+--- config
+    location /v1/ {
+        ai_gateway on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
+    location = /metrics {
+        ai_gateway_metrics;
+    }
+--- request eval
+[@{main::chat(3)}, "GET /metrics"]
+--- more_headers
+Authorization: Bearer sk-pol-dryrun
+--- error_code eval
+[200, 200, 200, 200]
+--- response_body_like eval
+[qr/chat/, qr/chat/, qr/chat/,
+ qr/\ngateway_policy_dry_run_total\{namespace="dryrun",reason="requests_limit"\} 2\n(?![\s\S]*gateway_rejections_total\{namespace="dryrun")/]

@@ -115,6 +115,9 @@ unsafe fn record(r: *mut ngx_http_request_t) {
         if let Some(err) = &ctx.error {
             store.record_rejection(namespace, err.reason());
         }
+        for reason in ctx.policy.iter().flat_map(|p| p.dry_run_reasons.iter()) {
+            store.record_dry_run(namespace, reason);
+        }
         record_upstreams(req, &store);
         let ns = ctx.overhead_ns + started.elapsed().as_nanos() as u64;
         store.observe_overhead(ns);

@@ -29,6 +29,8 @@ pub struct PolicyState {
     pub policy: Option<String>,
     /// The reason a dry-run policy would have refused with.
     pub dry_run: Option<&'static str>,
+    /// Every reason a dry-run policy would have refused with (for the metrics).
+    pub dry_run_reasons: Vec<&'static str>,
     /// The output cap a stream is ended at.
     pub output_cap: Option<u64>,
 }
@@ -110,6 +112,7 @@ pub unsafe fn enforce(
     };
     for d in &plan.dry_run {
         log_denial(log, level, &ns.code, d);
+        state.dry_run_reasons.push(d.error.reason());
     }
     if let Some(first) = plan.dry_run.first() {
         state.policy = Some(first.policy.clone());
@@ -133,6 +136,7 @@ pub unsafe fn enforce(
             Ok(admission) => {
                 for d in admission.dry_run.iter().skip(plan.dry_run.len()) {
                     log_denial(log, level, &ns.code, d);
+                    state.dry_run_reasons.push(d.error.reason());
                     if state.policy.is_none() {
                         state.policy = Some(d.policy.clone());
                         state.dry_run = Some(d.error.reason());

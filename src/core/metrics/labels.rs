@@ -12,21 +12,24 @@ pub enum Kind {
     Rejection = 3,
     /// Requests in progress: `namespace`.
     InFlight = 4,
+    /// Requests a dry-run policy would have refused: `namespace`, `reason`.
+    DryRun = 5,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::Request,
         Kind::Upstream,
         Kind::Rejection,
         Kind::InFlight,
+        Kind::DryRun,
     ];
 
     pub fn label_names(self) -> &'static [&'static str] {
         match self {
             Kind::Request => &["namespace", "model", "code"],
             Kind::Upstream => &["upstream", "code"],
-            Kind::Rejection => &["namespace", "reason"],
+            Kind::Rejection | Kind::DryRun => &["namespace", "reason"],
             Kind::InFlight => &["namespace"],
         }
     }

@@ -49,6 +49,7 @@ struct Snapshot {
     by_model: BTreeMap<(String, String), RequestAgg>,
     inflight: BTreeMap<String, i64>,
     rejections: BTreeMap<(String, String), u64>,
+    dry_runs: BTreeMap<(String, String), u64>,
     upstream_attempts: BTreeMap<(String, String), u64>,
     upstreams: BTreeMap<String, UpstreamAgg>,
 }
@@ -101,6 +102,10 @@ impl Snapshot {
                 Kind::Rejection => {
                     let key = (labels[0].clone(), labels[1].clone());
                     *s.rejections.entry(key).or_default() += values[V_COUNT];
+                }
+                Kind::DryRun => {
+                    let key = (labels[0].clone(), labels[1].clone());
+                    *s.dry_runs.entry(key).or_default() += values[V_COUNT];
                 }
                 Kind::InFlight => {
                     // the gauge wraps below zero only transiently (leave before enter is seen)
@@ -319,9 +324,19 @@ pub fn render(store: &Store, info: &RenderInfo) -> String {
         &mut out,
         name,
         "counter",
-        "Requests the gateway answered itself, by namespace and reason (the error code).",
+        "Requests the gateway answered itself, by namespace and reason.",
     );
     for ((ns, reason), n) in &s.rejections {
+        sample(&mut out, name, &[("namespace", ns), ("reason", reason)], n);
+    }
+    let name = "gateway_policy_dry_run_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Requests a dry-run policy would have refused (they went through), by namespace and reason.",
+    );
+    for ((ns, reason), n) in &s.dry_runs {
         sample(&mut out, name, &[("namespace", ns), ("reason", reason)], n);
     }
     let name = "gateway_upstream_requests_total";

@@ -21,7 +21,7 @@ pub const OVERHEAD_BOUNDS_NS: [u64; 10] = [
 ];
 
 /// "aigwmtr" and the layout version: a zone with another layout is never reused.
-const MAGIC: u64 = 0x6169_6777_6d74_7201;
+const MAGIC: u64 = 0x6169_6777_6d74_7202;
 
 const H_MAGIC: usize = 0;
 const H_CAPACITY: usize = 1;
@@ -64,8 +64,9 @@ const OVERFLOW_REQUEST: usize = 0;
 const OVERFLOW_UPSTREAM: usize = CLASSES;
 const OVERFLOW_REJECTION: usize = 2 * CLASSES;
 const OVERFLOW_INFLIGHT: usize = 2 * CLASSES + 1;
+const OVERFLOW_DRY_RUN: usize = 2 * CLASSES + 2;
 /// Entries set aside for overflow series (not counted in the series cap).
-pub const RESERVED_ENTRIES: usize = 2 * CLASSES + 2;
+pub const RESERVED_ENTRIES: usize = 2 * CLASSES + 3;
 
 /// Spins before giving up on the insert lock (the sample then goes to an overflow series).
 const LOCK_SPINS: u32 = 20_000;
@@ -193,6 +194,10 @@ impl<'a> Store<'a> {
         store.write_key(
             OVERFLOW_INFLIGHT,
             &Key::new(Kind::InFlight, &[OVERFLOW_LABEL]),
+        );
+        store.write_key(
+            OVERFLOW_DRY_RUN,
+            &Key::new(Kind::DryRun, &[OVERFLOW_LABEL, OVERFLOW_LABEL]),
         );
         store.set(H_USED, RESERVED_ENTRIES as u64);
         store.w[H_MAGIC].store(MAGIC, Release);
@@ -432,6 +437,13 @@ impl<'a> Store<'a> {
     pub fn record_rejection(&self, namespace: &str, reason: &str) {
         let key = Key::new(Kind::Rejection, &[namespace, reason]);
         let e = self.series_entry(&key, OVERFLOW_REJECTION);
+        self.values(e)[V_COUNT].fetch_add(1, Relaxed);
+    }
+
+    /// Records a request a dry-run policy would have refused.
+    pub fn record_dry_run(&self, namespace: &str, reason: &str) {
+        let key = Key::new(Kind::DryRun, &[namespace, reason]);
+        let e = self.series_entry(&key, OVERFLOW_DRY_RUN);
         self.values(e)[V_COUNT].fetch_add(1, Relaxed);
     }
 
