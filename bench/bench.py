@@ -6,7 +6,9 @@ Three nginx instances of the same binary (vendor/objs/nginx):
            served with `return`, never the bottleneck; pinned with wrk to the load CPU;
   plain      proxy_pass to the mock with upstream keepalive (the floor); gateway CPU;
   nometrics  the same proxying with the module but no metrics zone; gateway CPU;
-  gateway    the module doing everything that has landed, metrics included; gateway CPU.
+  gateway    the module doing everything that has landed, metrics included; gateway CPU;
+  policies   the gateway with every policy type enabled for the bench namespace (limits
+             that never refuse); gateway CPU.
 
 Rounds interleave the targets (plain, nometrics, gateway, ...) for each scenario:
 JSON and SSE at concurrency 32 (req/s, CPU microseconds per request from the target's
@@ -38,7 +40,7 @@ NGINX = os.path.join(OBJS, "nginx")
 MODULE = os.path.join(OBJS, "ngx_http_ai_gateway_module.so")
 WORK = os.path.join(ROOT, "vendor", "bench")
 
-PORTS = {"mock": 18101, "plain": 18102, "gateway": 18103, "nometrics": 18104}
+PORTS = {"mock": 18101, "plain": 18102, "gateway": 18103, "nometrics": 18104, "policies": 18105}
 BENCH_KEY = "sk-bench-0000042"
 CPU_GATEWAY, CPU_LOAD = "0", "1"
 SCENARIOS = [  # name, path, streaming, connections
@@ -47,7 +49,7 @@ SCENARIOS = [  # name, path, streaming, connections
     ("json_c1", "/v1/chat/completions", False, 1),
     ("sse_c1", "/v1/sse/chat/completions", True, 1),
 ]
-TARGETS = ["plain", "nometrics", "gateway"]
+TARGETS = ["plain", "nometrics", "gateway", "policies"]
 
 TARGETS_TEXT = """\
 - Key -> namespace + metrics only: <= 1.05x plain proxy_pass CPU/request.
@@ -109,8 +111,25 @@ def nginx_escape(text):
     return text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
 
 
-def gateway_config():
-    """100 namespaces x 10 keys and 10 header matchers; the bench key is one of the keys."""
+# Every policy type for the bench key's namespace, with limits the bench never reaches: the
+# cost of evaluating them (the prompt is counted for the token window and quota, counters
+# are taken and settled under the zone lock, streams go through the output cap).
+BENCH_POLICIES = [
+    {"type": "models", "allow": ["gpt-4o*", "gpt-4.1*"]},
+    {"type": "message", "source": "header", "field": "X-Blocked", "value": "yes",
+     "action": "deny"},
+    {"type": "input_tokens", "max": 100000},
+    {"type": "output_tokens", "max": 4096, "action": "reject"},
+    {"type": "concurrency", "limit": 100000},
+    {"type": "requests", "limit": 1000000000, "window": "1m"},
+    {"type": "tokens", "limit": 1000000000000, "window": "1m"},
+    {"type": "quota", "limit": 1000000000000000, "period": "day"},
+]
+
+
+def gateway_config(policies=False):
+    """100 namespaces x 10 keys and 10 header matchers; the bench key is one of the keys
+    (namespace team-4); with `policies`, that namespace has every policy type."""
     namespaces = []
     for n in range(100):
         keys = [hashlib.sha256(("sk-bench-%07d" % (n * 10 + k)).encode()).hexdigest()
@@ -119,6 +138,8 @@ def gateway_config():
         if n < 10:
             ns["matchers"] = [{"type": "header", "field": "X-Team", "operator": "equals",
                                "value": "team-%d" % n}]
+        if policies and n == 4:
+            ns["policies"] = BENCH_POLICIES
         namespaces.append(ns)
     return {"version": "bench", "namespaces": namespaces}
 
@@ -177,7 +198,9 @@ http {{
 {proxy}    }}
 }}
 """.format(upstream=upstream, port=PORTS["plain"], proxy=PROXY.format(extra=""))
-    for name, metrics in (("nometrics", ""), ("gateway", "    ai_gateway_metrics_zone bench 4m;\n")):
+    metrics_zone = "    ai_gateway_metrics_zone bench 4m;\n"
+    for name, metrics in (("nometrics", ""), ("gateway", metrics_zone),
+                          ("policies", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n")):
         confs[name] = "load_module {mod};\n".format(mod=MODULE) + user + COMMON.format() + """\
 http {{
     access_log off;
@@ -187,16 +210,16 @@ http {{
 {proxy}{exposition}    }}
 }}
 """.format(upstream=upstream, port=PORTS[name], metrics=metrics,
-           exposition="        location = /metrics { ai_gateway_metrics; }\n" if metrics else "",
+           exposition="        location = /metrics { ai_gateway_metrics; }\n" if name == "gateway" else "",
            proxy=PROXY.format(
                extra="            ai_gateway on;\n"
                      "            proxy_set_header X-AI-Gateway-Namespace $ai_gateway_namespace;\n"))
     for name, text in confs.items():
         with open(os.path.join(WORK, name, "conf", "nginx.conf"), "w") as f:
             f.write(text)
-    for name in ("nometrics", "gateway"):
+    for name in ("nometrics", "gateway", "policies"):
         with open(os.path.join(WORK, name, "conf", "gateway.json"), "w") as f:
-            json.dump(gateway_config(), f)
+            json.dump(gateway_config(policies=name == "policies"), f)
     for stream in (False, True):
         name = "sse" if stream else "json"
         body = request_body(stream)
@@ -304,6 +327,8 @@ def check(name, path, stream):
             "http://127.0.0.1:%d%s" % (PORTS[name], path)], input=body.decode())
     ok = r.stdout.startswith("HTTP/1.1 200") and ("[DONE]" in r.stdout if stream
                                                  else '"usage"' in r.stdout)
+    if name == "policies":
+        ok = ok and "x-ratelimit-remaining-tokens:" in r.stdout.lower()
     if not ok:
         sys.exit("%s %s did not answer as expected:\n%s" % (name, path, r.stdout[:500]))
 
@@ -453,7 +478,12 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
       "which do not ask for usage, get `stream_options.include_usage` added and the usage "
       "chunk taken back out of what the client receives) |")
     w("| nometrics | the same without `ai_gateway_metrics_zone` |")
-    w("| method | %d rounds x %d s per run, targets interleaved (plain, nometrics, gateway) per "
+    w("| policies | the gateway with every policy type for the bench namespace (`models`, "
+      "`message`, `input_tokens`, `output_tokens`, `concurrency`, `requests`, `tokens`, "
+      "`quota`; limits never reached): the prompt counted (o200k_base) for the token window, "
+      "four counters taken and settled under the `ai_gateway_limit_zone` lock, "
+      "`x-ratelimit-*` headers, streams through the output cap |")
+    w("| method | %d rounds x %d s per run, targets interleaved (plain, nometrics, gateway, policies) per "
       "scenario; ratios per round against plain from the same round; medians over rounds |\n"
       % (params["rounds"], params["duration"]))
 
@@ -473,6 +503,20 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
             label, cell("plain", scen, "rps"), cell("gateway", scen, "rps"), ratio(scen, "rps"),
             cell("plain", scen, "cpu_us"), cell("gateway", scen, "cpu_us"),
             ratio(scen, "cpu_us")))
+    w("")
+    w("## Every policy enabled, concurrency 32 and 1\n")
+    w("| response | plain CPU us/req | policies CPU us/req | ratio to plain | ratio to gateway | Ir/req | Ir ratio to plain | Ir added over gateway | added p50 (c=1) over plain |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for scen, c1, stream, label in (("json_c32", "json_c1", False, "JSON"),
+                                    ("sse_c32", "sse_c1", True, "SSE stream")):
+        added = median([g["p50"] - p["p50"] for p, g in zip(results[("plain", c1)],
+                                                           results[("policies", c1)])])
+        pol = ir[("policies", stream)]
+        w("| %s | %.1f | %.1f | **%.3f** | %.3f | %.0f | %.3f | %+.0f | %+.0f us |" % (
+            label, cell("plain", scen, "cpu_us"), cell("policies", scen, "cpu_us"),
+            ratio(scen, "cpu_us", "plain", "policies"),
+            ratio(scen, "cpu_us", "gateway", "policies"), pol, pol / ir[("plain", stream)],
+            pol - ir[("gateway", stream)], added))
     w("")
     w("## Latency, concurrency 1\n")
     w("| response | plain p50 | gateway p50 | added p50 | plain p99 | gateway p99 | added p99 | CPU us/req ratio |")
@@ -524,13 +568,13 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
       % (scrape["counted"], rss["gateway"][2], scrape["counted"] - rss["gateway"][2],
          scrape["cut"], scrape["series"], scrape["bytes"]))
     w("## Memory\n")
-    w("| | plain | nometrics | gateway |")
-    w("|---|---:|---:|---:|")
+    w("| | plain | nometrics | gateway | policies |")
+    w("|---|---:|---:|---:|---:|")
     for i, label in ((0, "RSS after warm-up (master + worker)"), (1, "RSS after the run")):
-        w("| %s | %d KiB | %d KiB | %d KiB |" % (label, rss["plain"][i], rss["nometrics"][i],
-                                                rss["gateway"][i]))
-    w("| requests served in between | %d | %d | %d |\n" % (rss["plain"][2], rss["nometrics"][2],
-                                                           rss["gateway"][2]))
+        w("| %s | %d KiB | %d KiB | %d KiB | %d KiB |" % (
+            label, rss["plain"][i], rss["nometrics"][i], rss["gateway"][i], rss["policies"][i]))
+    w("| requests served in between | %d | %d | %d | %d |\n" % (
+        rss["plain"][2], rss["nometrics"][2], rss["gateway"][2], rss["policies"][2]))
     errors = sum(r["errors"] for rs in results.values() for r in rs)
     w("Socket errors or non-2xx answers during the runs: %d.\n" % errors)
     w("## Micro-benchmarks of the pure core (`cargo bench --no-default-features --bench core`)\n")
@@ -569,13 +613,17 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
     added = median([g["p50"] - p["p50"] for p, g in zip(results[("plain", "json_c1")],
                                                        results[("gateway", "json_c1")])])
     growth = rss["gateway"][1] - rss["gateway"][0]
-    w("Where this commit stands (it has key -> namespace, body parsing, metrics and usage "
-      "accounting; no policies or routing yet):\n")
+    w("Where this commit stands (it has key -> namespace, body parsing, metrics, usage "
+      "accounting and policies; no routing yet):\n")
     w("- CPU/request, JSON: %.3fx; SSE: %.3fx; instructions/request, JSON: %.3fx; SSE: %.3fx "
       "(target for key -> namespace + metrics: <= 1.05x; this build also parses every body, "
       "which the full-pipeline target of <= 1.25x covers)."
       % (cpu_json, cpu_sse, ir[("gateway", False)] / ir[("plain", False)],
          ir[("gateway", True)] / ir[("plain", True)]))
+    w("- Every policy enabled (the full-pipeline target, routing still to come): CPU/request "
+      "JSON %.3fx, SSE %.3fx plain (target <= 1.25x)."
+      % (ratio("json_c32", "cpu_us", "plain", "policies"),
+         ratio("sse_c32", "cpu_us", "plain", "policies")))
     w("- Added p50 latency at concurrency 1 (JSON): %+.0f us (target <= 20 us)." % added)
     w("- Gateway RSS %+d KiB over %d requests (target: flat; %d requests is %s 1M)."
       % (growth, rss["gateway"][2], rss["gateway"][2],

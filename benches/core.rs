@@ -12,6 +12,12 @@ use ngx_http_ai_gateway_module::core::config::GatewayConfig;
 use ngx_http_ai_gateway_module::core::identify::{identify, ClientKey};
 use ngx_http_ai_gateway_module::core::matcher::RequestView;
 use ngx_http_ai_gateway_module::core::metrics::{render, RenderInfo, RequestSample, Store};
+use ngx_http_ai_gateway_module::core::policy::rules::parse_policies;
+use ngx_http_ai_gateway_module::core::policy::slot::Slot;
+use ngx_http_ai_gateway_module::core::policy::stream_cap::{StreamApi, StreamCap};
+use ngx_http_ai_gateway_module::core::policy::{
+    admit, precheck, release, settle, Facts, Table, TableHeader,
+};
 use ngx_http_ai_gateway_module::core::request::parse_request;
 use ngx_http_ai_gateway_module::core::tokens::{count_prompt, Encoding};
 use ngx_http_ai_gateway_module::core::usage::{Framing, ResponseTracker, UsageStripper};
@@ -177,6 +183,7 @@ fn main() {
 
     tokens();
     usage();
+    policies();
 }
 
 /// Texts of one kind from the oracle corpus, concatenated and cut to `bytes` (at a char
@@ -253,5 +260,52 @@ fn usage() {
         t.feed(black_box(json));
         t.finish();
         black_box(t.reported().output);
+    });
+}
+
+/// The limiter path of one request with every policy type (as `make bench`'s policies
+/// target): stateless checks, four counters taken under the (caller's) lock, settled and
+/// released; the prompt count is given (it is `tokens/count_prompt`).
+fn policies() {
+    let list = json!([
+        {"type": "models", "allow": ["gpt-4o*", "gpt-4.1*"]},
+        {"type": "message", "source": "header", "field": "X-Blocked", "value": "yes",
+         "action": "deny"},
+        {"type": "input_tokens", "max": 100000},
+        {"type": "output_tokens", "max": 4096, "action": "reject"},
+        {"type": "concurrency", "limit": 100000},
+        {"type": "requests", "limit": 1000000000u64, "window": "1m"},
+        {"type": "tokens", "limit": 1000000000000u64, "window": "1m"},
+        {"type": "quota", "limit": 1000000000000000u64, "period": "day"}
+    ]);
+    let policies = parse_policies(list.as_array().expect("array"), "p").expect("valid");
+    let view = Headers(vec![]);
+    let facts = Facts {
+        namespace: "team-4",
+        model: Some("gpt-4o-mini"),
+        max_output: Some(256),
+        view: &view,
+    };
+    let mut header = TableHeader::default();
+    let mut slots = vec![Slot::default(); 4096];
+    let mut now = 1_764_547_200_000u64;
+    bench("policy/admit_settle_release/8_policies", || {
+        now += 1;
+        let plan = precheck(&policies, &facts, &mut || 331).expect("passes");
+        let mut table = Table::open(&mut header, &mut slots);
+        let a = admit(&policies, &plan, &mut table, now).expect("admitted");
+        settle(&mut table, &a.takes, Some(371), now);
+        release(&mut table, &a.takes);
+        black_box(a.headers);
+    });
+    let chunk = br#"data: {"id":"chatcmpl-9x8y7z","object":"chat.completion.chunk","created":1732000000,"model":"gpt-4o-2024-08-06","system_fingerprint":"fp_abc","choices":[{"index":0,"delta":{"content":" token"},"logprobs":null,"finish_reason":null}]}
+
+"#;
+    let mut cap = StreamCap::new(u64::MAX, StreamApi::OpenAiChat, Encoding::O200k);
+    let mut out = Vec::with_capacity(4096);
+    bench("policy/stream_cap/sse_chunk", || {
+        out.clear();
+        cap.feed(black_box(chunk), &mut out);
+        black_box(out.len());
     });
 }

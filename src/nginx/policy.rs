@@ -12,6 +12,7 @@ use super::module::Module;
 use crate::core::config::GatewayConfig;
 use crate::core::error::GatewayError;
 use crate::core::policy::clamp::{clamp_output, output_field};
+use crate::core::policy::slot::Shape;
 use crate::core::policy::{
     admit, precheck, release, reset_text, settle, Denial, Facts, RateHeaders, Take,
 };
@@ -38,7 +39,7 @@ pub struct PolicyState {
 impl Drop for PolicyState {
     fn drop(&mut self) {
         if let Some(zone) = self.zone {
-            if self.takes.iter().any(|t| t.amount > 0 && !t.tokens) {
+            if self.takes.iter().any(|t| t.shape == Shape::Concurrency) {
                 zone.with_table(|t| release(t, &self.takes));
             }
         }

@@ -12,13 +12,20 @@
 //! - Anthropic Messages: `content_block_stop` for an open block, `message_delta` with
 //!   `"stop_reason":"max_tokens"` and the output tokens sent, and `message_stop`.
 //!
-//! Events are counted separately, so a count can only be a little above the exact count of
+//! A token is at least one byte, so text is only counted once its bytes could pass the cap;
+//! then pieces are counted separately, which can only be a little above the exact count of
 //! the whole text: the cut errs on the early side. Events below the cap pass byte for byte.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::core::tokens::Encoding;
 use crate::core::usage::stream_usage::event_end;
+
+/// Text kept uncounted at most (it is counted then).
+const UNCOUNTED_MAX: usize = 64 * 1024;
 
 /// Largest event held back while incomplete; past it the cap stops (everything passes).
 const EVENT_MAX: usize = 1 << 20;
@@ -51,8 +58,11 @@ pub struct StreamCap {
     enc: Encoding,
     pending: Vec<u8>,
     scanned: usize,
-    /// Completion tokens of the events sent.
+    /// Completion tokens of the text sent, counted.
     tokens: u64,
+    /// Text sent but not counted yet: a token is at least one byte, so while the counted
+    /// tokens plus these bytes stay within the cap there is no need to count.
+    uncounted: String,
     ended: bool,
     off: bool,
     id: Option<String>,
@@ -73,6 +83,7 @@ impl StreamCap {
             pending: Vec::new(),
             scanned: 0,
             tokens: 0,
+            uncounted: String::new(),
             ended: false,
             off: false,
             id: None,
@@ -90,7 +101,7 @@ impl StreamCap {
 
     /// Completion tokens of what was sent.
     pub fn tokens_sent(&self) -> u64 {
-        self.tokens
+        self.tokens + self.enc.count(&self.uncounted)
     }
 
     /// The next piece of the stream; what the client gets goes to `out`.
@@ -154,17 +165,28 @@ impl StreamCap {
                 data.extend_from_slice(rest.strip_prefix(b" ").unwrap_or(rest));
             }
         }
-        let Ok(v) = serde_json::from_slice::<Value>(&data) else {
-            return true; // [DONE], comments, pings
-        };
         let mut text = String::new();
-        match self.api {
-            StreamApi::OpenAiChat => self.openai(&v, &mut text),
-            StreamApi::Anthropic => self.anthropic(&v, &mut text),
+        let parsed = match self.api {
+            StreamApi::OpenAiChat => self.openai(&data, &mut text),
+            StreamApi::Anthropic => self.anthropic(&data, &mut text),
+        };
+        if !parsed {
+            return true; // [DONE], comments, pings
         }
         if text.is_empty() {
             return true;
         }
+        let bound = self.tokens + (self.uncounted.len() + text.len()) as u64;
+        if bound <= self.cap {
+            if self.uncounted.len() + text.len() > UNCOUNTED_MAX {
+                self.tokens += self.enc.count(&self.uncounted);
+                self.uncounted.clear();
+            }
+            self.uncounted.push_str(&text);
+            return true;
+        }
+        self.tokens += self.enc.count(&self.uncounted);
+        self.uncounted.clear();
         let n = self.enc.count(&text);
         if self.tokens + n > self.cap {
             return false;
@@ -173,37 +195,40 @@ impl StreamCap {
         true
     }
 
-    fn openai(&mut self, v: &Value, text: &mut String) {
-        if self.id.is_none() {
-            self.id = v["id"].as_str().map(str::to_string);
-            self.model = v["model"].as_str().map(str::to_string);
-            self.created = v["created"].as_u64();
-        }
-        let Some(choices) = v["choices"].as_array() else {
-            return;
+    fn openai(&mut self, data: &[u8], text: &mut String) -> bool {
+        let Ok(chunk) = serde_json::from_slice::<ChatChunk>(data) else {
+            return false;
         };
-        for c in choices {
-            let i = c["index"].as_u64().unwrap_or(0);
+        if self.id.is_none() {
+            self.id = chunk.id.map(Cow::into_owned);
+            self.model = chunk.model.map(Cow::into_owned);
+            self.created = chunk.created;
+        }
+        for c in chunk.choices.unwrap_or_default() {
+            let i = c.index.unwrap_or(0);
             if !self.choices.contains(&i) && self.choices.len() < 128 {
                 self.choices.push(i);
             }
-            let d = &c["delta"];
-            for key in ["content", "reasoning_content", "reasoning", "refusal"] {
-                if let Some(s) = d[key].as_str() {
-                    text.push_str(s);
-                }
+            let Some(d) = c.delta else { continue };
+            for piece in [d.content, d.reasoning_content, d.reasoning, d.refusal]
+                .into_iter()
+                .flatten()
+            {
+                text.push_str(&piece);
             }
-            if let Some(calls) = d["tool_calls"].as_array() {
-                for call in calls {
-                    if let Some(s) = call["function"]["arguments"].as_str() {
-                        text.push_str(s);
-                    }
+            for call in d.tool_calls.unwrap_or_default() {
+                if let Some(args) = call.function.and_then(|f| f.arguments) {
+                    text.push_str(&args);
                 }
             }
         }
+        true
     }
 
-    fn anthropic(&mut self, v: &Value, text: &mut String) {
+    fn anthropic(&mut self, data: &[u8], text: &mut String) -> bool {
+        let Ok(v) = serde_json::from_slice::<Value>(data) else {
+            return false;
+        };
         match v["type"].as_str() {
             Some("message_start") => {
                 self.id = v["message"]["id"].as_str().map(str::to_string);
@@ -221,6 +246,7 @@ impl StreamCap {
             }
             _ => {}
         }
+        true
     }
 
     /// The API's own ending for a stream stopped at its length limit.
@@ -257,7 +283,7 @@ impl StreamCap {
                 out.extend_from_slice(
                     format!(
                         "event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"max_tokens\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}\n\n",
-                        self.tokens
+                        self.tokens_sent()
                     )
                     .as_bytes(),
                 );
@@ -267,6 +293,53 @@ impl StreamCap {
             }
         }
     }
+}
+
+/// The parts of an OpenAI chat chunk the cap reads (strings borrowed unless escaped).
+#[derive(Deserialize)]
+struct ChatChunk<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    created: Option<u64>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<ChatChoice<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ChatChoice<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    delta: Option<Delta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<ToolCall<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCall<'a> {
+    #[serde(borrow, default)]
+    function: Option<Function<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Function<'a> {
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
 }
 
 #[cfg(test)]
