@@ -176,9 +176,11 @@ Authorization: Bearer sk-pol-outclamp
 
 
 === TEST 8: tokens per window: prompt + max_tokens reserved at admission, settled with the provider's usage
-The first request reserves 8 + 80 (remaining 112) and used 7 + 38 = 45; the second sees 45 used
-and reserves 88 (remaining 67); the third 45 + 45 + 88 (remaining 22); the fourth needs 88 of
-the 65 left: 429, type "tokens".
+The prompt is reserved as its upper bound (text bytes and framing: 12) until the exact count
+(8) is needed. The first request reserves 12 + 80 (remaining 108) and used 7 + 38 = 45 (the
+provider's usage); the second sees 45 used and reserves 92 (remaining 63); the third 45 + 45
++ 92 (remaining 18); the fourth does not fit with the bound, is counted exactly (8 + 80 = 88)
+and still does not fit in the 65 left: 429, type "tokens".
 --- request eval
 [map { "POST /v1/chat/completions\n{\"model\":\"gpt-4o\",\"max_tokens\":80,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" } 1 .. 4]
 --- more_headers
@@ -186,9 +188,9 @@ Authorization: Bearer sk-pol-tpm
 --- error_code eval
 [200, 200, 200, 429]
 --- response_headers_like eval
-["x-ratelimit-limit-tokens: 200\nx-ratelimit-remaining-tokens: 112\nx-ratelimit-reset-tokens: 1m[0-3]s",
- "x-ratelimit-remaining-tokens: 67",
- "x-ratelimit-remaining-tokens: 22",
+["x-ratelimit-limit-tokens: 200\nx-ratelimit-remaining-tokens: 108\nx-ratelimit-reset-tokens: 1m[0-3]s",
+ "x-ratelimit-remaining-tokens: 63",
+ "x-ratelimit-remaining-tokens: 18",
  "x-ratelimit-remaining-tokens: 65\nRetry-After: 6[0-3]\nX-Reason: tokens_limit\nX-Policy: tokens/60s"]
 --- response_body_like eval
 [qr/"total_tokens":45/, qr/"total_tokens":45/, qr/"total_tokens":45/,

@@ -14,10 +14,10 @@ use crate::core::error::GatewayError;
 use crate::core::policy::clamp::{clamp_output, output_field};
 use crate::core::policy::slot::Shape;
 use crate::core::policy::{
-    admit, precheck, release, reset_text, settle, Denial, Facts, RateHeaders, Take,
+    admit, precheck, release, reset_text, settle, Denial, Facts, PromptTokens, RateHeaders, Take,
 };
 use crate::core::request::RequestSummary;
-use crate::core::tokens::{count_prompt, PromptCount};
+use crate::core::tokens::{count_prompt, prompt_bound, PromptCount};
 
 /// What the policies decided for a request; dropped with the request context.
 #[derive(Default)]
@@ -94,16 +94,13 @@ pub unsafe fn enforce(
         max_output: summary.max_output(),
         view,
     };
-    let mut prompt_tokens = || {
-        let counted = if summary.is_json {
-            count_prompt(body, model)
-        } else {
-            None
-        };
-        admitted.prompt = Some(counted);
-        counted.map_or(0, |c| c.tokens)
+    let mut prompt = BodyPrompt {
+        body: summary.is_json.then_some(body),
+        model,
+        counted: None,
     };
-    let plan = match precheck(&ns.policies, &facts, &mut prompt_tokens) {
+    let plan = precheck(&ns.policies, &facts, &mut prompt);
+    let mut plan = match plan {
         Ok(plan) => plan,
         Err(denial) => {
             log_denial(log, level, &ns.code, &denial);
@@ -130,9 +127,17 @@ pub unsafe fn enforce(
             return Err(GatewayError::Http(500));
         };
         let now = now_ms();
-        let outcome = zone
+        let mut outcome = zone
             .with_table(|t| admit(&ns.policies, &plan, t, now))
             .ok_or(GatewayError::Http(500))?;
+        if outcome.as_ref().is_err_and(|r| r.exact_needed) {
+            // a token counter had no room for the prompt's upper bound: count it exactly
+            // (outside the lock) and ask again
+            plan.use_exact_prompt(prompt.exact());
+            outcome = zone
+                .with_table(|t| admit(&ns.policies, &plan, t, now))
+                .ok_or(GatewayError::Http(500))?;
+        }
         match outcome {
             Ok(admission) => {
                 for d in admission.dry_run.iter().skip(plan.dry_run.len()) {
@@ -164,7 +169,36 @@ pub unsafe fn enforce(
     if let Some(cap) = plan.clamp_output {
         admitted.body = clamp_output(body, cap, output_field(uri));
     }
+    admitted.prompt = prompt.counted;
     Ok(admitted)
+}
+
+/// The request body's prompt for the engine: a bound without the tokenizer, or the exact
+/// count (kept, so the log phase does not count again).
+struct BodyPrompt<'a> {
+    body: Option<&'a [u8]>,
+    model: Option<&'a str>,
+    counted: Option<Option<PromptCount>>,
+}
+
+impl PromptTokens for BodyPrompt<'_> {
+    fn bound(&mut self) -> u64 {
+        if let Some(Some(c)) = self.counted {
+            return c.tokens;
+        }
+        self.body
+            .and_then(|b| prompt_bound(b, self.model))
+            .unwrap_or(0)
+    }
+
+    fn exact(&mut self) -> u64 {
+        let body = self.body;
+        let model = self.model;
+        let counted = *self
+            .counted
+            .get_or_insert_with(|| body.and_then(|b| count_prompt(b, model)));
+        counted.map_or(0, |c| c.tokens)
+    }
 }
 
 /// Settles token reservations with the request's actual usage (log phase).

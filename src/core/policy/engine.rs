@@ -28,6 +28,24 @@ pub struct Facts<'a> {
     pub view: &'a dyn RequestView,
 }
 
+/// The prompt's tokens, as the engine asks for them: a cheap upper bound first, the exact
+/// count only when the bound does not settle a decision. Closures give one number for both.
+pub trait PromptTokens {
+    /// An upper bound of the prompt's tokens.
+    fn bound(&mut self) -> u64;
+    /// The prompt's tokens.
+    fn exact(&mut self) -> u64;
+}
+
+impl<F: FnMut() -> u64> PromptTokens for F {
+    fn bound(&mut self) -> u64 {
+        self()
+    }
+    fn exact(&mut self) -> u64 {
+        self()
+    }
+}
+
 /// A policy that refused (or would have, in dry-run mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
@@ -70,8 +88,10 @@ struct Charge {
     shape: Shape,
     amount: u64,
     limit: u64,
-    /// Settled with actual token usage at the end.
+    /// Settled with actual token usage at the end (the amount is prompt + `reserve`).
     tokens: bool,
+    /// Output tokens reserved (token charges).
+    reserve: u64,
 }
 
 /// The stateless verdict: what to take from which counters, and what to change.
@@ -82,7 +102,7 @@ pub struct Plan {
     pub clamp_output: Option<u64>,
     /// The lowest output cap of the request's policies (a stream is ended there).
     pub output_cap: Option<u64>,
-    /// The prompt as counted (when a policy needed it).
+    /// The prompt as counted exactly (when a decision needed it).
     pub prompt_tokens: Option<u64>,
     /// Output tokens reserved in token counters.
     pub reserved_output: u64,
@@ -94,6 +114,14 @@ impl Plan {
     /// Whether the request takes from any counter (and the zone must be consulted).
     pub fn needs_zone(&self) -> bool {
         !self.charges.is_empty()
+    }
+
+    /// Charges the exact prompt count instead of the bound (after [`admit`] asked for it).
+    pub fn use_exact_prompt(&mut self, tokens: u64) {
+        self.prompt_tokens = Some(tokens);
+        for c in self.charges.iter_mut().filter(|c| c.tokens) {
+            c.amount = tokens.saturating_add(c.reserve);
+        }
     }
 }
 
@@ -123,6 +151,9 @@ pub struct Refusal {
     pub headers: RateHeaders,
     /// Dry-run policies that would also have refused.
     pub dry_run: Vec<Denial>,
+    /// A token counter refused an upper bound of the prompt: count it exactly
+    /// ([`Plan::use_exact_prompt`]) and try again before refusing.
+    pub exact_needed: bool,
 }
 
 fn applies(p: &Policy, model: Option<&str>) -> bool {
@@ -138,16 +169,17 @@ fn deny(p: &Policy, error: GatewayError, retry_after_s: Option<u64>) -> Denial {
     }
 }
 
-/// Runs the stateless rules and prices the counters. `prompt_tokens` counts the prompt; it
-/// is called at most once, and only when a policy needs the number.
+/// Runs the stateless rules and prices the counters. The prompt is asked for only when a
+/// policy needs it, its bound first: an `input_tokens` cap counts exactly only when the bound
+/// is above it; token counters are charged the bound (see [`admit`]).
 pub fn precheck(
     policies: &[Policy],
     facts: &Facts,
-    prompt_tokens: &mut dyn FnMut() -> u64,
+    prompt_tokens: &mut dyn PromptTokens,
 ) -> Result<Plan, Denial> {
     let mut plan = Plan::default();
-    let mut prompt: Option<u64> = None;
-    let mut count = |prompt: &mut Option<u64>| *prompt.get_or_insert_with(&mut *prompt_tokens);
+    let mut exact: Option<u64> = None;
+    let mut bound: Option<u64> = None;
     // the lowest cap of the output_tokens policies, and of those that clamp
     let mut output_cap: Option<u64> = None;
     let mut clamp_cap: Option<u64> = None;
@@ -162,11 +194,16 @@ pub fn precheck(
                 (matcher.matches(facts.view) == *deny).then_some(GatewayError::MessageDenied)
             }
             Rule::InputTokens { max } => {
-                let n = count(&mut prompt);
-                (n > *max).then_some(GatewayError::InputTooLong {
-                    tokens: n,
-                    max: *max,
-                })
+                let b = *bound.get_or_insert_with(|| prompt_tokens.bound());
+                if b <= *max {
+                    None
+                } else {
+                    let n = *exact.get_or_insert_with(|| prompt_tokens.exact());
+                    (n > *max).then_some(GatewayError::InputTooLong {
+                        tokens: n,
+                        max: *max,
+                    })
+                }
             }
             Rule::OutputTokens { max, clamp } => match facts.max_output {
                 Some(asked) if asked > *max && !clamp => Some(GatewayError::OutputTooLarge {
@@ -198,7 +235,7 @@ pub fn precheck(
     let asked = facts.max_output;
     plan.clamp_output = clamp_cap.filter(|cap| asked.map_or(true, |a| a > *cap));
     plan.output_cap = output_cap;
-    let bound = match (asked, output_cap) {
+    let output_bound = match (asked, output_cap) {
         (Some(a), Some(c)) => Some(a.min(c)),
         (a, c) => a.or(c),
     };
@@ -222,14 +259,19 @@ pub fn precheck(
             } => (Shape::Quota(*period), *limit, *tokens),
             _ => continue,
         };
+        let reserve = match (&p.rule, output_bound) {
+            (_, _) if !tokens => 0,
+            (_, Some(b)) => b,
+            (Rule::Tokens { reserve_output, .. }, None) => *reserve_output,
+            _ => 0,
+        };
         let amount = if tokens {
-            let reserve = match (&p.rule, bound) {
-                (_, Some(b)) => b,
-                (Rule::Tokens { reserve_output, .. }, None) => *reserve_output,
-                _ => 0,
-            };
             plan.reserved_output = plan.reserved_output.max(reserve);
-            count(&mut prompt).saturating_add(reserve)
+            let prompt = match exact {
+                Some(n) => n,
+                None => *bound.get_or_insert_with(|| prompt_tokens.bound()),
+            };
+            prompt.saturating_add(reserve)
         } else {
             1
         };
@@ -250,9 +292,10 @@ pub fn precheck(
             amount,
             limit,
             tokens,
+            reserve,
         });
     }
-    plan.prompt_tokens = prompt;
+    plan.prompt_tokens = exact;
     Ok(plan)
 }
 
@@ -269,6 +312,7 @@ pub fn admit(
     let mut headers = RateHeaders::default();
     let mut dry_run = plan.dry_run.clone();
     let mut refused: Option<Denial> = None;
+    let mut exact_needed = false;
     let mut slots = Vec::with_capacity(plan.charges.len());
 
     for c in &plan.charges {
@@ -312,6 +356,10 @@ pub fn admit(
             (_, true) => RateHeaders::offer(&mut headers.tokens, gauge),
             (_, false) => RateHeaders::offer(&mut headers.requests, gauge),
         }
+        if !fits && c.tokens && plan.prompt_tokens.is_none() {
+            // charged an upper bound of the prompt: only the exact count may refuse
+            exact_needed = true;
+        }
         if !fits {
             let need = used.saturating_add(c.amount) - c.limit;
             let retry_ms = if c.amount > c.limit {
@@ -347,6 +395,7 @@ pub fn admit(
             denial,
             headers,
             dry_run,
+            exact_needed,
         }));
     }
     let mut takes = Vec::with_capacity(plan.charges.len());

@@ -142,23 +142,80 @@ fn allow_message_rules_need_the_field() {
     assert!(run(&p, &facts(None, None, &VIEW), &mut zone, T0, 1).is_err());
 }
 
+/// A prompt whose bound and exact count differ, counting the calls.
+struct Prompt {
+    bound: u64,
+    exact: u64,
+    bounds: u32,
+    exacts: u32,
+}
+
+impl PromptTokens for Prompt {
+    fn bound(&mut self) -> u64 {
+        self.bounds += 1;
+        self.bound
+    }
+    fn exact(&mut self) -> u64 {
+        self.exacts += 1;
+        self.exact
+    }
+}
+
+fn prompt(bound: u64, exact: u64) -> Prompt {
+    Prompt {
+        bound,
+        exact,
+        bounds: 0,
+        exacts: 0,
+    }
+}
+
 #[test]
-fn prompt_is_counted_only_when_needed_and_once() {
+fn prompt_is_counted_only_when_the_bound_does_not_decide() {
     let p = policies(json!([
         {"type": "input_tokens", "max": 1000},
         {"type": "tokens", "limit": 10000, "window": 60}
     ]));
-    let mut calls = 0;
-    let plan = precheck(&p, &facts(None, Some(10), &VIEW), &mut || {
-        calls += 1;
-        50
-    })
-    .unwrap();
-    assert_eq!(calls, 1);
+    // the bound fits the cap: no exact count; the token window is charged the bound
+    let mut pr = prompt(200, 50);
+    let plan = precheck(&p, &facts(None, Some(10), &VIEW), &mut pr).unwrap();
+    assert_eq!((pr.bounds, pr.exacts), (1, 0));
+    assert_eq!(plan.prompt_tokens, None);
+    let mut zone = Zone::new(8);
+    let a = admit(&p, &plan, &mut zone.table(), T0).unwrap();
+    assert_eq!(a.takes[0].amount, 210);
+    // the bound is above the cap: counted exactly, once, and charged exactly
+    let mut pr = prompt(2000, 50);
+    let plan = precheck(&p, &facts(None, Some(10), &VIEW), &mut pr).unwrap();
+    assert_eq!((pr.bounds, pr.exacts), (1, 1));
     assert_eq!(plan.prompt_tokens, Some(50));
+    let a = admit(&p, &plan, &mut zone.table(), T0).unwrap();
+    assert_eq!(a.takes[0].amount, 60);
+    // no policy needs the prompt: never asked
     let p = policies(json!([{"type": "requests", "limit": 5, "window": 60}]));
     let plan = precheck(&p, &facts(None, None, &VIEW), &mut || panic!("counted")).unwrap();
     assert_eq!(plan.prompt_tokens, None);
+}
+
+#[test]
+fn a_token_window_refuses_only_on_the_exact_count() {
+    let p = policies(json!([{"type": "tokens", "limit": 100, "window": 60}]));
+    let mut zone = Zone::new(8);
+    let f = facts(None, Some(10), &VIEW);
+    let mut pr = prompt(500, 50);
+    let mut plan = precheck(&p, &f, &mut pr).unwrap();
+    let r = admit(&p, &plan, &mut zone.table(), T0).unwrap_err();
+    assert!(r.exact_needed);
+    plan.use_exact_prompt(pr.exact());
+    let a = admit(&p, &plan, &mut zone.table(), T0).unwrap();
+    assert_eq!(a.takes[0].amount, 60);
+    assert_eq!(a.headers.tokens.unwrap().remaining, 40);
+    // with the exact count a refusal is final
+    let mut plan = precheck(&p, &f, &mut prompt(500, 50)).unwrap();
+    plan.use_exact_prompt(50);
+    let r = admit(&p, &plan, &mut zone.table(), T0).unwrap_err();
+    assert!(!r.exact_needed);
+    assert_eq!(r.denial.error.reason(), "tokens_limit");
 }
 
 #[test]

@@ -11,7 +11,7 @@ pub mod stream_cap;
 pub mod table;
 
 pub use engine::{admit, precheck, release, settle, Admission, Denial, Facts, Gauge, Plan};
-pub use engine::{RateHeaders, Refusal, Take};
+pub use engine::{PromptTokens, RateHeaders, Refusal, Take};
 pub use rules::{Policy, Rule};
 pub use table::{Table, TableHeader};
 

@@ -11,7 +11,7 @@ mod oracle;
 mod prompt;
 pub mod service;
 
-pub use prompt::{count_prompt, PromptCount};
+pub use prompt::{count_prompt, prompt_bound, PromptCount};
 
 /// An OpenAI encoding the gateway counts exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

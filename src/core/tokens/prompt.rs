@@ -87,11 +87,18 @@ struct Tally {
     enc: Encoding,
     tokens: u64,
     exact: bool,
+    /// Add bytes instead of tokens: an upper bound (a token is at least one byte), without
+    /// running the tokenizer.
+    bound: bool,
 }
 
 impl Tally {
     fn text(&mut self, s: &str) {
-        self.tokens += self.enc.count(s);
+        self.tokens += if self.bound {
+            s.len() as u64
+        } else {
+            self.enc.count(s)
+        };
     }
 
     /// A JSON value the gateway cannot frame exactly: its text, and the count is estimated.
@@ -200,6 +207,17 @@ fn present(r: Option<&RawValue>) -> Option<&RawValue> {
 /// `None` when the body has nothing a model reads (no messages, input or prompt) or is not
 /// a JSON object.
 pub fn count_prompt(body: &[u8], model: Option<&str>) -> Option<PromptCount> {
+    tally(body, model, false)
+}
+
+/// An upper bound of [`count_prompt`] made without the tokenizer (text bytes instead of
+/// tokens, the same framing): about 30 times cheaper, for limit checks that do not need the
+/// exact number when the bound already fits.
+pub fn prompt_bound(body: &[u8], model: Option<&str>) -> Option<u64> {
+    tally(body, model, true).map(|c| c.tokens)
+}
+
+fn tally(body: &[u8], model: Option<&str>, bound: bool) -> Option<PromptCount> {
     let text = std::str::from_utf8(body).ok()?;
     let parsed: Body<'_> = serde_json::from_str(text).ok()?;
     let model = model.or(parsed.model.as_deref()).unwrap_or("");
@@ -211,6 +229,7 @@ pub fn count_prompt(body: &[u8], model: Option<&str>) -> Option<PromptCount> {
         enc,
         tokens: 0,
         exact: known,
+        bound,
     };
     let mut framed = false;
     if let Some(system) = present(parsed.system) {
@@ -274,6 +293,22 @@ pub fn count_prompt(body: &[u8], model: Option<&str>) -> Option<PromptCount> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bound_is_never_below_the_count() {
+        for body in [
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"Hello there, how are you?"}]}"#,
+            r#"{"model":"gpt-4","messages":[{"role":"system","name":"x","content":"日本語のテキスト"},{"role":"user","content":[{"type":"text","text":"a b c"},{"type":"image_url","image_url":{"url":"http://a/b"}}]}]}"#,
+            r#"{"model":"claude-x","system":"be brief","messages":[{"role":"user","content":"    spaces    "}]}"#,
+            r#"{"model":"text-embedding-3-small","input":["one","two"]}"#,
+            r#"{"model":"gpt-4o","input":"hi","instructions":"be nice","tools":[{"type":"function","name":"f"}]}"#,
+        ] {
+            let exact = count_prompt(body.as_bytes(), None).unwrap().tokens;
+            let bound = prompt_bound(body.as_bytes(), None).unwrap();
+            assert!(bound >= exact, "{bound} < {exact} for {body}");
+        }
+        assert_eq!(prompt_bound(b"{}", None), None);
+    }
 
     fn count(body: &str) -> PromptCount {
         count_prompt(body.as_bytes(), None).expect("countable")
