@@ -30,6 +30,10 @@ my $root   = abs_path(dirname(__FILE__) . '/..');
 my $port   = ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + 45;    # +40 (2024) is often taken
 my ($mock, $tokens) = ($port + 1, $port + 2);
 my $prefix = "$root/t/servroot-sdk";
+# a second gateway with the policies fixture, for the limits (its own mock: /slow/ answers
+# after 800 ms)
+my ($limited, $limited_mock) = ($port + 3, $port + 4);
+my $limited_prefix = "$root/t/servroot-sdk-limits";
 
 write_conf($prefix, <<"_EOC_");
 ${\ main_conf($module, 1) }
@@ -58,12 +62,39 @@ http {
 }
 _EOC_
 
+write_conf($limited_prefix, <<"_EOC_");
+${\ main_conf($module, 1) }
+http {
+    access_log off;
+    ai_gateway_config $root/t/fixtures/policies.json;
+    ai_gateway_limit_zone limits 64k;
+    server {
+        listen 127.0.0.1:$limited;
+        location /v1/ {
+            ai_gateway on;
+            proxy_pass http://127.0.0.1:$limited_mock;
+        }
+        location /slow/v1/ {
+            ai_gateway on;
+            proxy_pass http://127.0.0.1:$limited_mock;
+        }
+    }
+    server {
+        listen 127.0.0.1:$limited_mock;
+        location /      { ai_gateway_mock_provider; }
+        location /slow/ { ai_gateway_mock_provider latency=800ms; }
+    }
+}
+_EOC_
+
 system($nginx, '-p', "$prefix/", '-c', 'conf/nginx.conf') == 0 or BAIL_OUT('nginx did not start');
 my $pid = wait_pid("$prefix/logs/nginx.pid");
-END { stop($pid) if $pid }
-ok(wait_port($port) && wait_port($tokens), 'gateway and token service listen');
+system($nginx, '-p', "$limited_prefix/", '-c', 'conf/nginx.conf') == 0 or BAIL_OUT('nginx did not start');
+my $limited_pid = wait_pid("$limited_prefix/logs/nginx.pid");
+END { stop($_) for grep { $_ } $pid, $limited_pid }
+ok(wait_port($port) && wait_port($tokens) && wait_port($limited), 'gateways and token service listen');
 
-my $json = `$python $root/t/sdk/check.py http://127.0.0.1:$port http://127.0.0.1:$tokens sk-alpha-1 2>&1`;
+my $json = `$python $root/t/sdk/check.py http://127.0.0.1:$port http://127.0.0.1:$tokens sk-alpha-1 http://127.0.0.1:$limited sk-pol-rpm sk-pol-conc 2>&1`;
 is($?, 0, 'the SDK calls all succeeded') or diag($json);
 my $r = eval { JSON::PP->new->decode($json) } || {};
 
@@ -87,6 +118,17 @@ is($r->{count_tokens}, 8, 'anthropic messages.count_tokens on the token service'
 is($r->{input_tokens}, 8, 'openai responses.input_tokens.count on the token service');
 is_deeply($r->{bad_key}, { status => 401, code => 'invalid_api_key' },
     'a bad key: openai.AuthenticationError, code invalid_api_key');
+is_deeply($r->{limits}, { limit => 3, remaining => 2 },
+    'limits: the SDK\'s raw response has x-ratelimit-limit-requests 3, remaining 2');
+my $rl = $r->{rate_limited} || {};
+is_deeply([ @$rl{qw(status code type)} ], [ 429, 'rate_limit_exceeded', 'requests' ],
+    'the 4th request in the minute: openai.RateLimitError, code rate_limit_exceeded, type requests');
+like($rl->{retry_after} // '', qr/^(5[6-9]|6[0-3])$/, '... with Retry-After about a minute');
+is_deeply($r->{anthropic_rate_limited}, { status => 429 }, 'the Anthropic SDK raises anthropic.RateLimitError');
+my $rt = $r->{retried} || {};
+is($rt->{status}, 200, 'concurrency 1: the SDK\'s own retry (max_retries=2) succeeds after the 429');
+ok(($rt->{waited} // 0) >= 0.9, "... having waited for Retry-After: 1 (${\ ($rt->{waited} // '?')} s)");
+ok($rt->{first_done}, '... and the request that held the slot completed');
 
 # what the gateway logged for the SDK's requests
 my $log = '';
@@ -96,7 +138,10 @@ is(scalar(@lines), 5, 'five SDK requests logged (4 through the gateway + the rej
 like($lines[1] // '', qr{prompt=8 completion=6 source=provider$},
     'the stream without include_usage was settled with the provider\'s usage');
 
-stop($pid);
+stop($_) for $pid, $limited_pid;
 undef $pid;
+undef $limited_pid;
 unlike(slurp("$prefix/logs/error.log"), qr/\[(error|alert|crit|emerg)\]/, 'no [error]/[alert]/[crit]/[emerg]');
+unlike(slurp("$limited_prefix/logs/error.log"), qr/\[(error|alert|crit|emerg)\]/,
+    'no [error]/[alert]/[crit]/[emerg] in the limited gateway\'s log');
 done_testing();

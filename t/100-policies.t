@@ -409,3 +409,53 @@ Authorization: Bearer sk-pol-dryrun
 --- response_body_like eval
 [qr/chat/, qr/chat/, qr/chat/,
  qr/\ngateway_policy_dry_run_total\{namespace="dryrun",reason="requests_limit"\} 2\n(?![\s\S]*gateway_rejections_total\{namespace="dryrun")/]
+
+
+
+=== TEST 20: the provider's own x-ratelimit-* headers (its account with the provider) are replaced by the namespace's
+--- config
+    location /v1/ {
+        ai_gateway on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/provider/;
+    }
+    location /provider/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1/;
+        add_header x-ratelimit-limit-requests 10000;
+        add_header x-ratelimit-remaining-requests 9999;
+        add_header x-ratelimit-limit-tokens 30000000;
+        add_header X-Provider yes;
+    }
+--- request
+POST /v1/chat/completions
+{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}
+--- more_headers
+Authorization: Bearer sk-pol-rpm
+--- error_code: 200
+--- response_headers
+x-ratelimit-limit-requests: 3
+x-ratelimit-remaining-requests: 2
+x-ratelimit-limit-tokens:
+X-Provider: yes
+
+
+
+=== TEST 21: a namespace without policies gets no x-ratelimit-* headers of the gateway (the provider's pass)
+--- config
+    location /v1/ {
+        ai_gateway on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/provider/;
+    }
+    location /provider/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1/;
+        add_header x-ratelimit-limit-requests 10000;
+    }
+--- http_config
+    ai_gateway_config $TEST_NGINX_FIXTURES/gateway.json;
+--- request
+POST /v1/chat/completions
+{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}
+--- more_headers
+Authorization: Bearer sk-alpha-1
+--- error_code: 200
+--- response_headers
+x-ratelimit-limit-requests: 10000

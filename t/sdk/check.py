@@ -2,9 +2,13 @@
 SDKs; prints one JSON object of what they saw (t/096-sdk.t checks it).
 
 usage: check.py <gateway base url> <token service base url> <client key>
+                [<limited gateway base url> <key limited to 3 requests/minute>
+                 <key limited to 1 request in flight>]
 """
 import json
 import sys
+import threading
+import time
 
 import anthropic
 import openai
@@ -63,5 +67,43 @@ try:
     out["bad_key"] = "no error"
 except openai.AuthenticationError as e:
     out["bad_key"] = {"status": e.status_code, "code": e.code}
+
+# 7. limits: OpenAI's headers, a RateLimitError with Retry-After, and the SDK's own retry
+if len(sys.argv) > 6:
+    limited, rpm_key, conc_key = sys.argv[4:7]
+    c = openai.OpenAI(base_url=limited + "/v1", api_key=rpm_key, max_retries=0)
+    raw = c.chat.completions.with_raw_response.create(model="mock-gpt", messages=hello)
+    out["limits"] = {"limit": raw.headers.get("x-ratelimit-limit-requests"),
+                     "remaining": raw.headers.get("x-ratelimit-remaining-requests")}
+    for _ in range(2):
+        c.chat.completions.create(model="mock-gpt", messages=hello)
+    try:
+        c.chat.completions.create(model="mock-gpt", messages=hello)
+        out["rate_limited"] = "no error"
+    except openai.RateLimitError as e:
+        out["rate_limited"] = {"status": e.status_code, "code": e.code, "type": e.type,
+                               "retry_after": e.response.headers.get("retry-after")}
+    try:
+        anthropic.Anthropic(base_url=limited, api_key=rpm_key, max_retries=0).messages.create(
+            model="claude-x", max_tokens=5, messages=hello)
+        out["anthropic_rate_limited"] = "no error"
+    except anthropic.RateLimitError as e:
+        out["anthropic_rate_limited"] = {"status": e.status_code}
+
+    # one request in flight is allowed: a second one gets 429 with Retry-After: 1, and the
+    # SDK (max_retries=2) waits and retries by itself once the first has finished
+    slow = openai.OpenAI(base_url=limited + "/slow/v1", api_key=conc_key, max_retries=0)
+    first = {}
+    t = threading.Thread(target=lambda: first.setdefault(
+        "r", slow.chat.completions.create(model="mock-gpt", messages=hello)))
+    t.start()
+    time.sleep(0.3)
+    started = time.time()
+    retrying = openai.OpenAI(base_url=limited + "/v1", api_key=conc_key, max_retries=2)
+    raw = retrying.chat.completions.with_raw_response.create(model="mock-gpt", messages=hello)
+    t.join()
+    out["retried"] = {"status": raw.http_response.status_code,
+                      "waited": round(time.time() - started, 1),
+                      "first_done": "r" in first}
 
 print(json.dumps(out))
