@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 
+use memchr::memmem;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -60,9 +61,10 @@ pub struct StreamCap {
     scanned: usize,
     /// Completion tokens of the text sent, counted.
     tokens: u64,
-    /// Text sent but not counted yet: a token is at least one byte, so while the counted
-    /// tokens plus these bytes stay within the cap there is no need to count.
-    uncounted: String,
+    /// Text sent but not counted yet, as the raw (still escaped) contents of its JSON strings:
+    /// a token is at least one byte and an escape is longer than what it stands for, so while
+    /// the counted tokens plus these bytes stay within the cap there is no need to count.
+    uncounted: Vec<u8>,
     ended: bool,
     off: bool,
     id: Option<String>,
@@ -72,6 +74,8 @@ pub struct StreamCap {
     choices: Vec<u64>,
     /// Anthropic: the content block started and not yet stopped.
     open_block: Option<u64>,
+    /// Searchers for the keys whose string values are completion text.
+    text_keys: Vec<memmem::Finder<'static>>,
 }
 
 impl StreamCap {
@@ -83,7 +87,7 @@ impl StreamCap {
             pending: Vec::new(),
             scanned: 0,
             tokens: 0,
-            uncounted: String::new(),
+            uncounted: Vec::new(),
             ended: false,
             off: false,
             id: None,
@@ -91,6 +95,13 @@ impl StreamCap {
             created: None,
             choices: Vec::new(),
             open_block: None,
+            text_keys: match api {
+                StreamApi::OpenAiChat => &OPENAI_TEXT_KEYS[..],
+                StreamApi::Anthropic => &ANTHROPIC_TEXT_KEYS[..],
+            }
+            .iter()
+            .map(|k| memmem::Finder::new(*k))
+            .collect(),
         }
     }
 
@@ -101,7 +112,7 @@ impl StreamCap {
 
     /// Completion tokens of what was sent.
     pub fn tokens_sent(&self) -> u64 {
-        self.tokens + self.enc.count(&self.uncounted)
+        self.tokens + count_raw(self.enc, &self.uncounted)
     }
 
     /// The next piece of the stream; what the client gets goes to `out`.
@@ -113,7 +124,22 @@ impl StreamCap {
             out.extend_from_slice(data);
             return;
         }
-        self.pending.extend_from_slice(data);
+        if self.pending.is_empty() {
+            // the usual case: whole events in the buffer, taken from it without a copy
+            let mut start = 0;
+            while let Ok(end) = event_end(data, start) {
+                if !self.pass(&data[start..end]) {
+                    self.end(out);
+                    return;
+                }
+                out.extend_from_slice(&data[start..end]);
+                start = end;
+            }
+            self.pending.extend_from_slice(&data[start..]);
+            self.scanned = 0;
+        } else {
+            self.pending.extend_from_slice(data);
+        }
         let mut start = 0;
         loop {
             match event_end(&self.pending, self.scanned.max(start)) {
@@ -156,38 +182,41 @@ impl StreamCap {
 
     /// Whether an event may go out (counting its completion text).
     fn pass(&mut self, ev: &[u8]) -> bool {
-        let mut data = Vec::new();
-        for line in ev.split(|b| *b == b'\n' || *b == b'\r') {
-            if let Some(rest) = line.strip_prefix(b"data:") {
-                if !data.is_empty() {
-                    data.push(b'\n');
-                }
-                data.extend_from_slice(rest.strip_prefix(b" ").unwrap_or(rest));
-            }
-        }
-        let mut text = String::new();
-        let parsed = match self.api {
-            StreamApi::OpenAiChat => self.openai(&data, &mut text),
-            StreamApi::Anthropic => self.anthropic(&data, &mut text),
-        };
-        if !parsed {
+        let data = event_data(ev);
+        if data.first() != Some(&b'{') {
             return true; // [DONE], comments, pings
         }
-        if text.is_empty() {
-            return true;
-        }
-        let bound = self.tokens + (self.uncounted.len() + text.len()) as u64;
-        if bound <= self.cap {
-            if self.uncounted.len() + text.len() > UNCOUNTED_MAX {
-                self.tokens += self.enc.count(&self.uncounted);
-                self.uncounted.clear();
+        // the few events that carry state are parsed; text is read without a parse
+        match self.api {
+            StreamApi::OpenAiChat => {
+                if self.id.is_none() || has_nonzero_index(&data) {
+                    self.openai_state(&data);
+                }
             }
-            self.uncounted.push_str(&text);
+            StreamApi::Anthropic => {
+                if memmem::find(&data, b"\"content_block_delta\"").is_none() {
+                    self.anthropic_state(&data);
+                }
+            }
+        }
+        let mut raw = Vec::new();
+        for key in &self.text_keys {
+            string_values(&data, key, &mut raw);
+        }
+        if raw.is_empty() {
             return true;
         }
-        self.tokens += self.enc.count(&self.uncounted);
-        self.uncounted.clear();
-        let n = self.enc.count(&text);
+        // raw JSON string bytes >= text bytes >= tokens
+        let bound = self.tokens + (self.uncounted.len() + raw.len()) as u64;
+        if bound <= self.cap {
+            if self.uncounted.len() + raw.len() > UNCOUNTED_MAX {
+                self.count_uncounted();
+            }
+            self.uncounted.extend_from_slice(&raw);
+            return true;
+        }
+        self.count_uncounted();
+        let n = count_raw(self.enc, &raw);
         if self.tokens + n > self.cap {
             return false;
         }
@@ -195,9 +224,15 @@ impl StreamCap {
         true
     }
 
-    fn openai(&mut self, data: &[u8], text: &mut String) -> bool {
+    fn count_uncounted(&mut self) {
+        self.tokens += count_raw(self.enc, &self.uncounted);
+        self.uncounted.clear();
+    }
+
+    /// Id, model, creation time and choice indexes (for the ending chunks).
+    fn openai_state(&mut self, data: &[u8]) {
         let Ok(chunk) = serde_json::from_slice::<ChatChunk>(data) else {
-            return false;
+            return;
         };
         if self.id.is_none() {
             self.id = chunk.id.map(Cow::into_owned);
@@ -209,25 +244,13 @@ impl StreamCap {
             if !self.choices.contains(&i) && self.choices.len() < 128 {
                 self.choices.push(i);
             }
-            let Some(d) = c.delta else { continue };
-            for piece in [d.content, d.reasoning_content, d.reasoning, d.refusal]
-                .into_iter()
-                .flatten()
-            {
-                text.push_str(&piece);
-            }
-            for call in d.tool_calls.unwrap_or_default() {
-                if let Some(args) = call.function.and_then(|f| f.arguments) {
-                    text.push_str(&args);
-                }
-            }
         }
-        true
     }
 
-    fn anthropic(&mut self, data: &[u8], text: &mut String) -> bool {
+    /// The open content block (Anthropic).
+    fn anthropic_state(&mut self, data: &[u8]) {
         let Ok(v) = serde_json::from_slice::<Value>(data) else {
-            return false;
+            return;
         };
         match v["type"].as_str() {
             Some("message_start") => {
@@ -236,17 +259,8 @@ impl StreamCap {
             }
             Some("content_block_start") => self.open_block = v["index"].as_u64(),
             Some("content_block_stop") => self.open_block = None,
-            Some("content_block_delta") => {
-                let d = &v["delta"];
-                for key in ["text", "thinking", "partial_json"] {
-                    if let Some(s) = d[key].as_str() {
-                        text.push_str(s);
-                    }
-                }
-            }
             _ => {}
         }
-        true
     }
 
     /// The API's own ending for a stream stopped at its length limit.
@@ -304,42 +318,113 @@ struct ChatChunk<'a> {
     model: Option<Cow<'a, str>>,
     #[serde(default)]
     created: Option<u64>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<ChatChoice<'a>>>,
+    #[serde(default)]
+    choices: Option<Vec<ChatChoice>>,
 }
 
 #[derive(Deserialize)]
-struct ChatChoice<'a> {
+struct ChatChoice {
     #[serde(default)]
     index: Option<u64>,
-    #[serde(borrow, default)]
-    delta: Option<Delta<'a>>,
 }
 
-#[derive(Deserialize)]
-struct Delta<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    refusal: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<ToolCall<'a>>>,
+/// Keys whose string values are completion text.
+const OPENAI_TEXT_KEYS: [&[u8]; 5] = [
+    b"\"content\"",
+    b"\"reasoning_content\"",
+    b"\"reasoning\"",
+    b"\"refusal\"",
+    b"\"arguments\"",
+];
+const ANTHROPIC_TEXT_KEYS: [&[u8]; 3] = [b"\"text\"", b"\"thinking\"", b"\"partial_json\""];
+
+/// The data of an event: its `data:` lines joined (borrowed when there is one).
+fn event_data(ev: &[u8]) -> Cow<'_, [u8]> {
+    // the usual event: one data line
+    if let Some(rest) = ev.strip_prefix(b"data:") {
+        let line = match memchr::memchr(b'\n', rest) {
+            Some(nl) if rest[nl + 1..].iter().all(|b| *b == b'\n' || *b == b'\r') => &rest[..nl],
+            _ => b"",
+        };
+        if !line.is_empty() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            return Cow::Borrowed(line.strip_prefix(b" ").unwrap_or(line));
+        }
+    }
+    let mut lines = ev
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter_map(|l| l.strip_prefix(b"data:"))
+        .map(|l| l.strip_prefix(b" ").unwrap_or(l));
+    let Some(first) = lines.next() else {
+        return Cow::Borrowed(&[]);
+    };
+    match lines.next() {
+        None => Cow::Borrowed(first),
+        Some(second) => {
+            let mut joined = first.to_vec();
+            for l in std::iter::once(second).chain(lines) {
+                joined.push(b'\n');
+                joined.extend_from_slice(l);
+            }
+            Cow::Owned(joined)
+        }
+    }
 }
 
-#[derive(Deserialize)]
-struct ToolCall<'a> {
-    #[serde(borrow, default)]
-    function: Option<Function<'a>>,
+/// Appends the raw contents of every string value of `key` (a quoted name) in `json`. A
+/// quoted name can only be a key: inside a string its quotes would be escaped.
+fn string_values(json: &[u8], key: &memmem::Finder<'_>, out: &mut Vec<u8>) {
+    for at in key.find_iter(json) {
+        let mut i = at + key.needle().len();
+        while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if json.get(i) != Some(&b':') {
+            continue;
+        }
+        i += 1;
+        while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if json.get(i) != Some(&b'"') {
+            continue; // null, an array (logprobs.content), ...
+        }
+        let start = i + 1;
+        let mut j = start;
+        while let Some(k) = memchr::memchr2(b'"', b'\\', &json[j..]) {
+            if json[j + k] == b'\\' {
+                j += k + 2;
+                continue;
+            }
+            out.extend_from_slice(&json[start..j + k]);
+            break;
+        }
+    }
 }
 
-#[derive(Deserialize)]
-struct Function<'a> {
-    #[serde(borrow, default)]
-    arguments: Option<Cow<'a, str>>,
+/// Whether a chunk names a choice index other than 0 (then it is parsed for its choices).
+fn has_nonzero_index(json: &[u8]) -> bool {
+    memmem::find_iter(json, b"\"index\":").any(|at| {
+        json.get(at + 8)
+            .is_some_and(|c| c.is_ascii_digit() && *c != b'0')
+    })
+}
+
+/// Tokens of raw JSON string contents.
+fn count_raw(enc: Encoding, raw: &[u8]) -> u64 {
+    if raw.is_empty() {
+        return 0;
+    }
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    match serde_json::from_slice::<Cow<'_, str>>(&quoted) {
+        Ok(text) => enc.count(&text),
+        // not valid JSON string contents: bytes are an upper bound
+        Err(_) => raw.len() as u64,
+    }
 }
 
 #[cfg(test)]
@@ -420,6 +505,66 @@ mod tests {
         // under the cap: byte for byte
         let (out, _) = run(100, StreamApi::Anthropic, s, 9);
         assert_eq!(out, s);
+    }
+
+    #[test]
+    fn text_is_read_from_string_values_of_text_keys_only() {
+        let mut out = Vec::new();
+        let json = br#"{"choices":[{"index":0,"delta":{"content":"a \"content\":\"x\" \u00e9"},"logprobs":{"content":[{"token":"a"}]}}]}"#;
+        let key = |k: &'static [u8]| memmem::Finder::new(k);
+        string_values(json, &key(b"\"content\""), &mut out);
+        assert_eq!(out, br#"a \"content\":\"x\" \u00e9"#);
+        assert_eq!(
+            count_raw(Encoding::O200k, &out),
+            Encoding::O200k.count("a \"content\":\"x\" é")
+        );
+        out.clear();
+        string_values(
+            br#"{"delta":{"content" : "spaced","refusal":null}}"#,
+            &key(b"\"content\""),
+            &mut out,
+        );
+        string_values(
+            br#"{"delta":{"content" : "spaced","refusal":null}}"#,
+            &key(b"\"refusal\""),
+            &mut out,
+        );
+        assert_eq!(out, b"spaced");
+        assert!(has_nonzero_index(br#"{"choices":[{"index":1}]}"#));
+        assert!(!has_nonzero_index(br#"{"choices":[{"index":0}]}"#));
+    }
+
+    #[test]
+    fn several_choices_and_tool_calls() {
+        let ev = |i: u32, delta: &str| {
+            format!(
+                "data: {{\"id\":\"c2\",\"object\":\"chat.completion.chunk\",\"created\":9,\"model\":\"gpt-4o\",\"choices\":[{{\"index\":{i},\"delta\":{delta},\"finish_reason\":null}}]}}\r\n\r\n"
+            )
+        };
+        let s = [
+            ev(0, r#"{"content":"one"}"#),
+            ev(1, r#"{"content":"two"}"#),
+            ev(
+                0,
+                r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":1}"}}]}"#,
+            ),
+            ev(1, r#"{"content":" three four five six seven"}"#),
+        ]
+        .concat();
+        let (out, c) = run(6, StreamApi::OpenAiChat, &s, 17);
+        assert!(c.ended());
+        assert!(out
+            .starts_with(&[ev(0, r#"{"content":"one"}"#), ev(1, r#"{"content":"two"}"#)].concat()));
+        assert!(out.contains(
+            r#""choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"length"}]"#
+        ));
+        assert!(out.contains(
+            r#""choices":[{"index":1,"delta":{},"logprobs":null,"finish_reason":"length"}]"#
+        ));
+        assert!(out.ends_with("data: [DONE]\n\n"));
+        // one, two and the tool call arguments ({"a":1}: 5 tokens) were sent: 7 > 6, so the
+        // arguments were the event refused
+        assert_eq!(c.tokens_sent(), 2);
     }
 
     #[test]
