@@ -480,8 +480,9 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
     w("| nometrics | the same without `ai_gateway_metrics_zone` |")
     w("| policies | the gateway with every policy type for the bench namespace (`models`, "
       "`message`, `input_tokens`, `output_tokens`, `concurrency`, `requests`, `tokens`, "
-      "`quota`; limits never reached): the prompt counted (o200k_base) for the token window, "
-      "four counters taken and settled under the `ai_gateway_limit_zone` lock, "
+      "`quota`; limits never reached): the prompt's tokenizer-free upper bound for the input "
+      "cap and the token window and quota (the limits are far, so no exact count), four "
+      "counters taken and settled under the `ai_gateway_limit_zone` lock, "
       "`x-ratelimit-*` headers, streams through the output cap |")
     w("| method | %d rounds x %d s per run, targets interleaved (plain, nometrics, gateway, policies) per "
       "scenario; ratios per round against plain from the same round; medians over rounds |\n"
@@ -591,7 +592,7 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
       "`tokens/count_prompt/chat_32KB`: a chat request's prompt tokens with framing; "
       "`usage/sse_chunk/track`: reading one ~290-byte OpenAI stream chunk for usage; "
       "`usage/sse_chunk/strip`: the include_usage strip of one chunk; "
-      "`usage/json_response/track`: reading a whole JSON completion.\n")
+      "`usage/json_response/track`: reading a whole JSON completion; `policy/admit_settle_release/8_policies`: the limiter path of one request with the eight policies of the policies target (prompt given); `policy/stream_cap/sse_chunk`: the output cap reading one stream chunk.\n")
     w("## Token counting throughput (one core)\n")
     w("| text | o200k_base | cl100k_base |")
     w("|---|---:|---:|")
