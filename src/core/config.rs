@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 
 use super::matcher::{Matcher, Operator, Source};
 use super::policy::rules::{parse_policies, Policy};
+use super::routing::{parse_routing, Routing};
 
 /// Priority of a matcher that does not set one (the original design's default).
 pub const DEFAULT_PRIORITY: i64 = 100;
@@ -45,6 +46,8 @@ pub struct GatewayConfig {
     /// Every namespace's matchers, in evaluation order: priority ascending, then namespace
     /// declaration order, then matcher declaration order.
     matchers: Vec<Matcher>,
+    /// Provider targets and the routes to them (empty: the location's own `proxy_pass`).
+    pub routing: Routing,
 }
 
 /// A tenant.
@@ -101,7 +104,17 @@ impl GatewayConfig {
     /// Validates an already parsed document.
     pub fn from_value(root: &Value) -> Result<Self, ConfigError> {
         let obj = object(root, "")?;
-        known_fields(obj, "", &["version", "unmatched_status", "namespaces"])?;
+        known_fields(
+            obj,
+            "",
+            &[
+                "version",
+                "unmatched_status",
+                "namespaces",
+                "targets",
+                "routes",
+            ],
+        )?;
 
         let version = match obj.get("version") {
             None | Some(Value::Null) => None,
@@ -124,6 +137,7 @@ impl GatewayConfig {
             namespaces: Vec::new(),
             keys: HashMap::new(),
             matchers: Vec::new(),
+            routing: Routing::default(),
         };
         let list = match obj.get("namespaces") {
             None => &[][..],
@@ -209,6 +223,12 @@ impl GatewayConfig {
 
         ordered.sort_by_key(|(k, _)| *k);
         cfg.matchers = ordered.into_iter().map(|(_, m)| m).collect();
+        let codes: Vec<&str> = cfg.namespaces.iter().map(|n| n.code.as_str()).collect();
+        cfg.routing = parse_routing(
+            array(obj, "", "targets")?,
+            array(obj, "", "routes")?,
+            &codes,
+        )?;
         Ok(cfg)
     }
 

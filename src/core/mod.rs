@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod mock;
 pub mod policy;
 pub mod request;
+pub mod routing;
 pub mod tokens;
 pub mod usage;

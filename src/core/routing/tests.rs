@@ -1,0 +1,226 @@
+use serde_json::{json, Value};
+
+use super::*;
+
+fn routing(v: Value) -> Result<Routing, String> {
+    let targets = v["targets"].as_array().cloned().unwrap_or_default();
+    let routes = v["routes"].as_array().cloned().unwrap_or_default();
+    parse_routing(&targets, &routes, &["team-a", "team-b"]).map_err(|e| e.to_string())
+}
+
+fn sample() -> Routing {
+    routing(json!({
+        "targets": [
+            {"name": "openai", "provider": "openai", "base_url": "https://api.openai.com/v1",
+             "credential": {"env": "OPENAI_API_KEY"}},
+            {"name": "azure", "provider": "azure",
+             "base_url": "https://east.openai.azure.com/openai/deployments/gpt-4o/",
+             "api_version": "2024-10-21", "credential": {"value": "az-key"}},
+            {"name": "claude", "provider": "anthropic", "base_url": "https://api.anthropic.com/v1",
+             "credential": {"file": "/etc/keys/anthropic"}},
+            {"name": "local", "provider": "openai-compatible", "base_url": "http://127.0.0.1:8000"}
+        ],
+        "routes": [
+            {"name": "claude", "path_prefix": "/v1/messages", "targets": ["claude"],
+             "rewrite": {"from": "/v1/", "to": "/"}},
+            {"name": "team-b", "path_prefix": "/v1/", "namespaces": ["team-b"],
+             "targets": ["local"]},
+            {"name": "gpt", "path_prefix": "/v1/", "models": ["gpt-4o*"],
+             "targets": [{"target": "openai", "weight": 3}, {"target": "azure", "weight": 1}],
+             "fallback": ["local"]},
+            {"name": "rest", "targets": ["local"], "rewrite": {"from": "/", "to": "/api/"}}
+        ]
+    }))
+    .unwrap()
+}
+
+#[test]
+fn routes_match_path_model_and_namespace_in_order() {
+    let r = sample();
+    assert_eq!(
+        r.route_for("/v1/messages", Some("claude-x"), "team-a"),
+        Some(0)
+    );
+    assert_eq!(
+        r.route_for("/v1/chat/completions", Some("gpt-4o"), "team-b"),
+        Some(1)
+    );
+    assert_eq!(
+        r.route_for("/v1/chat/completions", Some("gpt-4o-mini"), "team-a"),
+        Some(2)
+    );
+    assert_eq!(
+        r.route_for("/v1/chat/completions", Some("llama"), "team-a"),
+        Some(3)
+    );
+    assert_eq!(r.route_for("/v1/chat/completions", None, "team-a"), Some(3));
+}
+
+#[test]
+fn weights_are_honoured_and_spread() {
+    let r = sample();
+    let route = &r.routes[2];
+    let firsts: Vec<usize> = (0..8).map(|_| attempt_order(route)[0]).collect();
+    // openai (0) three times for each azure (1), interleaved
+    assert_eq!(firsts, [0, 0, 1, 0, 0, 0, 1, 0]);
+    let order = attempt_order(route);
+    assert_eq!(order.len(), 3);
+    // after the weighted choice: the fallback, then the other weighted target
+    assert!(order == [0, 3, 1] || order == [1, 3, 0], "{order:?}");
+}
+
+#[test]
+fn weighted_counts_over_many_requests() {
+    let r = routing(json!({
+        "targets": [
+            {"name": "a", "provider": "openai", "base_url": "http://a"},
+            {"name": "b", "provider": "openai", "base_url": "http://b"},
+            {"name": "c", "provider": "openai", "base_url": "http://c"}
+        ],
+        "routes": [{"targets": [{"target": "a", "weight": 5}, {"target": "b", "weight": 3},
+                                 {"target": "c", "weight": 2}], "max_attempts": 2}]
+    }))
+    .unwrap();
+    let mut counts = [0; 3];
+    for _ in 0..1000 {
+        let order = attempt_order(&r.routes[0]);
+        assert_eq!(order.len(), 2);
+        counts[order[0]] += 1;
+    }
+    assert_eq!(counts, [500, 300, 200]);
+}
+
+#[test]
+fn upstream_uris() {
+    let r = sample();
+    let t = &r.targets;
+    assert_eq!(
+        upstream_uri(&r.routes[2], &t[0], "/v1/chat/completions", None),
+        "/v1/chat/completions"
+    );
+    assert_eq!(
+        upstream_uri(&r.routes[2], &t[1], "/v1/chat/completions", Some("x=1")),
+        "/openai/deployments/gpt-4o/chat/completions?x=1&api-version=2024-10-21"
+    );
+    assert_eq!(
+        upstream_uri(&r.routes[0], &t[2], "/v1/messages", None),
+        "/v1/messages"
+    );
+    assert_eq!(
+        upstream_uri(&r.routes[3], &t[3], "/v1/models", Some("a=b")),
+        "/api/v1/models?a=b"
+    );
+    assert_eq!(t[3].host_header(), "127.0.0.1:8000");
+    assert_eq!(t[0].host_header(), "api.openai.com");
+}
+
+#[test]
+fn credential_headers_per_provider() {
+    let r = sample();
+    let t = &r.targets;
+    assert_eq!(
+        credential_headers(&t[0], Some("sk-1"), false),
+        [("Authorization", "Bearer sk-1".to_string())]
+    );
+    assert_eq!(
+        credential_headers(&t[1], Some("az"), false),
+        [("api-key", "az".to_string())]
+    );
+    assert_eq!(
+        credential_headers(&t[2], Some("ak"), false),
+        [
+            ("x-api-key", "ak".to_string()),
+            ("anthropic-version", "2023-06-01".to_string())
+        ]
+    );
+    assert_eq!(
+        credential_headers(&t[2], Some("ak"), true),
+        [("x-api-key", "ak".to_string())]
+    );
+    assert!(credential_headers(&t[3], None, false).is_empty());
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let t = json!({"name": "a", "provider": "openai", "base_url": "https://x"});
+    let e = |targets: Value, routes: Value| {
+        routing(json!({"targets": targets, "routes": routes})).unwrap_err()
+    };
+    assert_eq!(
+        e(json!([{"name": "a", "provider": "gemini", "base_url": "https://x"}]), json!([])),
+        "targets[0].provider: unknown provider \"gemini\" (expected openai, azure, anthropic or openai-compatible)"
+    );
+    assert_eq!(
+        e(
+            json!([{"name": "a", "provider": "openai", "base_url": "ftp://x"}]),
+            json!([])
+        ),
+        "targets[0].base_url: must start with http:// or https://"
+    );
+    assert_eq!(
+        e(
+            json!([{"name": "a", "provider": "openai", "base_url": "https://x:0"}]),
+            json!([])
+        ),
+        "targets[0].base_url: invalid port \"0\""
+    );
+    assert_eq!(
+        e(
+            json!([{"name": "a", "provider": "azure", "base_url": "https://x"}]),
+            json!([])
+        ),
+        "targets[0].api_version: is required for azure"
+    );
+    assert_eq!(
+        e(
+            json!([{"name": "a", "provider": "openai", "base_url": "https://x",
+                    "credential": {"env": "A", "file": "/k"}}]),
+            json!([])
+        ),
+        "targets[0].credential: must have exactly one of \"value\", \"env\", \"file\""
+    );
+    assert_eq!(
+        e(json!([t.clone(), t.clone()]), json!([])),
+        "targets[1].name: duplicate target name \"a\" (also targets[0])"
+    );
+    assert_eq!(
+        e(json!([t.clone()]), json!([{"targets": ["b"]}])),
+        "routes[0].targets[0]: unknown target \"b\""
+    );
+    assert_eq!(
+        e(json!([t.clone()]), json!([{"targets": []}])),
+        "routes[0].targets: must name at least one target"
+    );
+    assert_eq!(
+        e(
+            json!([t.clone()]),
+            json!([{"targets": ["a"], "namespaces": ["nope"]}])
+        ),
+        "routes[0].namespaces[0]: unknown namespace \"nope\""
+    );
+    assert_eq!(
+        e(
+            json!([t.clone()]),
+            json!([{"targets": ["a"], "retry_on": [200]}])
+        ),
+        "routes[0].retry_on[0]: must be an HTTP status from 400 to 599"
+    );
+    assert_eq!(
+        e(json!([t]), json!([{"targets": ["a"], "path": "/v1/"}])),
+        "routes[0].path: unknown field"
+    );
+}
+
+#[test]
+fn base_urls() {
+    use super::parse::parse_base_url;
+    assert_eq!(
+        parse_base_url("https://api.openai.com/v1/").unwrap(),
+        (true, "api.openai.com".to_string(), 443, "/v1".to_string())
+    );
+    assert_eq!(
+        parse_base_url("http://[::1]:8080").unwrap(),
+        (false, "::1".to_string(), 8080, String::new())
+    );
+    assert!(parse_base_url("https://user@x").is_err());
+}
