@@ -42,6 +42,8 @@ pub enum GatewayError {
     },
     /// The limit zone has no free slot for a new counter.
     LimitZoneFull,
+    /// No route serves the request's path, model and namespace.
+    NoRoute,
     /// An error page nginx generated itself (413 from `client_max_body_size`, 502, 504, ...).
     Http(u16),
 }
@@ -62,7 +64,7 @@ impl GatewayError {
             Self::InvalidJson { .. } | Self::InvalidField { .. } => 400,
             Self::MissingApiKey | Self::InvalidApiKey => 401,
             Self::NamespaceDisabled | Self::ModelNotAllowed | Self::MessageDenied => 403,
-            Self::NamespaceNotFound => 404,
+            Self::NamespaceNotFound | Self::NoRoute => 404,
             Self::InputTooLong { .. } | Self::OutputTooLarge { .. } => 400,
             Self::RateLimited { .. } => 429,
             Self::LimitZoneFull => 503,
@@ -89,6 +91,7 @@ impl GatewayError {
                 Limited::Quota { .. } => "insufficient_quota",
             },
             Self::LimitZoneFull => "limit_zone_full",
+            Self::NoRoute => "model_not_found",
             Self::Http(status) => http_code(*status),
         }
     }
@@ -193,6 +196,10 @@ impl GatewayError {
             },
             Self::LimitZoneFull => {
                 "The gateway's limit zone is full; please retry later.".to_string()
+            }
+            Self::NoRoute => {
+                "The requested model does not exist or this gateway has no route to it."
+                    .to_string()
             }
             Self::Http(status) => http_message(*status).to_string(),
         }

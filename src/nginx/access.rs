@@ -21,6 +21,7 @@ use super::headers::{is_dropped_header, remove_headers, request_header, NgxReque
 use super::log_phase::enter;
 use super::module::Module;
 use super::policy::{enforce, PolicyState};
+use super::route::choose;
 use crate::core::error::GatewayError;
 use crate::core::identify::{bearer_token, identify, plain_key, ClientKey};
 use crate::core::request::{is_json_content_type, parse_request};
@@ -176,6 +177,20 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
         };
         if admitted.prompt.is_some() {
             ctx.prompt = admitted.prompt;
+        }
+        if !config.routing.is_empty() && Module::location_conf(req).is_some_and(|l| l.route()) {
+            let path = String::from_utf8_lossy(req.uri.as_bytes());
+            let namespace = config
+                .namespaces
+                .get(id.namespace)
+                .map_or("", |n| n.code.as_str());
+            match choose(&config, &path, summary.model.as_deref(), namespace) {
+                Some(state) => ctx.route = Some(state),
+                None => {
+                    ctx.summary = Some(summary);
+                    return reject(r, ctx, GatewayError::NoRoute);
+                }
+            }
         }
         let clamped = admitted.body.is_some();
         let body: Cow<[u8]> = match admitted.body {

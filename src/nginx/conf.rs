@@ -7,6 +7,7 @@ use ngx::ffi::{ngx_shm_zone_t, ngx_uint_t};
 
 use ngx::http::{Merge, MergeConfigError};
 
+use super::route::ResolvedTarget;
 use crate::core::config::GatewayConfig;
 
 /// `http`-level configuration.
@@ -26,6 +27,8 @@ pub struct MainConf {
     pub token_service: bool,
     /// `ai_gateway_limit_zone`: where policy counters live.
     pub limit_zone: Option<NonNull<ngx_shm_zone_t>>,
+    /// The config's targets, resolved (addresses, keys), by target index.
+    pub targets: Option<Arc<Vec<ResolvedTarget>>>,
 }
 
 /// Settings of `ai_gateway_mock_provider`.
@@ -52,6 +55,8 @@ pub struct LocConf {
     pub stream_usage: Option<bool>,
     /// `ai_gateway_policy_log_level` (default `warn`), inherited.
     pub policy_log_level: Option<ngx_uint_t>,
+    /// `ai_gateway_route on|off` (default off), inherited.
+    pub route: Option<bool>,
 }
 
 impl LocConf {
@@ -61,6 +66,10 @@ impl LocConf {
 
     pub fn stream_usage(&self) -> bool {
         self.stream_usage != Some(false)
+    }
+
+    pub fn route(&self) -> bool {
+        self.route == Some(true)
     }
 
     pub fn policy_log_level(&self) -> ngx_uint_t {
@@ -79,6 +88,9 @@ impl Merge for LocConf {
         }
         if self.policy_log_level.is_none() {
             self.policy_log_level = prev.policy_log_level;
+        }
+        if self.route.is_none() {
+            self.route = prev.route;
         }
         Ok(())
     }

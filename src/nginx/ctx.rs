@@ -14,6 +14,7 @@ use super::log_phase::Inflight;
 use super::mock::MockState;
 use super::module::Module;
 use super::policy::PolicyState;
+use super::route::RouteState;
 use super::rewrite::RewriteState;
 use crate::core::config::GatewayConfig;
 use crate::core::error::GatewayError;
@@ -72,6 +73,8 @@ pub struct RequestCtx {
     pub rewrite: Option<Box<RewriteState>>,
     /// What the namespace's policies decided and took (given back when this is dropped).
     pub policy: Option<Box<PolicyState>>,
+    /// The route and the targets to try (`ai_gateway_route on`).
+    pub route: Option<RouteState>,
 }
 
 impl RequestCtx {

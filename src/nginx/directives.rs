@@ -8,6 +8,8 @@
 //! ai_gateway_metrics;                                            # location
 //! ai_gateway_limit_zone <name> <size>;                           # http
 //! ai_gateway_policy_log_level info | notice | warn | error;      # http, server, location
+//! ai_gateway_route on | off;                                     # http, server, location
+//! ai_gateway_upstream;                                           # upstream
 //! ```
 
 use std::ffi::{c_char, c_void};
@@ -19,7 +21,7 @@ use ngx::ffi::{
     ngx_shared_memory_add, ngx_str_t, ngx_uint_t, NGX_CONF_ANY, NGX_CONF_FLAG, NGX_CONF_NOARGS,
     NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_CONF_TAKE23, NGX_ERROR, NGX_HTTP_LOC_CONF,
     NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
-    NGX_LOG_EMERG, NGX_OK,
+    NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
@@ -31,11 +33,12 @@ use super::limit_zone::{ngx_http_ai_gateway_init_limit_zone, LimitZoneSettings};
 use super::metrics::ngx_http_ai_gateway_metrics_handler;
 use super::mock::ngx_http_ai_gateway_mock_handler;
 use super::module::Module;
+use super::route::{cmd_upstream, resolve_targets};
 use super::shm::{ngx_http_ai_gateway_init_metrics_zone, ZoneSettings};
 use super::token_service::ngx_http_ai_gateway_token_service_handler;
 use crate::core::config::GatewayConfig;
 
-pub static mut COMMANDS: [ngx_command_t; 10] = [
+pub static mut COMMANDS: [ngx_command_t; 12] = [
     ngx_command_t {
         name: ngx_string!("ai_gateway_config"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -111,6 +114,23 @@ pub static mut COMMANDS: [ngx_command_t; 10] = [
         offset: 0,
         post: std::ptr::null_mut(),
     },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_route"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG)
+            as ngx_uint_t,
+        set: Some(cmd_route),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_upstream"),
+        type_: (NGX_HTTP_UPS_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(cmd_upstream),
+        conf: NGX_HTTP_SRV_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
     ngx_command_t::empty(),
 ];
 
@@ -183,6 +203,10 @@ unsafe extern "C" fn cmd_config(
             let cfg = GatewayConfig::from_json(&text).map_err(|e| {
                 SetError::Emerg(format!("ai_gateway: invalid config \"{path}\": {e}"))
             })?;
+            let targets = resolve_targets(&cfg.routing).map_err(|e| {
+                SetError::Emerg(format!("ai_gateway: invalid config \"{path}\": {e}"))
+            })?;
+            mcf.targets = Some(Arc::new(targets));
             mcf.config = Some(Arc::new(cfg));
             mcf.config_path = Some(path);
             Ok(())
@@ -238,6 +262,21 @@ unsafe extern "C" fn cmd_stream_usage(
     unsafe {
         setter(cf, conf, |lcf: &mut LocConf, args| {
             set_flag(&mut lcf.stream_usage, "ai_gateway_stream_usage", &args[0])?;
+            Ok(())
+        })
+    }
+}
+
+/// `ai_gateway_route on | off;`
+unsafe extern "C" fn cmd_route(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx for this directive with our LocConf.
+    unsafe {
+        setter(cf, conf, |lcf: &mut LocConf, args| {
+            set_flag(&mut lcf.route, "ai_gateway_route", &args[0])?;
             Ok(())
         })
     }

@@ -18,6 +18,7 @@ mod module;
 mod policy;
 mod respond;
 mod rewrite;
+mod route;
 mod shm;
 mod token_service;
 mod usage;

@@ -3,11 +3,12 @@
 
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_int_t, ngx_pnalloc, ngx_str_t,
-    ngx_variable_value_t, NGX_ERROR, NGX_HTTP_VAR_NOCACHEABLE, NGX_OK,
+    ngx_variable_value_t, NGX_ERROR, NGX_HTTP_VAR_NOCACHEABLE, NGX_HTTP_VAR_PREFIX, NGX_OK,
 };
 
 use super::ctx::{self, Phase, RequestCtx};
 use super::guard::guard;
+use super::route::{self, RouteVar};
 use super::usage;
 use crate::core::identify::ClientKey;
 
@@ -31,9 +32,10 @@ enum Var {
     UsageSource,
     Policy,
     DryRun,
+    Route(RouteVar),
 }
 
-const VARIABLES: [(&str, Var); 18] = [
+const VARIABLES: [(&str, Var); 21] = [
     ("ai_gateway_namespace", Var::Namespace),
     ("ai_gateway_namespace_name", Var::NamespaceName),
     ("ai_gateway_key_id", Var::KeyId),
@@ -52,6 +54,23 @@ const VARIABLES: [(&str, Var); 18] = [
     ("ai_gateway_usage_source", Var::UsageSource),
     ("ai_gateway_policy", Var::Policy),
     ("ai_gateway_dry_run", Var::DryRun),
+    ("ai_gateway_route", Var::Route(RouteVar::Route)),
+    ("ai_gateway_target", Var::Route(RouteVar::Target)),
+    ("ai_gateway_attempts", Var::Route(RouteVar::Attempts)),
+];
+
+/// `$ai_gateway_upstream_<name>`: one prefix variable (nginx passes the full name), so the
+/// eight of them take no room in nginx's variables hash.
+const UPSTREAM_PREFIX: &str = "ai_gateway_upstream_";
+const UPSTREAM_VARIABLES: [(&str, RouteVar); 8] = [
+    ("scheme", RouteVar::Scheme),
+    ("host", RouteVar::Host),
+    ("sni", RouteVar::Sni),
+    ("uri", RouteVar::Uri),
+    ("authorization", RouteVar::Authorization),
+    ("api_key", RouteVar::ApiKey),
+    ("x_api_key", RouteVar::XApiKey),
+    ("anthropic_version", RouteVar::AnthropicVersion),
 ];
 
 /// Registers the variables (called from preconfiguration).
@@ -74,7 +93,49 @@ pub unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
             (*v).data = index;
         }
     }
+    let mut n = ngx_str_t {
+        len: UPSTREAM_PREFIX.len(),
+        data: UPSTREAM_PREFIX.as_ptr().cast_mut(),
+    };
+    // SAFETY: as above; a prefix variable's handler gets the full name as data.
+    unsafe {
+        let v = ngx_http_add_variable(
+            cf,
+            &mut n,
+            (NGX_HTTP_VAR_NOCACHEABLE | NGX_HTTP_VAR_PREFIX) as _,
+        );
+        if v.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        (*v).get_handler = Some(ngx_http_ai_gateway_upstream_variable);
+        (*v).data = 0;
+    }
     NGX_OK as ngx_int_t
+}
+
+/// Handler of the `$ai_gateway_upstream_*` prefix variable.
+unsafe extern "C" fn ngx_http_ai_gateway_upstream_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request, a value slot and (for a prefix variable) the
+    // ngx_str_t of the name being read.
+    let log = unsafe { (*(*r).connection).log };
+    guard(log, NGX_ERROR as ngx_int_t, || unsafe {
+        let name = (data as *const ngx_str_t).as_ref().map(|n| n.as_bytes());
+        let which = name
+            .and_then(|n| n.strip_prefix(UPSTREAM_PREFIX.as_bytes()))
+            .and_then(|suffix| {
+                UPSTREAM_VARIABLES
+                    .iter()
+                    .find(|(s, _)| s.as_bytes().eq_ignore_ascii_case(suffix))
+            })
+            .map(|(_, var)| *var);
+        let main = (*r).main;
+        let text = which.and_then(|var| ctx::get(main).and_then(|c| route::variable(main, c, var)));
+        set_value(r, v, text)
+    })
 }
 
 /// The value of a variable for a request context; `None` prints as `-` in logs.
@@ -128,6 +189,8 @@ unsafe fn value(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, var: Var) -> O
             (None, Some(e)) if ctx.phase != Phase::Decided => Some(e.reason().to_string()),
             _ => None,
         },
+        // SAFETY: r is live (caller).
+        Var::Route(v) => unsafe { route::variable(r, ctx, v) },
         Var::Policy => ctx.policy.as_ref().and_then(|p| p.policy.clone()),
         Var::DryRun => ctx
             .policy
@@ -150,7 +213,22 @@ unsafe extern "C" fn ngx_http_ai_gateway_variable(
         let found = VARIABLES
             .get(data)
             .and_then(|(_, var)| ctx::get(main).and_then(|c| value(main, c, *var)));
-        let Some(text) = found else {
+        set_value(r, v, found)
+    })
+}
+
+/// Fills a variable's value from `text` (copied into the request pool), or marks it not found.
+///
+/// # Safety
+/// `r` and `v` as nginx passes them to a variable handler.
+unsafe fn set_value(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    text: Option<String>,
+) -> ngx_int_t {
+    // SAFETY: pool allocation of the request; v is the slot nginx gave.
+    unsafe {
+        let Some(text) = text else {
             (*v).set_not_found(1);
             return NGX_OK as ngx_int_t;
         };
@@ -165,5 +243,5 @@ unsafe extern "C" fn ngx_http_ai_gateway_variable(
         (*v).set_no_cacheable(1);
         (*v).set_not_found(0);
         NGX_OK as ngx_int_t
-    })
+    }
 }

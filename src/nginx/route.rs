@@ -1,0 +1,349 @@
+//! Routing in nginx: targets resolved when the config loads, the route and target chosen in
+//! the access phase, and `ai_gateway_upstream`, the peer selection of an `upstream {}` block
+//! that connects to whichever target the request was routed to (so one block, with nginx's
+//! `keepalive`, serves every provider and pools their connections).
+
+use std::ffi::{c_char, c_void};
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use ngx::core::NGX_CONF_ERROR;
+use ngx::ffi::{
+    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_http_upstream_module,
+    ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_peer_connection_t,
+    ngx_pnalloc, ngx_uint_t, sockaddr, NGX_BUSY, NGX_ERROR, NGX_OK,
+};
+
+use ngx::http::HttpModuleMainConf;
+
+use super::ctx;
+use super::guard::guard;
+use super::module::Module;
+use crate::core::config::GatewayConfig;
+use super::headers::request_header;
+use crate::core::routing::{
+    attempt_order, credential_headers, upstream_uri, Credential, Provider, Routing,
+};
+
+/// A target as the workers use it: its addresses and its key.
+pub struct ResolvedTarget {
+    pub addrs: Vec<SocketAddr>,
+    /// The provider key (never logged).
+    pub secret: Option<String>,
+}
+
+/// Resolves every target's host (blocking, at configuration time, as nginx resolves the
+/// `server`s of an `upstream {}` block) and reads its credential.
+pub fn resolve_targets(routing: &Routing) -> Result<Vec<ResolvedTarget>, String> {
+    routing
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let addrs: Vec<SocketAddr> = (t.host.as_str(), t.port)
+                .to_socket_addrs()
+                .map_err(|e| format!("targets[{i}].base_url: host \"{}\" not found: {e}", t.host))?
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("targets[{i}].base_url: host \"{}\" has no address", t.host));
+            }
+            let secret = match &t.credential {
+                None => None,
+                Some(Credential::Inline(s)) => Some(s.clone()),
+                Some(Credential::Env(name)) => Some(std::env::var(name).map_err(|_| {
+                    format!("targets[{i}].credential.env: environment variable \"{name}\" is not set")
+                })?),
+                Some(Credential::File(path)) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("targets[{i}].credential.file: cannot read \"{path}\": {e}"))?
+                        .trim()
+                        .to_string(),
+                ),
+            };
+            if secret.as_deref() == Some("") {
+                return Err(format!("targets[{i}].credential: the key is empty"));
+            }
+            Ok(ResolvedTarget { addrs, secret })
+        })
+        .collect()
+}
+
+/// Where a routed request is in its attempts.
+pub struct RouteState {
+    pub route: usize,
+    /// Target indexes to try, in order.
+    pub order: Vec<usize>,
+    /// Index into `order` of the current attempt.
+    pub attempt: usize,
+}
+
+impl RouteState {
+    /// The target of the current attempt.
+    pub fn target(&self) -> Option<usize> {
+        self.order.get(self.attempt).copied()
+    }
+}
+
+/// Chooses the route and the attempt order for a request (access phase). `None` when the
+/// config has routes and none serves the request.
+pub fn choose(
+    config: &GatewayConfig,
+    path: &str,
+    model: Option<&str>,
+    namespace: &str,
+) -> Option<RouteState> {
+    let routing = &config.routing;
+    let route = routing.route_for(path, model, namespace)?;
+    Some(RouteState {
+        route,
+        order: attempt_order(&routing.routes[route]),
+        attempt: 0,
+    })
+}
+
+/// `ai_gateway_upstream;` in an `upstream {}` block: the block's peer is the routed target.
+pub unsafe extern "C" fn cmd_upstream(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    _conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx inside an upstream block; its srv conf is the upstream module's.
+    unsafe {
+        let log = (*cf).log;
+        guard(log, NGX_CONF_ERROR as *mut c_char, || {
+            let ctx = (*cf).ctx as *mut ngx::ffi::ngx_http_conf_ctx_t;
+            let uscf = *(*ctx).srv_conf.add(ngx_http_upstream_module.ctx_index)
+                as *mut ngx_http_upstream_srv_conf_t;
+            if uscf.is_null() {
+                return NGX_CONF_ERROR as *mut c_char;
+            }
+            if (*uscf).peer.init_upstream.is_some() {
+                return c"load balancing method redefined".as_ptr().cast_mut();
+            }
+            (*uscf).peer.init_upstream = Some(init_upstream);
+            // nginx refuses an upstream block without servers: the targets are the servers,
+            // so one placeholder entry (never used by this peer selection) satisfies it
+            if !(*uscf).servers.is_null() {
+                let s = ngx_array_push((*uscf).servers) as *mut ngx_http_upstream_server_t;
+                if s.is_null() {
+                    return NGX_CONF_ERROR as *mut c_char;
+                }
+                std::ptr::write_bytes(s, 0, 1);
+            }
+            std::ptr::null_mut()
+        })
+    }
+}
+
+unsafe extern "C" fn init_upstream(
+    _cf: *mut ngx_conf_t,
+    us: *mut ngx_http_upstream_srv_conf_t,
+) -> ngx_int_t {
+    // SAFETY: nginx passes the upstream block's conf at init_main_conf time.
+    unsafe {
+        (*us).peer.init = Some(init_peer);
+    }
+    NGX_OK as ngx_int_t
+}
+
+unsafe extern "C" fn init_peer(
+    r: *mut ngx_http_request_t,
+    _us: *mut ngx_http_upstream_srv_conf_t,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request whose upstream is being set up.
+    unsafe {
+        let u = (*r).upstream;
+        if u.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        (*u).peer.get = Some(get_peer);
+        (*u).peer.free = Some(free_peer);
+        (*u).peer.data = r.cast();
+        // one try per dispatch: failover to another provider re-dispatches the request
+        (*u).peer.tries = 1;
+    }
+    NGX_OK as ngx_int_t
+}
+
+unsafe extern "C" fn get_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void) -> ngx_int_t {
+    let r = data as *mut ngx_http_request_t;
+    // SAFETY: data is the request init_peer stored; pc is its peer connection.
+    let log = unsafe { (*pc).log };
+    guard(log, NGX_BUSY as ngx_int_t, || unsafe { get(pc, r) })
+}
+
+unsafe fn get(pc: *mut ngx_peer_connection_t, r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: r is live (the upstream belongs to it); memory for the address comes from its
+    // pool, which outlives the connection attempt.
+    unsafe {
+        let main = (*r).main;
+        let Some(c) = ctx::get(main) else {
+            return NGX_BUSY as ngx_int_t;
+        };
+        let Some(state) = c.route.as_ref() else {
+            return NGX_BUSY as ngx_int_t;
+        };
+        let Some(targets) = Module::main_conf(&*r).and_then(|m| m.targets.clone()) else {
+            return NGX_BUSY as ngx_int_t;
+        };
+        let Some(t) = state.target().and_then(|i| targets.get(i)) else {
+            return NGX_BUSY as ngx_int_t;
+        };
+        let Some(addr) = t.addrs.first() else {
+            return NGX_BUSY as ngx_int_t;
+        };
+        let pool = (*r).pool;
+        let sa = socket2_like(addr);
+        let mem = ngx::ffi::ngx_palloc(pool, sa.len()) as *mut u8;
+        let name = addr.to_string();
+        let name_mem = ngx_pnalloc(pool, name.len()) as *mut u8;
+        if mem.is_null() || name_mem.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        std::ptr::copy_nonoverlapping(sa.as_ptr(), mem, sa.len());
+        std::ptr::copy_nonoverlapping(name.as_ptr(), name_mem, name.len());
+        let name_str = ngx::ffi::ngx_palloc(pool, std::mem::size_of::<ngx::ffi::ngx_str_t>())
+            as *mut ngx::ffi::ngx_str_t;
+        if name_str.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        name_str.write(ngx::ffi::ngx_str_t {
+            len: name.len(),
+            data: name_mem,
+        });
+        (*pc).sockaddr = mem as *mut sockaddr;
+        (*pc).socklen = sa.len() as _;
+        (*pc).name = name_str;
+        NGX_OK as ngx_int_t
+    }
+}
+
+unsafe extern "C" fn free_peer(pc: *mut ngx_peer_connection_t, _data: *mut c_void, _state: ngx_uint_t) {
+    // SAFETY: nginx passes the peer connection being released.
+    unsafe {
+        (*pc).tries = 0;
+    }
+}
+
+/// The bytes of a `sockaddr_in` / `sockaddr_in6` for `addr`.
+fn socket2_like(addr: &SocketAddr) -> Vec<u8> {
+    match addr {
+        SocketAddr::V4(v4) => {
+            let sa = libc_sockaddr_in(v4);
+            sa.to_vec()
+        }
+        SocketAddr::V6(v6) => libc_sockaddr_in6(v6).to_vec(),
+    }
+}
+
+/// Address families (Linux values).
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// `struct sockaddr_in` (Linux layout): family, port (network order), address, zero pad.
+fn libc_sockaddr_in(a: &std::net::SocketAddrV4) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..2].copy_from_slice(&AF_INET.to_ne_bytes());
+    b[2..4].copy_from_slice(&a.port().to_be_bytes());
+    b[4..8].copy_from_slice(&a.ip().octets());
+    b
+}
+
+/// `struct sockaddr_in6` (Linux layout).
+fn libc_sockaddr_in6(a: &std::net::SocketAddrV6) -> [u8; 28] {
+    let mut b = [0u8; 28];
+    b[..2].copy_from_slice(&AF_INET6.to_ne_bytes());
+    b[2..4].copy_from_slice(&a.port().to_be_bytes());
+    b[4..8].copy_from_slice(&a.flowinfo().to_be_bytes());
+    b[8..24].copy_from_slice(&a.ip().octets());
+    b[24..28].copy_from_slice(&a.scope_id().to_ne_bytes());
+    b
+}
+
+/// The routing variables (`$ai_gateway_route`, `$ai_gateway_target`, `$ai_gateway_attempts`,
+/// `$ai_gateway_upstream_*`).
+#[derive(Clone, Copy)]
+pub enum RouteVar {
+    Route,
+    Target,
+    Attempts,
+    Scheme,
+    Host,
+    Sni,
+    Uri,
+    Authorization,
+    ApiKey,
+    XApiKey,
+    AnthropicVersion,
+}
+
+/// A routing variable of a routed request (`None` when the request has no route, or the
+/// header does not apply to the target's provider).
+///
+/// # Safety
+/// `r` must be the live main request of `ctx`.
+pub unsafe fn variable(
+    r: *mut ngx_http_request_t,
+    ctx: &ctx::RequestCtx,
+    var: RouteVar,
+) -> Option<String> {
+    let state = ctx.route.as_ref()?;
+    let config = ctx.config.as_ref()?;
+    let routing = &config.routing;
+    let route = routing.routes.get(state.route)?;
+    let index = state.target()?;
+    let target = routing.targets.get(index)?;
+    // SAFETY: r is live (caller); its main conf and header strings outlive the call.
+    unsafe {
+        let req = &*r;
+        let header = |name: &str| -> Option<String> {
+            let (_, value) = credential_headers(
+                target,
+                Module::main_conf(req)
+                    .and_then(|m| m.targets.as_ref())
+                    .and_then(|t| t.get(index))
+                    .and_then(|t| t.secret.as_deref()),
+                request_header(req, b"anthropic-version").is_some(),
+            )
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+            Some(value)
+        };
+        match var {
+            RouteVar::Route => Some(route.name.clone()).filter(|n| !n.is_empty()),
+            RouteVar::Target => Some(target.name.clone()),
+            RouteVar::Attempts => Some((state.attempt + 1).to_string()),
+            RouteVar::Scheme => Some(if target.https { "https" } else { "http" }.to_string()),
+            RouteVar::Host => Some(target.host_header()),
+            RouteVar::Sni => Some(target.host.clone()),
+            RouteVar::Uri => {
+                let path = escape_path(req.uri.as_bytes());
+                let args = (req.args.len > 0).then(|| String::from_utf8_lossy(req.args.as_bytes()));
+                Some(upstream_uri(route, target, &path, args.as_deref()))
+            }
+            RouteVar::Authorization => header("Authorization"),
+            RouteVar::ApiKey => header("api-key"),
+            RouteVar::XApiKey => header("x-api-key"),
+            RouteVar::AnthropicVersion => header("anthropic-version").or_else(|| {
+                // the client's own version goes to an Anthropic target as it is
+                (target.provider == Provider::Anthropic)
+                    .then(|| request_header(req, b"anthropic-version"))
+                    .flatten()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            }),
+        }
+    }
+}
+
+/// The request path as it goes upstream: bytes outside RFC 3986's unreserved set, `/` and a
+/// few sub-delimiters are percent-encoded (nginx has decoded `$uri`).
+fn escape_path(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path {
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
