@@ -198,8 +198,7 @@ impl GatewayError {
                 "The gateway's limit zone is full; please retry later.".to_string()
             }
             Self::NoRoute => {
-                "The requested model does not exist or this gateway has no route to it."
-                    .to_string()
+                "The requested model does not exist or this gateway has no route to it.".to_string()
             }
             Self::Http(status) => http_message(*status).to_string(),
         }

@@ -203,7 +203,10 @@ unsafe extern "C" fn cmd_config(
             let cfg = GatewayConfig::from_json(&text).map_err(|e| {
                 SetError::Emerg(format!("ai_gateway: invalid config \"{path}\": {e}"))
             })?;
-            let targets = resolve_targets(&cfg.routing).map_err(|e| {
+            let dir = std::path::Path::new(&path)
+                .parent()
+                .unwrap_or(std::path::Path::new("/"));
+            let targets = resolve_targets(&cfg.routing, dir).map_err(|e| {
                 SetError::Emerg(format!("ai_gateway: invalid config \"{path}\": {e}"))
             })?;
             mcf.targets = Some(Arc::new(targets));

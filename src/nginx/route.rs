@@ -17,9 +17,9 @@ use ngx::http::HttpModuleMainConf;
 
 use super::ctx;
 use super::guard::guard;
+use super::headers::request_header;
 use super::module::Module;
 use crate::core::config::GatewayConfig;
-use super::headers::request_header;
 use crate::core::routing::{
     attempt_order, credential_headers, upstream_uri, Credential, Provider, Routing,
 };
@@ -32,8 +32,12 @@ pub struct ResolvedTarget {
 }
 
 /// Resolves every target's host (blocking, at configuration time, as nginx resolves the
-/// `server`s of an `upstream {}` block) and reads its credential.
-pub fn resolve_targets(routing: &Routing) -> Result<Vec<ResolvedTarget>, String> {
+/// `server`s of an `upstream {}` block) and reads its credential (a relative file path is
+/// relative to `config_dir`, the directory of the gateway's JSON config).
+pub fn resolve_targets(
+    routing: &Routing,
+    config_dir: &std::path::Path,
+) -> Result<Vec<ResolvedTarget>, String> {
     routing
         .targets
         .iter()
@@ -44,17 +48,24 @@ pub fn resolve_targets(routing: &Routing) -> Result<Vec<ResolvedTarget>, String>
                 .map_err(|e| format!("targets[{i}].base_url: host \"{}\" not found: {e}", t.host))?
                 .collect();
             if addrs.is_empty() {
-                return Err(format!("targets[{i}].base_url: host \"{}\" has no address", t.host));
+                return Err(format!(
+                    "targets[{i}].base_url: host \"{}\" has no address",
+                    t.host
+                ));
             }
             let secret = match &t.credential {
                 None => None,
                 Some(Credential::Inline(s)) => Some(s.clone()),
                 Some(Credential::Env(name)) => Some(std::env::var(name).map_err(|_| {
-                    format!("targets[{i}].credential.env: environment variable \"{name}\" is not set")
+                    format!(
+                        "targets[{i}].credential.env: environment variable \"{name}\" is not set"
+                    )
                 })?),
                 Some(Credential::File(path)) => Some(
-                    std::fs::read_to_string(path)
-                        .map_err(|e| format!("targets[{i}].credential.file: cannot read \"{path}\": {e}"))?
+                    std::fs::read_to_string(config_dir.join(path))
+                        .map_err(|e| {
+                            format!("targets[{i}].credential.file: cannot read \"{path}\": {e}")
+                        })?
                         .trim()
                         .to_string(),
                 ),
@@ -217,7 +228,11 @@ unsafe fn get(pc: *mut ngx_peer_connection_t, r: *mut ngx_http_request_t) -> ngx
     }
 }
 
-unsafe extern "C" fn free_peer(pc: *mut ngx_peer_connection_t, _data: *mut c_void, _state: ngx_uint_t) {
+unsafe extern "C" fn free_peer(
+    pc: *mut ngx_peer_connection_t,
+    _data: *mut c_void,
+    _state: ngx_uint_t,
+) {
     // SAFETY: nginx passes the peer connection being released.
     unsafe {
         (*pc).tries = 0;
