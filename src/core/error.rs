@@ -44,6 +44,8 @@ pub enum GatewayError {
     LimitZoneFull,
     /// No route serves the request's path, model and namespace.
     NoRoute,
+    /// Every target of the route failed; `status` is the last attempt's (502 for no answer).
+    TargetsFailed { status: u16 },
     /// An error page nginx generated itself (413 from `client_max_body_size`, 502, 504, ...).
     Http(u16),
 }
@@ -68,6 +70,10 @@ impl GatewayError {
             Self::InputTooLong { .. } | Self::OutputTooLarge { .. } => 400,
             Self::RateLimited { .. } => 429,
             Self::LimitZoneFull => 503,
+            Self::TargetsFailed { status } => match status {
+                429 | 503 | 504 => *status,
+                _ => 502,
+            },
             Self::Http(status) => *status,
         }
     }
@@ -92,6 +98,7 @@ impl GatewayError {
             },
             Self::LimitZoneFull => "limit_zone_full",
             Self::NoRoute => "model_not_found",
+            Self::TargetsFailed { .. } => "all_targets_failed",
             Self::Http(status) => http_code(*status),
         }
     }
@@ -124,7 +131,7 @@ impl GatewayError {
                 Limited::Tokens => "tokens",
                 Limited::Quota { .. } => "insufficient_quota",
             },
-            Self::LimitZoneFull => "server_error",
+            Self::LimitZoneFull | Self::TargetsFailed { .. } => "server_error",
             Self::Http(status) if *status >= 500 => "server_error",
             _ => "invalid_request_error",
         }
@@ -199,6 +206,12 @@ impl GatewayError {
             }
             Self::NoRoute => {
                 "The requested model does not exist or this gateway has no route to it.".to_string()
+            }
+            Self::TargetsFailed { status: 429 } => {
+                "Every provider for this request is rate limited; please retry later.".to_string()
+            }
+            Self::TargetsFailed { status } => {
+                format!("No provider could serve this request (the last answered {status}).")
             }
             Self::Http(status) => http_message(*status).to_string(),
         }

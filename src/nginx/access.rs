@@ -16,6 +16,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 
 use super::body::{replace_request_body, request_body};
 use super::ctx::{self, Phase, RequestCtx};
+use super::failover;
 use super::guard::guard;
 use super::headers::{is_dropped_header, remove_headers, request_header, NgxRequestView};
 use super::log_phase::enter;
@@ -60,6 +61,7 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
             return SERVER_ERROR;
         };
         match ctx.phase {
+            Phase::Decided if failover::is_return(r, ctx) => return failover::next_attempt(r, ctx),
             Phase::Decided => return ctx.status,
             Phase::ReadingBody => return DONE,
             Phase::New => {}
@@ -100,6 +102,13 @@ unsafe extern "C" fn ngx_http_ai_gateway_body_handler(r: *mut ngx_http_request_t
         if let Some(ctx) = ctx::get(r) {
             ctx.phase = Phase::Decided;
             ctx.status = status;
+            if let Some(route) = ctx.route.as_mut() {
+                route.uri_changes = (*r).uri_changes();
+            }
+            if status != DECLINED && Module::location_conf(&*r).is_some_and(|l| l.route()) {
+                // the gateway's own answer is not an upstream failure to fail over from
+                (*r).set_error_page(1);
+            }
             guard(log, (), || enter(r, ctx));
             ctx.overhead_ns += started.elapsed().as_nanos() as u64;
         }

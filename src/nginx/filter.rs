@@ -13,6 +13,7 @@ use ngx::http::HttpModuleLocationConf;
 
 use super::ctx;
 use super::guard::guard;
+use super::headers::add_response_header;
 use super::module::Module;
 use super::policy;
 use super::rewrite;
@@ -46,10 +47,26 @@ unsafe extern "C" fn ngx_http_ai_gateway_header_filter(r: *mut ngx_http_request_
     }
     let headers_ok = guard(log, false, || unsafe {
         match ctx::get(r).filter(|_| r == (*r).main) {
-            Some(ctx) => match ctx.policy.as_deref() {
-                Some(state) => policy::add_headers(r, state),
-                None => true,
-            },
+            Some(ctx) => {
+                let limited = ctx
+                    .policy
+                    .as_deref()
+                    .is_some_and(|s| s.retry_after_s.is_some());
+                let policy_ok = match ctx.policy.as_deref() {
+                    Some(state) => policy::add_headers(r, state),
+                    None => true,
+                };
+                // every target failed with 429: the last provider's Retry-After
+                let provider_retry = ctx
+                    .route
+                    .as_ref()
+                    .and_then(|s| s.retry_after_s)
+                    .filter(|_| !limited && (*r).headers_out.status == 429);
+                match provider_retry {
+                    Some(s) => policy_ok && add_response_header(r, "Retry-After", &s.to_string()),
+                    None => policy_ok,
+                }
+            }
             None => true,
         }
     });

@@ -7,6 +7,7 @@ mod body;
 mod conf;
 mod ctx;
 mod directives;
+mod failover;
 mod filter;
 mod guard;
 mod headers;

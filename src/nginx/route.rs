@@ -85,6 +85,11 @@ pub struct RouteState {
     pub order: Vec<usize>,
     /// Index into `order` of the current attempt.
     pub attempt: usize,
+    /// `r->uri_changes` when the request was last sent upstream: a lower value later means it
+    /// came back through `error_page` (0: not sent yet).
+    pub uri_changes: u32,
+    /// The last provider's `Retry-After` (for the gateway's 429 when every target failed).
+    pub retry_after_s: Option<u64>,
 }
 
 impl RouteState {
@@ -108,6 +113,8 @@ pub fn choose(
         route,
         order: attempt_order(&routing.routes[route]),
         attempt: 0,
+        uri_changes: 0,
+        retry_after_s: None,
     })
 }
 
