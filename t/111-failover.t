@@ -43,9 +43,10 @@ sub gw {
     my ($bad_url, %opt) = @_;
     my $retry = $opt{retry_on} ? qq{, "retry_on": $opt{retry_on}} : '';
     my $good = $opt{good} // 'http://localhost:1991/openai/deployments/d';
+    my $health = $opt{health} // '';
     return qq{{"namespaces": [{"code": "a", "api_keys": ["033d461ba69fa00769695b91ef3d9187416084607a52805d6ca51f0665bd4fcb"]}],
  "targets": [
-   {"name": "bad", "provider": "openai", "base_url": "$bad_url", "credential": {"value": "sk-bad-target"}},
+   {"name": "bad", "provider": "openai", "base_url": "$bad_url", "credential": {"value": "sk-bad-target"}$health},
    {"name": "good", "provider": "azure", "base_url": "$good", "api_version": "2024-10-21", "credential": {"value": "azure-good"}}
  ],
  "routes": [{"name": "r", "path_prefix": "/v1/", "targets": [{"target": "bad", "weight": 1000}, {"target": "good", "weight": 1}]$retry}]}
@@ -295,3 +296,88 @@ POST /v1/chat/completions
 Authorization: Bearer sk-unknown
 --- error_code: 401
 --- response_body_like: "code":"invalid_api_key"
+
+
+
+=== TEST 11: passive health: a target that failed max_failures times cools down, shared through the limit zone; later requests go to the healthy target first
+--- http_config
+    ai_gateway_config ../html/gw.json;
+    ai_gateway_limit_zone limits 64k;
+    upstream ai_gateway_targets {
+        ai_gateway_upstream;
+        keepalive 8;
+    }
+    server {
+        listen 127.0.0.1:1990;
+        location / { return 503 "busy"; }
+    }
+    server {
+        listen 127.0.0.1:1991;
+        location / { return 200 "port=$server_port\n"; }
+    }
+--- user_files eval
+">>> gw.json\n" . main::gw("http://127.0.0.1:1990/v1", health => ', "max_failures": 2, "cooldown": "60s"')
+--- request eval
+[map { "POST /v1/chat/completions\n{\"model\":\"gpt-4o\",\"messages\":[]}" } 1 .. 4]
+--- more_headers
+Authorization: Bearer sk-route-a
+--- error_code eval
+[200, 200, 200, 200]
+--- response_headers eval
+["X-Target: good\nX-Attempts: 2", "X-Target: good\nX-Attempts: 2", "X-Target: good\nX-Attempts: 1", "X-Target: good\nX-Attempts: 1"]
+
+
+
+=== TEST 12: a provider's Retry-After starts a cool-down at once, for as long as it asks (logged)
+--- http_config
+    ai_gateway_config ../html/gw.json;
+    ai_gateway_limit_zone limits 64k;
+    upstream ai_gateway_targets {
+        ai_gateway_upstream;
+    }
+    server {
+        listen 127.0.0.1:1990;
+        location / { add_header Retry-After 120 always; return 429 "slow down"; }
+    }
+    server {
+        listen 127.0.0.1:1991;
+        location / { return 200 "port=$server_port\n"; }
+    }
+--- user_files eval
+">>> gw.json\n" . main::gw("http://127.0.0.1:1990/v1")
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","messages":[]}
+--- more_headers
+Authorization: Bearer sk-route-a
+--- response_headers
+X-Target: good
+X-Attempts: 2
+--- error_log
+target "bad" cools down for 120 s
+
+
+
+=== TEST 13: ... and the next request goes to the other target first
+--- http_config
+    ai_gateway_config ../html/gw.json;
+    ai_gateway_limit_zone limits 64k;
+    upstream ai_gateway_targets {
+        ai_gateway_upstream;
+    }
+    server {
+        listen 127.0.0.1:1990;
+        location / { add_header Retry-After 120 always; return 429 "slow down"; }
+    }
+    server {
+        listen 127.0.0.1:1991;
+        location / { return 200 "port=$server_port\n"; }
+    }
+--- user_files eval
+">>> gw.json\n" . main::gw("http://127.0.0.1:1990/v1")
+--- request eval
+[map { "POST /v1/chat/completions\n{\"model\":\"gpt-4o\",\"messages\":[]}" } 1 .. 2]
+--- more_headers
+Authorization: Bearer sk-route-a
+--- response_headers eval
+["X-Target: good\nX-Attempts: 2", "X-Target: good\nX-Attempts: 1"]

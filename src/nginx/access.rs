@@ -22,7 +22,7 @@ use super::headers::{is_dropped_header, remove_headers, request_header, NgxReque
 use super::log_phase::enter;
 use super::module::Module;
 use super::policy::{enforce, PolicyState};
-use super::route::choose;
+use super::route::{choose, health_zone};
 use crate::core::error::GatewayError;
 use crate::core::identify::{bearer_token, identify, plain_key, ClientKey};
 use crate::core::request::{is_json_content_type, parse_request};
@@ -193,7 +193,8 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
                 .namespaces
                 .get(id.namespace)
                 .map_or("", |n| n.code.as_str());
-            match choose(&config, &path, summary.model.as_deref(), namespace) {
+            let zone = health_zone(r);
+            match choose(&config, zone, &path, summary.model.as_deref(), namespace) {
                 Some(state) => ctx.route = Some(state),
                 None => {
                     ctx.summary = Some(summary);

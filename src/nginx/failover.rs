@@ -12,6 +12,7 @@ use ngx::ffi::{
 
 use super::ctx::RequestCtx;
 use super::headers::find_header;
+use super::route::record_outcome;
 use crate::core::error::GatewayError;
 
 /// Whether the request came back after its upstream attempt (an internal redirect since the
@@ -55,6 +56,12 @@ pub unsafe fn next_attempt(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> 
         // no response at all (connection refused, reset, timeout) always moves on
         let retryable = matches!(status, 502 | 504)
             || route.is_some_and(|r| r.retry_statuses.contains(&status));
+        if let Some(t) = state.target() {
+            record_outcome(r, &config, t, true, retry_after.filter(|_| status == 429));
+        }
+        let Some(state) = ctx.route.as_mut() else {
+            return status as ngx_int_t;
+        };
         if retryable && state.attempt + 1 < state.order.len() {
             state.attempt += 1;
             state.retry_after_s = retry_after;

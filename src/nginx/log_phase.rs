@@ -17,6 +17,7 @@ use super::ctx::{self, RequestCtx};
 use super::guard::guard;
 use super::module::Module;
 use super::policy;
+use super::route;
 use super::shm;
 use super::usage;
 use crate::core::metrics::{RequestSample, Store, UpstreamAttempt, Usage};
@@ -86,6 +87,26 @@ unsafe fn record(r: *mut ngx_http_request_t) {
         } else {
             req.headers_out.status
         };
+        if let (Some(route), Some(config)) = (ctx.route.as_ref(), ctx.config.as_ref()) {
+            // the last attempt answered: its target is healthy again (failures were recorded
+            // when the request failed over)
+            let answered = req.upstream_states.as_ref().is_some_and(|s| {
+                s.nelts > 0 && {
+                    let states = std::slice::from_raw_parts(
+                        s.elts as *const ngx_http_upstream_state_t,
+                        s.nelts,
+                    );
+                    states
+                        .last()
+                        .is_some_and(|st| st.status != 0 && st.status < 500 && st.status != 429)
+                }
+            });
+            if answered && ctx.error.is_none() {
+                if let Some(t) = route.target() {
+                    route::record_outcome(r, config, t, false, None);
+                }
+            }
+        }
         if let Some(state) = ctx.policy.as_deref_mut() {
             // a failed request whose usage is unknown used nothing (providers do not bill
             // errors); a success with unknown usage keeps its reservation

@@ -18,8 +18,11 @@ use ngx::http::HttpModuleMainConf;
 use super::ctx;
 use super::guard::guard;
 use super::headers::request_header;
+use super::limit_zone::{now_ms, LimitZone};
 use super::module::Module;
 use crate::core::config::GatewayConfig;
+use crate::core::policy::slot::Shape;
+use crate::core::routing::health::{health_key, is_cooling, record_failure, record_success};
 use crate::core::routing::{
     attempt_order, credential_headers, upstream_uri, Credential, Provider, Routing,
 };
@@ -99,23 +102,108 @@ impl RouteState {
     }
 }
 
-/// Chooses the route and the attempt order for a request (access phase). `None` when the
-/// config has routes and none serves the request.
+/// Chooses the route and the attempt order for a request (access phase): targets cooling
+/// down go last. `None` when the config has routes and none serves the request.
 pub fn choose(
     config: &GatewayConfig,
+    zone: Option<LimitZone>,
     path: &str,
     model: Option<&str>,
     namespace: &str,
 ) -> Option<RouteState> {
     let routing = &config.routing;
     let route = routing.route_for(path, model, namespace)?;
+    let mut order = attempt_order(&routing.routes[route]);
+    if let Some(zone) = zone {
+        let now = now_ms();
+        let cooling: Vec<bool> = zone
+            .with_table(|t| {
+                order
+                    .iter()
+                    .map(|i| {
+                        routing.targets.get(*i).is_some_and(|target| {
+                            t.find(health_key(target))
+                                .and_then(|r| t.get(r))
+                                .is_some_and(|slot| is_cooling(slot, now))
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if cooling.iter().any(|c| *c) {
+            let (mut ok, cool): (Vec<_>, Vec<_>) = order
+                .iter()
+                .zip(cooling.iter().chain(std::iter::repeat(&false)))
+                .partition(|(_, c)| !**c);
+            ok.extend(cool);
+            order = ok.into_iter().map(|(i, _)| *i).collect();
+        }
+    }
     Some(RouteState {
         route,
-        order: attempt_order(&routing.routes[route]),
+        order,
         attempt: 0,
         uri_changes: 0,
         retry_after_s: None,
     })
+}
+
+/// The limit zone, where targets' health is kept (none: no passive health).
+///
+/// # Safety
+/// `r` must be a live request.
+pub unsafe fn health_zone(r: *mut ngx_http_request_t) -> Option<LimitZone> {
+    // SAFETY: r is live; the zone belongs to this cycle and was initialised at start.
+    unsafe {
+        Module::main_conf(&*r)
+            .and_then(|m| m.limit_zone)
+            .and_then(|z| LimitZone::open(z))
+    }
+}
+
+/// Records an attempt's outcome in the target's health; a failure that starts a cool-down is
+/// logged.
+///
+/// # Safety
+/// `r` must be a live request.
+pub unsafe fn record_outcome(
+    r: *mut ngx_http_request_t,
+    config: &GatewayConfig,
+    target: usize,
+    failed: bool,
+    retry_after_s: Option<u64>,
+) {
+    // SAFETY: r is live (caller).
+    let Some(zone) = (unsafe { health_zone(r) }) else {
+        return;
+    };
+    let Some(t) = config.routing.targets.get(target) else {
+        return;
+    };
+    let now = now_ms();
+    let cooled = zone
+        .with_table(|table| {
+            let slot_ref = table.lookup(health_key(t), Shape::Health, now)?;
+            let slot = table.get(slot_ref)?;
+            if failed {
+                record_failure(slot, t, now, retry_after_s.map(|s| s * 1000))
+            } else {
+                record_success(slot, now);
+                None
+            }
+        })
+        .flatten();
+    if let Some(ms) = cooled {
+        // SAFETY: r is live (caller).
+        let log = unsafe { (*(*r).connection).log };
+        ngx::ngx_log_error!(
+            ngx::ffi::NGX_LOG_WARN,
+            log,
+            "ai_gateway: target \"{}\" cools down for {} s",
+            t.name,
+            ms.div_ceil(1000)
+        );
+    }
 }
 
 /// `ai_gateway_upstream;` in an `upstream {}` block: the block's peer is the routed target.

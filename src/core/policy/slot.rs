@@ -28,6 +28,9 @@ pub enum Shape {
     Quota(Period),
     /// Requests in flight.
     Concurrency,
+    /// A routing target's passive health: `counts[0]` consecutive failures, `counts[1]` the
+    /// end of its cool-down (ms since the epoch).
+    Health,
 }
 
 /// A quota's period, in UTC.
@@ -44,6 +47,7 @@ impl Shape {
             Shape::Quota(Period::Day) => 2,
             Shape::Quota(Period::Month) => 3,
             Shape::Concurrency => 4,
+            Shape::Health => 5,
         }
     }
 }
@@ -81,7 +85,7 @@ impl Slot {
         self.head = match shape {
             Shape::Window { ms } => now_ms / bucket_ms(ms),
             Shape::Quota(p) => period_number(p, now_ms),
-            Shape::Concurrency => 0,
+            Shape::Concurrency | Shape::Health => 0,
         };
         self.touched_ms = now_ms;
     }
@@ -114,7 +118,7 @@ impl Slot {
                     self.counts[0] = 0;
                 }
             }
-            Shape::Concurrency => {}
+            Shape::Concurrency | Shape::Health => {}
         }
     }
 
@@ -122,7 +126,7 @@ impl Slot {
     pub fn used(&self, shape: Shape) -> u64 {
         match shape {
             Shape::Window { .. } => self.counts.iter().fold(0u64, |a, c| a.saturating_add(*c)),
-            Shape::Quota(_) | Shape::Concurrency => self.counts[0],
+            Shape::Quota(_) | Shape::Concurrency | Shape::Health => self.counts[0],
         }
     }
 
@@ -145,7 +149,7 @@ impl Slot {
                 None
             }
             Shape::Quota(p) => Some(period_end_ms(p, now_ms).saturating_sub(now_ms)),
-            Shape::Concurrency => None,
+            Shape::Concurrency | Shape::Health => None,
         }
     }
 
@@ -175,7 +179,7 @@ impl Slot {
                 ((self.head + BUCKETS + 1) * bucket_ms(ms)).saturating_sub(now_ms)
             }
             Shape::Quota(p) => period_end_ms(p, now_ms).saturating_sub(now_ms),
-            Shape::Concurrency => 0,
+            Shape::Concurrency | Shape::Health => 0,
         }
     }
 
@@ -187,7 +191,7 @@ impl Slot {
                 self.counts[i] = self.counts[i].saturating_add(amount);
                 self.head
             }
-            Shape::Quota(_) | Shape::Concurrency => {
+            Shape::Quota(_) | Shape::Concurrency | Shape::Health => {
                 self.counts[0] = self.counts[0].saturating_add(amount);
                 self.head
             }
@@ -215,7 +219,7 @@ impl Slot {
                 }
                 0
             }
-            Shape::Concurrency => 0,
+            Shape::Concurrency | Shape::Health => 0,
         };
         let c = &mut self.counts[i];
         *c = if delta >= 0 {
@@ -246,6 +250,7 @@ impl Slot {
                 self.counts[0] == 0 || period_number(p, now_ms) > self.head
             }
             4 => self.counts[0] == 0,
+            5 => self.counts[0] == 0 && self.counts[1] <= now_ms,
             _ => true,
         }
     }

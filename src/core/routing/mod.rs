@@ -19,6 +19,7 @@
 //! route's `path_prefix` (or after `rewrite.from`, replaced by `rewrite.to`); the query string
 //! is kept (Azure's `api-version` is added).
 
+pub mod health;
 mod parse;
 mod select;
 
@@ -74,6 +75,10 @@ pub struct Target {
     pub credential: Option<Credential>,
     /// Azure `api-version` query argument; Anthropic `anthropic-version` header.
     pub api_version: Option<String>,
+    /// Consecutive failed attempts that start a cool-down (default 3).
+    pub max_failures: u32,
+    /// How long a cool-down lasts, in milliseconds (default 30 s).
+    pub cooldown_ms: u64,
 }
 
 impl Target {

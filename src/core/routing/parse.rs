@@ -108,6 +108,8 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
             "credential",
             "api_version",
             "description",
+            "max_failures",
+            "cooldown",
         ],
     )?;
     string(obj, path, "description")?;
@@ -162,6 +164,30 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
     if provider == Provider::Azure && string(obj, path, "api_version")?.is_none() {
         return err(&at(path, "api_version"), "is required for azure");
     }
+    let max_failures = match obj.get("max_failures") {
+        None => 3,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=1000).contains(&n) => n as u32,
+            _ => {
+                return err(
+                    &at(path, "max_failures"),
+                    "must be an integer from 1 to 1000",
+                )
+            }
+        },
+    };
+    let cooldown_ms = match obj.get("cooldown") {
+        None => 30_000,
+        Some(v) => match v.as_u64().or_else(|| v.as_str().and_then(duration_s)) {
+            Some(s) if s <= 86_400 => s * 1000,
+            _ => {
+                return err(
+                    &at(path, "cooldown"),
+                    "must be seconds, or \"<n>s\", \"<n>m\", \"<n>h\" (at most a day)",
+                )
+            }
+        },
+    };
     Ok(Target {
         name: name.to_string(),
         provider,
@@ -171,6 +197,8 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
         base_path,
         credential,
         api_version: string(obj, path, "api_version")?.map(str::to_string),
+        max_failures,
+        cooldown_ms,
     })
 }
 
@@ -372,5 +400,16 @@ fn parse_route(
         retry_statuses,
         max_attempts,
         counter: AtomicU64::new(0),
+    })
+}
+
+fn duration_s(s: &str) -> Option<u64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    n.checked_mul(match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return None,
     })
 }

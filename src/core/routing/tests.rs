@@ -224,3 +224,34 @@ fn base_urls() {
     );
     assert!(parse_base_url("https://user@x").is_err());
 }
+
+#[test]
+fn health_cools_a_failing_target_down_and_lets_it_back() {
+    use super::health::*;
+    use crate::core::policy::slot::{Shape, Slot};
+    let r = routing(json!({
+        "targets": [{"name": "a", "provider": "openai", "base_url": "http://a",
+                     "max_failures": 2, "cooldown": "10s"}],
+        "routes": []
+    }))
+    .unwrap();
+    let t = &r.targets[0];
+    let mut slot = Slot::new(health_key(t), Shape::Health, 0);
+    let t0 = 1_000_000;
+    assert_eq!(record_failure(&mut slot, t, t0, None), None);
+    assert!(!is_cooling(&slot, t0));
+    assert_eq!(record_failure(&mut slot, t, t0 + 1, None), Some(10_000));
+    assert!(is_cooling(&slot, t0 + 5_000));
+    assert!(!is_cooling(&slot, t0 + 10_001));
+    // a success clears the count
+    record_failure(&mut slot, t, t0 + 20_000, None);
+    record_success(&mut slot, t0 + 20_001);
+    assert_eq!(record_failure(&mut slot, t, t0 + 20_002, None), None);
+    // a provider's Retry-After cools down at once, for as long as it says
+    assert_eq!(
+        record_failure(&mut slot, t, t0 + 30_000, Some(60_000)),
+        Some(60_000)
+    );
+    assert!(is_cooling(&slot, t0 + 89_000));
+    assert!(slot.is_idle(t0 + 100_000));
+}
