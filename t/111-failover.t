@@ -381,3 +381,42 @@ target "bad" cools down for 120 s
 Authorization: Bearer sk-route-a
 --- response_headers eval
 ["X-Target: good\nX-Attempts: 2", "X-Target: good\nX-Attempts: 1"]
+
+
+
+=== TEST 14: metrics: each attempt is counted under its target's name, the failed one as a failover
+--- http_config
+    ai_gateway_config ../html/gw.json;
+    ai_gateway_metrics_zone metrics 256k;
+    upstream ai_gateway_targets {
+        ai_gateway_upstream;
+    }
+    server {
+        listen 127.0.0.1:1990;
+        location / { return 503 "busy"; }
+    }
+    server {
+        listen 127.0.0.1:1991;
+        location / { return 200 "ok\n"; }
+    }
+--- config
+    location /v1/ {
+        ai_gateway on;
+        include $TEST_NGINX_ROOT/nginx-conf/ai_gateway_proxy.conf;
+    }
+    location @ai_gateway_failover {
+        ai_gateway on;
+        include $TEST_NGINX_ROOT/nginx-conf/ai_gateway_proxy.conf;
+    }
+    location = /metrics {
+        ai_gateway_metrics;
+    }
+--- user_files eval
+">>> gw.json\n" . main::gw("http://127.0.0.1:1990/v1")
+--- request eval
+["POST /v1/chat/completions\n{\"model\":\"gpt-4o\",\"messages\":[]}", "GET /metrics"]
+--- more_headers
+Authorization: Bearer sk-route-a
+--- response_body_like eval
+["^ok\n\\z",
+ qr/(?=[\s\S]*\ngateway_upstream_requests_total\{upstream="bad",code="503"\} 1\n)(?=[\s\S]*\ngateway_upstream_requests_total\{upstream="good",code="200"\} 1\n)(?=[\s\S]*\ngateway_upstream_failovers_total\{upstream="bad"\} 1\n)(?=[\s\S]*\ngateway_upstream_failovers_total\{upstream="good"\} 0\n)/]

@@ -139,7 +139,18 @@ unsafe fn record(r: *mut ngx_http_request_t) {
         for reason in ctx.policy.iter().flat_map(|p| p.dry_run_reasons.iter()) {
             store.record_dry_run(namespace, reason);
         }
-        record_upstreams(req, &store);
+        // routed requests: each attempt is labelled with its target's name
+        let targets: Option<Vec<&str>> =
+            ctx.route
+                .as_ref()
+                .zip(ctx.config.as_ref())
+                .map(|(st, cfg)| {
+                    st.order[..=st.attempt.min(st.order.len().saturating_sub(1))]
+                        .iter()
+                        .map(|t| cfg.routing.targets.get(*t).map_or("", |t| t.name.as_str()))
+                        .collect()
+                });
+        record_upstreams(req, &store, targets.as_deref());
         let ns = ctx.overhead_ns + started.elapsed().as_nanos() as u64;
         store.observe_overhead(ns);
     }
@@ -149,7 +160,7 @@ unsafe fn record(r: *mut ngx_http_request_t) {
 ///
 /// # Safety
 /// `r` must be a live request.
-unsafe fn record_upstreams(r: &ngx_http_request_t, store: &Store) {
+unsafe fn record_upstreams(r: &ngx_http_request_t, store: &Store, targets: Option<&[&str]>) {
     // SAFETY: upstream_states is null or an array of states in the request pool; u and its
     // configuration outlive the request.
     unsafe {
@@ -172,12 +183,17 @@ unsafe fn record_upstreams(r: &ngx_http_request_t, store: &Store) {
             .iter()
             .rposition(|s| s.peer.is_null())
             .map_or(0, |i| i + 1);
+        let mut group = 0;
         for (i, state) in states.iter().enumerate() {
             let Some(peer) = state.peer.as_ref() else {
+                group += 1;
                 continue;
             };
             let peer_name;
-            let upstream = if i >= last_group {
+            let routed = targets.and_then(|t| t.get(group)).filter(|t| !t.is_empty());
+            let upstream = if let Some(target) = routed {
+                target
+            } else if i >= last_group {
                 &*name
             } else {
                 peer_name = String::from_utf8_lossy(peer.as_bytes());
