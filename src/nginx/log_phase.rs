@@ -183,12 +183,12 @@ unsafe fn record_upstreams(r: &ngx_http_request_t, store: &Store, targets: Optio
             .iter()
             .rposition(|s| s.peer.is_null())
             .map_or(0, |i| i + 1);
-        let mut group = 0;
         for (i, state) in states.iter().enumerate() {
             let Some(peer) = state.peer.as_ref() else {
-                group += 1;
                 continue;
             };
+            // the attempt this state belongs to: separators before it
+            let group = states[..i].iter().filter(|s| s.peer.is_null()).count();
             let peer_name;
             let routed = targets.and_then(|t| t.get(group)).filter(|t| !t.is_empty());
             let upstream = if let Some(target) = routed {
