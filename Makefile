@@ -15,7 +15,7 @@ TEST_PORT    ?= 1984
 SDK_VENV     := vendor/sdk-venv
 SDK_PACKAGES := openai==3.54.0 anthropic==2.12.0
 
-APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libssl-dev \
+APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libssl-dev openssl \
                 zlib1g-dev curl ca-certificates perl libtest-base-perl libtext-diff-perl \
                 libtest-longstring-perl \
                 nginx nginx-dev prometheus python3 python3-venv

@@ -3,11 +3,19 @@
 # (the client's key never reaches a provider), the upstream URI (base path, rewrite, Azure's
 # api-version, query kept), Host, connection reuse, per-namespace routes, no route (404),
 # the routing variables, and config errors. The "providers" are nginx servers that echo what
-# they received.
+# they received; one of them speaks TLS with a certificate made for the run.
 use lib 't/lib';
 use Test::AIGateway 'no_plan';
 
 repeat_each(1);
+
+# a self-signed certificate for "localhost", made for this run
+$ENV{TEST_NGINX_TLS_DIR} = "$ENV{TEST_NGINX_ROOT}/t/servroot-tls";
+mkdir $ENV{TEST_NGINX_TLS_DIR};
+system("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
+       . "-addext subjectAltName=DNS:localhost -keyout $ENV{TEST_NGINX_TLS_DIR}/key.pem "
+       . "-out $ENV{TEST_NGINX_TLS_DIR}/cert.pem 2>/dev/null") == 0
+    or die "openssl could not make a test certificate\n";
 
 our $echo = 'return 200 "port=$server_port host=$http_host uri=$request_uri auth=$http_authorization api-key=$http_api_key x-api-key=$http_x_api_key version=$http_anthropic_version conn=$connection_requests\n";';
 
@@ -196,3 +204,44 @@ POST /v1/chat/completions
 Authorization: Bearer sk-route-a
 --- response_body
 auth=Bearer sk-from-a-file
+
+
+
+=== TEST 10: an https provider: TLS with SNI, the certificate verified against the target's host name, connections reused
+--- http_config
+    ai_gateway_config ../html/gw.json;
+    upstream ai_gateway_targets {
+        ai_gateway_upstream;
+        keepalive 8;
+    }
+    server {
+        listen 127.0.0.1:1994 ssl;
+        server_name localhost;
+        ssl_certificate $TEST_NGINX_TLS_DIR/cert.pem;
+        ssl_certificate_key $TEST_NGINX_TLS_DIR/key.pem;
+        location / {
+            return 200 "sni=$ssl_server_name host=$http_host uri=$request_uri auth=$http_authorization conn=$connection_requests\n";
+        }
+    }
+--- config
+    location /v1/ {
+        ai_gateway on;
+        include $TEST_NGINX_ROOT/nginx-conf/ai_gateway_proxy.conf;
+        proxy_ssl_verify on;
+        proxy_ssl_trusted_certificate $TEST_NGINX_TLS_DIR/cert.pem;
+        proxy_ssl_session_reuse on;
+    }
+--- user_files
+>>> gw.json
+{"namespaces": [{"code": "a", "api_keys": ["033d461ba69fa00769695b91ef3d9187416084607a52805d6ca51f0665bd4fcb"]}],
+ "targets": [{"name": "tls", "provider": "openai", "base_url": "https://localhost:1994/v1",
+   "credential": {"value": "sk-over-tls"}}],
+ "routes": [{"path_prefix": "/v1/", "targets": ["tls"]}]}
+--- request eval
+[map { "POST /v1/chat/completions\n{\"model\":\"m\",\"messages\":[]}" } 1 .. 3]
+--- more_headers
+Authorization: Bearer sk-route-a
+--- response_body eval
+["sni=localhost host=localhost:1994 uri=/v1/chat/completions auth=Bearer sk-over-tls conn=1\n",
+ "sni=localhost host=localhost:1994 uri=/v1/chat/completions auth=Bearer sk-over-tls conn=2\n",
+ "sni=localhost host=localhost:1994 uri=/v1/chat/completions auth=Bearer sk-over-tls conn=3\n"]

@@ -263,6 +263,10 @@ unsafe extern "C" fn init_peer(
         }
         (*u).peer.get = Some(get_peer);
         (*u).peer.free = Some(free_peer);
+        // nginx calls these for TLS upstreams (proxy_ssl_session_reuse, on by default):
+        // sessions are not cached per target; pooled connections avoid most handshakes
+        (*u).peer.set_session = Some(set_session);
+        (*u).peer.save_session = Some(save_session);
         (*u).peer.data = r.cast();
         // one try per dispatch: failover to another provider re-dispatches the request
         (*u).peer.tries = 1;
@@ -333,6 +337,12 @@ unsafe extern "C" fn free_peer(
         (*pc).tries = 0;
     }
 }
+
+unsafe extern "C" fn set_session(_pc: *mut ngx_peer_connection_t, _data: *mut c_void) -> ngx_int_t {
+    NGX_OK as ngx_int_t
+}
+
+unsafe extern "C" fn save_session(_pc: *mut ngx_peer_connection_t, _data: *mut c_void) {}
 
 /// The bytes of a `sockaddr_in` / `sockaddr_in6` for `addr`.
 fn socket2_like(addr: &SocketAddr) -> Vec<u8> {
