@@ -420,3 +420,79 @@ Authorization: Bearer sk-route-a
 --- response_body_like eval
 ["^ok\n\\z",
  qr/(?=[\s\S]*\ngateway_upstream_requests_total\{upstream="bad",code="503"\} 1\n)(?=[\s\S]*\ngateway_upstream_requests_total\{upstream="good",code="200"\} 1\n)(?=[\s\S]*\ngateway_upstream_failovers_total\{upstream="bad"\} 1\n)(?=[\s\S]*\ngateway_upstream_failovers_total\{upstream="good"\} 0\n)/]
+
+
+
+=== TEST 15: a target's own read timeout (the location's is a minute): the slow target is left after 300 ms
+--- http_config
+    server {
+        listen 127.0.0.1:1990;
+        location / { ai_gateway_mock_provider latency=3s; }
+    }
+    server {
+        listen 127.0.0.1:1991;
+        location / { return 200 "port=$server_port\n"; }
+    }
+--- config
+    proxy_read_timeout 60s;
+    location /v1/ {
+        ai_gateway on;
+        include $TEST_NGINX_ROOT/nginx-conf/ai_gateway_proxy.conf;
+        add_header X-Target $ai_gateway_target always;
+        add_header X-Attempts $ai_gateway_attempts always;
+    }
+    location @ai_gateway_failover {
+        ai_gateway on;
+        include $TEST_NGINX_ROOT/nginx-conf/ai_gateway_proxy.conf;
+        add_header X-Target $ai_gateway_target always;
+        add_header X-Attempts $ai_gateway_attempts always;
+    }
+--- user_files eval
+">>> gw.json\n" . main::gw("http://127.0.0.1:1990/v1", health => ', "timeouts": {"read": "300ms"}')
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","messages":[]}
+--- more_headers
+Authorization: Bearer sk-route-a
+--- timeout: 2
+--- response_headers
+X-Target: good
+X-Attempts: 2
+--- response_body
+port=1991
+--- no_error_log
+[alert]
+[emerg]
+--- error_log
+upstream timed out (110: Connection timed out) while reading response header from upstream
+
+
+
+=== TEST 16: no retry once the response has begun: a stream that stalls after its first event is cut, not sent again
+The client gets a truncated stream (no last chunk), which the runner cannot parse; the log
+shows the timeout and no failover.
+--- http_config
+    server {
+        listen 127.0.0.1:1990;
+        location / { ai_gateway_mock_provider interval=2s; }
+    }
+    server {
+        listen 127.0.0.1:1991;
+        location / { return 200 "port=$server_port\n"; }
+    }
+--- user_files eval
+">>> gw.json\n" . main::gw("http://127.0.0.1:1990/v1", health => ', "timeouts": {"read": "300ms"}')
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- more_headers
+Authorization: Bearer sk-route-a
+--- timeout: 3
+--- ignore_response
+--- no_error_log
+[alert]
+[emerg]
+failed with
+trying "good"
+--- error_log
+upstream timed out (110: Connection timed out) while reading upstream

@@ -5,6 +5,7 @@
 
 use std::ffi::{c_char, c_void};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{
@@ -32,6 +33,8 @@ pub struct ResolvedTarget {
     pub addrs: Vec<SocketAddr>,
     /// The provider key (never logged).
     pub secret: Option<String>,
+    /// Requests of this worker connected to the target now (for `max_connections`).
+    pub active: AtomicU32,
 }
 
 /// Resolves every target's host (blocking, at configuration time, as nginx resolves the
@@ -76,7 +79,11 @@ pub fn resolve_targets(
             if secret.as_deref() == Some("") {
                 return Err(format!("targets[{i}].credential: the key is empty"));
             }
-            Ok(ResolvedTarget { addrs, secret })
+            Ok(ResolvedTarget {
+                addrs,
+                secret,
+                active: AtomicU32::new(0),
+            })
         })
         .collect()
 }
@@ -93,6 +100,8 @@ pub struct RouteState {
     pub uri_changes: u32,
     /// The last provider's `Retry-After` (for the gateway's 429 when every target failed).
     pub retry_after_s: Option<u64>,
+    /// The target whose `active` count this request's current attempt holds.
+    pub holding: Option<usize>,
 }
 
 impl RouteState {
@@ -145,6 +154,7 @@ pub fn choose(
         attempt: 0,
         uri_changes: 0,
         retry_after_s: None,
+        holding: None,
     })
 }
 
@@ -270,8 +280,58 @@ unsafe extern "C" fn init_peer(
         (*u).peer.data = r.cast();
         // one try per dispatch: failover to another provider re-dispatches the request
         (*u).peer.tries = 1;
+        if !target_timeouts(r) {
+            return NGX_ERROR as ngx_int_t;
+        }
     }
     NGX_OK as ngx_int_t
+}
+
+/// Gives this attempt the target's own timeouts: a copy of the location's upstream settings
+/// in the request pool (false when memory runs out).
+///
+/// # Safety
+/// `r` must be a live request whose upstream is being set up.
+unsafe fn target_timeouts(r: *mut ngx_http_request_t) -> bool {
+    // SAFETY: u->conf points at the location's settings, which outlive the request; the copy
+    // lives in the request pool.
+    unsafe {
+        let Some(c) = ctx::get((*r).main) else {
+            return true;
+        };
+        let (Some(state), Some(config)) = (c.route.as_ref(), c.config.as_ref()) else {
+            return true;
+        };
+        let Some(t) = state.target().and_then(|i| config.routing.targets.get(i)) else {
+            return true;
+        };
+        if t.connect_timeout_ms.is_none()
+            && t.send_timeout_ms.is_none()
+            && t.read_timeout_ms.is_none()
+        {
+            return true;
+        }
+        let u = (*r).upstream;
+        let copy = ngx::ffi::ngx_palloc(
+            (*r).pool,
+            std::mem::size_of::<ngx::ffi::ngx_http_upstream_conf_t>(),
+        ) as *mut ngx::ffi::ngx_http_upstream_conf_t;
+        if copy.is_null() {
+            return false;
+        }
+        std::ptr::copy_nonoverlapping((*u).conf, copy, 1);
+        if let Some(ms) = t.connect_timeout_ms {
+            (*copy).connect_timeout = ms as _;
+        }
+        if let Some(ms) = t.send_timeout_ms {
+            (*copy).send_timeout = ms as _;
+        }
+        if let Some(ms) = t.read_timeout_ms {
+            (*copy).read_timeout = ms as _;
+        }
+        (*u).conf = copy;
+        true
+    }
 }
 
 unsafe extern "C" fn get_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void) -> ngx_int_t {
@@ -295,12 +355,35 @@ unsafe fn get(pc: *mut ngx_peer_connection_t, r: *mut ngx_http_request_t) -> ngx
         let Some(targets) = Module::main_conf(&*r).and_then(|m| m.targets.clone()) else {
             return NGX_BUSY as ngx_int_t;
         };
-        let Some(t) = state.target().and_then(|i| targets.get(i)) else {
+        let Some(index) = state.target() else {
+            return NGX_BUSY as ngx_int_t;
+        };
+        let Some(t) = targets.get(index) else {
             return NGX_BUSY as ngx_int_t;
         };
         let Some(addr) = t.addrs.first() else {
             return NGX_BUSY as ngx_int_t;
         };
+        let max = c
+            .config
+            .as_ref()
+            .and_then(|cfg| cfg.routing.targets.get(index))
+            .and_then(|t| t.max_connections);
+        if let Some(max) = max {
+            if t.active.load(Relaxed) >= max {
+                ngx::ngx_log_error!(
+                    ngx::ffi::NGX_LOG_WARN,
+                    (*pc).log,
+                    "ai_gateway: target \"{}\" has {} requests in flight (max_connections)",
+                    c.config
+                        .as_ref()
+                        .and_then(|cfg| cfg.routing.targets.get(index))
+                        .map_or("", |t| t.name.as_str()),
+                    max
+                );
+                return NGX_BUSY as ngx_int_t;
+            }
+        }
         let pool = (*r).pool;
         let sa = socket2_like(addr);
         let mem = ngx::ffi::ngx_palloc(pool, sa.len()) as *mut u8;
@@ -323,6 +406,10 @@ unsafe fn get(pc: *mut ngx_peer_connection_t, r: *mut ngx_http_request_t) -> ngx
         (*pc).sockaddr = mem as *mut sockaddr;
         (*pc).socklen = sa.len() as _;
         (*pc).name = name_str;
+        t.active.fetch_add(1, Relaxed);
+        if let Some(state) = ctx::get(main).and_then(|c| c.route.as_mut()) {
+            state.holding = Some(index);
+        }
         NGX_OK as ngx_int_t
     }
 }

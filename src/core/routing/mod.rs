@@ -79,6 +79,14 @@ pub struct Target {
     pub max_failures: u32,
     /// How long a cool-down lasts, in milliseconds (default 30 s).
     pub cooldown_ms: u64,
+    /// `proxy_connect_timeout`, `proxy_send_timeout`, `proxy_read_timeout` for this target
+    /// (milliseconds; `None`: the location's).
+    pub connect_timeout_ms: Option<u64>,
+    pub send_timeout_ms: Option<u64>,
+    pub read_timeout_ms: Option<u64>,
+    /// Requests in flight to this target per worker at most (`None`: no limit); past it the
+    /// attempt fails over as a refused connection would.
+    pub max_connections: Option<u32>,
 }
 
 impl Target {

@@ -110,6 +110,8 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
             "description",
             "max_failures",
             "cooldown",
+            "timeouts",
+            "max_connections",
         ],
     )?;
     string(obj, path, "description")?;
@@ -188,6 +190,40 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
             }
         },
     };
+    let (mut connect, mut send, mut read) = (None, None, None);
+    match obj.get("timeouts") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(t)) => {
+            let tpath = at(path, "timeouts");
+            known(t, &tpath, &["connect", "send", "read"])?;
+            for (key, slot) in [
+                ("connect", &mut connect),
+                ("send", &mut send),
+                ("read", &mut read),
+            ] {
+                if let Some(v) = t.get(key) {
+                    *slot = Some(duration_ms(v).ok_or_else(|| ConfigError {
+                        path: at(&tpath, key),
+                        message: "must be milliseconds, or \"<n>ms\", \"<n>s\", \"<n>m\" (up to an hour)"
+                            .to_string(),
+                    })?);
+                }
+            }
+        }
+        Some(_) => return err(&at(path, "timeouts"), "must be an object"),
+    }
+    let max_connections = match obj.get("max_connections") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=100_000).contains(&n) => Some(n as u32),
+            _ => {
+                return err(
+                    &at(path, "max_connections"),
+                    "must be an integer from 1 to 100000",
+                )
+            }
+        },
+    };
     Ok(Target {
         name: name.to_string(),
         provider,
@@ -199,6 +235,10 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
         api_version: string(obj, path, "api_version")?.map(str::to_string),
         max_failures,
         cooldown_ms,
+        connect_timeout_ms: connect,
+        send_timeout_ms: send,
+        read_timeout_ms: read,
+        max_connections,
     })
 }
 
@@ -412,4 +452,23 @@ fn duration_s(s: &str) -> Option<u64> {
         "h" => 3600,
         _ => return None,
     })
+}
+
+/// A timeout: milliseconds as a number, or `"250ms"`, `"5s"`, `"2m"`; 1 ms to an hour.
+fn duration_ms(v: &Value) -> Option<u64> {
+    let ms = match v {
+        Value::Number(n) => n.as_u64()?,
+        Value::String(s) => {
+            let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+            let n: u64 = num.parse().ok()?;
+            n.checked_mul(match unit {
+                "ms" => 1,
+                "s" => 1000,
+                "m" => 60_000,
+                _ => return None,
+            })?
+        }
+        _ => return None,
+    };
+    (1..=3_600_000).contains(&ms).then_some(ms)
 }

@@ -212,6 +212,33 @@ fn config_errors_name_the_field() {
 }
 
 #[test]
+fn timeouts_and_connection_limits() {
+    let r = routing(json!({
+        "targets": [{"name": "a", "provider": "openai", "base_url": "http://a",
+                     "timeouts": {"connect": "250ms", "read": "2m", "send": 5000},
+                     "max_connections": 64}],
+        "routes": []
+    }))
+    .unwrap();
+    let t = &r.targets[0];
+    assert_eq!(
+        (
+            t.connect_timeout_ms,
+            t.send_timeout_ms,
+            t.read_timeout_ms,
+            t.max_connections
+        ),
+        (Some(250), Some(5000), Some(120_000), Some(64))
+    );
+    assert!(routing(
+        json!({"targets": [{"name": "a", "provider": "openai", "base_url": "http://a",
+        "timeouts": {"read": "2h"}}]})
+    )
+    .unwrap_err()
+    .starts_with("targets[0].timeouts.read: must be"));
+}
+
+#[test]
 fn base_urls() {
     use super::parse::parse_base_url;
     assert_eq!(
