@@ -7,8 +7,9 @@ Three nginx instances of the same binary (vendor/objs/nginx):
   plain      proxy_pass to the mock with upstream keepalive (the floor); gateway CPU;
   nometrics  the same proxying with the module but no metrics zone; gateway CPU;
   gateway    the module doing everything that has landed, metrics included; gateway CPU;
-  policies   the gateway with every policy type enabled for the bench namespace (limits
-             that never refuse); gateway CPU.
+  full       the gateway with every policy type enabled for the bench namespace (limits
+             that never refuse) and routing (ai_gateway_upstream, keepalive, the provider
+             credential injected); gateway CPU.
 
 Rounds interleave the targets (plain, nometrics, gateway, ...) for each scenario:
 JSON and SSE at concurrency 32 (req/s, CPU microseconds per request from the target's
@@ -40,7 +41,7 @@ NGINX = os.path.join(OBJS, "nginx")
 MODULE = os.path.join(OBJS, "ngx_http_ai_gateway_module.so")
 WORK = os.path.join(ROOT, "vendor", "bench")
 
-PORTS = {"mock": 18101, "plain": 18102, "gateway": 18103, "nometrics": 18104, "policies": 18105}
+PORTS = {"mock": 18101, "plain": 18102, "gateway": 18103, "nometrics": 18104, "full": 18105}
 BENCH_KEY = "sk-bench-0000042"
 CPU_GATEWAY, CPU_LOAD = "0", "1"
 SCENARIOS = [  # name, path, streaming, connections
@@ -49,7 +50,7 @@ SCENARIOS = [  # name, path, streaming, connections
     ("json_c1", "/v1/chat/completions", False, 1),
     ("sse_c1", "/v1/sse/chat/completions", True, 1),
 ]
-TARGETS = ["plain", "nometrics", "gateway", "policies"]
+TARGETS = ["plain", "nometrics", "gateway", "full"]
 
 TARGETS_TEXT = """\
 - Key -> namespace + metrics only: <= 1.05x plain proxy_pass CPU/request.
@@ -127,9 +128,10 @@ BENCH_POLICIES = [
 ]
 
 
-def gateway_config(policies=False):
+def gateway_config(full=False):
     """100 namespaces x 10 keys and 10 header matchers; the bench key is one of the keys
-    (namespace team-4); with `policies`, that namespace has every policy type."""
+    (namespace team-4); with `full`, that namespace has every policy type and requests are
+    routed to the mock as a target."""
     namespaces = []
     for n in range(100):
         keys = [hashlib.sha256(("sk-bench-%07d" % (n * 10 + k)).encode()).hexdigest()
@@ -138,10 +140,16 @@ def gateway_config(policies=False):
         if n < 10:
             ns["matchers"] = [{"type": "header", "field": "X-Team", "operator": "equals",
                                "value": "team-%d" % n}]
-        if policies and n == 4:
+        if full and n == 4:
             ns["policies"] = BENCH_POLICIES
         namespaces.append(ns)
-    return {"version": "bench", "namespaces": namespaces}
+    config = {"version": "bench", "namespaces": namespaces}
+    if full:
+        config["targets"] = [{"name": "mock", "provider": "openai",
+                              "base_url": "http://127.0.0.1:%d/v1" % PORTS["mock"],
+                              "credential": {"value": "sk-bench-provider"}}]
+        config["routes"] = [{"name": "all", "path_prefix": "/v1/", "targets": ["mock"]}]
+    return config
 
 
 COMMON = """\
@@ -199,8 +207,21 @@ http {{
 }}
 """.format(upstream=upstream, port=PORTS["plain"], proxy=PROXY.format(extra=""))
     metrics_zone = "    ai_gateway_metrics_zone bench 4m;\n"
+    gateway_location = PROXY.format(
+        extra="            ai_gateway on;\n"
+              "            proxy_set_header X-AI-Gateway-Namespace $ai_gateway_namespace;\n")
     for name, metrics in (("nometrics", ""), ("gateway", metrics_zone),
-                          ("policies", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n")):
+                          ("full", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n")):
+        if name == "full":
+            upstreams = ("    upstream ai_gateway_targets { ai_gateway_upstream; keepalive 64; }\n")
+            proxy = "".join(
+                "        location %s {\n            ai_gateway on;\n"
+                "            include %s/nginx-conf/ai_gateway_proxy.conf;\n"
+                "            proxy_set_header X-AI-Gateway-Namespace $ai_gateway_namespace;\n"
+                "        }\n" % (loc, ROOT)
+                for loc in ("/v1/", "@ai_gateway_failover"))
+        else:
+            upstreams, proxy = upstream, gateway_location
         confs[name] = "load_module {mod};\n".format(mod=MODULE) + user + COMMON.format() + """\
 http {{
     access_log off;
@@ -209,17 +230,15 @@ http {{
         listen 127.0.0.1:{port};
 {proxy}{exposition}    }}
 }}
-""".format(upstream=upstream, port=PORTS[name], metrics=metrics,
+""".format(upstream=upstreams, port=PORTS[name], metrics=metrics,
            exposition="        location = /metrics { ai_gateway_metrics; }\n" if name == "gateway" else "",
-           proxy=PROXY.format(
-               extra="            ai_gateway on;\n"
-                     "            proxy_set_header X-AI-Gateway-Namespace $ai_gateway_namespace;\n"))
+           proxy=proxy)
     for name, text in confs.items():
         with open(os.path.join(WORK, name, "conf", "nginx.conf"), "w") as f:
             f.write(text)
-    for name in ("nometrics", "gateway", "policies"):
+    for name in ("nometrics", "gateway", "full"):
         with open(os.path.join(WORK, name, "conf", "gateway.json"), "w") as f:
-            json.dump(gateway_config(policies=name == "policies"), f)
+            json.dump(gateway_config(full=name == "full"), f)
     for stream in (False, True):
         name = "sse" if stream else "json"
         body = request_body(stream)
@@ -327,7 +346,7 @@ def check(name, path, stream):
             "http://127.0.0.1:%d%s" % (PORTS[name], path)], input=body.decode())
     ok = r.stdout.startswith("HTTP/1.1 200") and ("[DONE]" in r.stdout if stream
                                                  else '"usage"' in r.stdout)
-    if name == "policies":
+    if name == "full":
         ok = ok and "x-ratelimit-remaining-tokens:" in r.stdout.lower()
     if not ok:
         sys.exit("%s %s did not answer as expected:\n%s" % (name, path, r.stdout[:500]))
@@ -478,13 +497,16 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
       "which do not ask for usage, get `stream_options.include_usage` added and the usage "
       "chunk taken back out of what the client receives) |")
     w("| nometrics | the same without `ai_gateway_metrics_zone` |")
-    w("| policies | the gateway with every policy type for the bench namespace (`models`, "
+    w("| full | the gateway with every policy type for the bench namespace (`models`, "
       "`message`, `input_tokens`, `output_tokens`, `concurrency`, `requests`, `tokens`, "
       "`quota`; limits never reached): the prompt's tokenizer-free upper bound for the input "
       "cap and the token window and quota (the limits are far, so no exact count), four "
       "counters taken and settled under the `ai_gateway_limit_zone` lock, "
-      "`x-ratelimit-*` headers, streams through the output cap |")
-    w("| method | %d rounds x %d s per run, targets interleaved (plain, nometrics, gateway, policies) per "
+      "`x-ratelimit-*` headers, streams through the output cap; and routing: the mock is a "
+      "target behind `upstream ai_gateway_targets { ai_gateway_upstream; keepalive 64; }`, "
+      "proxied with `nginx-conf/ai_gateway_proxy.conf` (provider key injected, failover "
+      "set up) |")
+    w("| method | %d rounds x %d s per run, targets interleaved (plain, nometrics, gateway, full) per "
       "scenario; ratios per round against plain from the same round; medians over rounds |\n"
       % (params["rounds"], params["duration"]))
 
@@ -505,18 +527,18 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
             cell("plain", scen, "cpu_us"), cell("gateway", scen, "cpu_us"),
             ratio(scen, "cpu_us")))
     w("")
-    w("## Every policy enabled, concurrency 32 and 1\n")
-    w("| response | plain CPU us/req | policies CPU us/req | ratio to plain | ratio to gateway | Ir/req | Ir ratio to plain | Ir added over gateway | added p50 (c=1) over plain |")
+    w("## Full pipeline: every policy and routing, concurrency 32 and 1\n")
+    w("| response | plain CPU us/req | full CPU us/req | ratio to plain | ratio to gateway | Ir/req | Ir ratio to plain | Ir added over gateway | added p50 (c=1) over plain |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for scen, c1, stream, label in (("json_c32", "json_c1", False, "JSON"),
                                     ("sse_c32", "sse_c1", True, "SSE stream")):
         added = median([g["p50"] - p["p50"] for p, g in zip(results[("plain", c1)],
-                                                           results[("policies", c1)])])
-        pol = ir[("policies", stream)]
+                                                           results[("full", c1)])])
+        pol = ir[("full", stream)]
         w("| %s | %.1f | %.1f | **%.3f** | %.3f | %.0f | %.3f | %+.0f | %+.0f us |" % (
-            label, cell("plain", scen, "cpu_us"), cell("policies", scen, "cpu_us"),
-            ratio(scen, "cpu_us", "plain", "policies"),
-            ratio(scen, "cpu_us", "gateway", "policies"), pol, pol / ir[("plain", stream)],
+            label, cell("plain", scen, "cpu_us"), cell("full", scen, "cpu_us"),
+            ratio(scen, "cpu_us", "plain", "full"),
+            ratio(scen, "cpu_us", "gateway", "full"), pol, pol / ir[("plain", stream)],
             pol - ir[("gateway", stream)], added))
     w("")
     w("## Latency, concurrency 1\n")
@@ -569,13 +591,13 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
       % (scrape["counted"], rss["gateway"][2], scrape["counted"] - rss["gateway"][2],
          scrape["cut"], scrape["series"], scrape["bytes"]))
     w("## Memory\n")
-    w("| | plain | nometrics | gateway | policies |")
+    w("| | plain | nometrics | gateway | full |")
     w("|---|---:|---:|---:|---:|")
     for i, label in ((0, "RSS after warm-up (master + worker)"), (1, "RSS after the run")):
         w("| %s | %d KiB | %d KiB | %d KiB | %d KiB |" % (
-            label, rss["plain"][i], rss["nometrics"][i], rss["gateway"][i], rss["policies"][i]))
+            label, rss["plain"][i], rss["nometrics"][i], rss["gateway"][i], rss["full"][i]))
     w("| requests served in between | %d | %d | %d | %d |\n" % (
-        rss["plain"][2], rss["nometrics"][2], rss["gateway"][2], rss["policies"][2]))
+        rss["plain"][2], rss["nometrics"][2], rss["gateway"][2], rss["full"][2]))
     errors = sum(r["errors"] for rs in results.values() for r in rs)
     w("Socket errors or non-2xx answers during the runs: %d.\n" % errors)
     w("## Micro-benchmarks of the pure core (`cargo bench --no-default-features --bench core`)\n")
@@ -592,7 +614,7 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
       "`tokens/count_prompt/chat_32KB`: a chat request's prompt tokens with framing; "
       "`usage/sse_chunk/track`: reading one ~290-byte OpenAI stream chunk for usage; "
       "`usage/sse_chunk/strip`: the include_usage strip of one chunk; "
-      "`usage/json_response/track`: reading a whole JSON completion; `policy/admit_settle_release/8_policies`: the limiter path of one request with the eight policies of the policies target (prompt given); `policy/stream_cap/sse_chunk`: the output cap reading one stream chunk.\n")
+      "`usage/json_response/track`: reading a whole JSON completion; `policy/admit_settle_release/8_policies`: the limiter path of one request with the eight policies of the full target (prompt given); `policy/stream_cap/sse_chunk`: the output cap reading one stream chunk.\n")
     w("## Token counting throughput (one core)\n")
     w("| text | o200k_base | cl100k_base |")
     w("|---|---:|---:|")
@@ -615,16 +637,16 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
                                                        results[("gateway", "json_c1")])])
     growth = rss["gateway"][1] - rss["gateway"][0]
     w("Where this commit stands (it has key -> namespace, body parsing, metrics, usage "
-      "accounting and policies; no routing yet):\n")
+      "accounting, policies and routing):\n")
     w("- CPU/request, JSON: %.3fx; SSE: %.3fx; instructions/request, JSON: %.3fx; SSE: %.3fx "
       "(target for key -> namespace + metrics: <= 1.05x; this build also parses every body, "
       "which the full-pipeline target of <= 1.25x covers)."
       % (cpu_json, cpu_sse, ir[("gateway", False)] / ir[("plain", False)],
          ir[("gateway", True)] / ir[("plain", True)]))
-    w("- Every policy enabled (the full-pipeline target, routing still to come): CPU/request "
+    w("- Full pipeline (every policy and routing): CPU/request "
       "JSON %.3fx, SSE %.3fx plain (target <= 1.25x)."
-      % (ratio("json_c32", "cpu_us", "plain", "policies"),
-         ratio("sse_c32", "cpu_us", "plain", "policies")))
+      % (ratio("json_c32", "cpu_us", "plain", "full"),
+         ratio("sse_c32", "cpu_us", "plain", "full")))
     w("- Added p50 latency at concurrency 1 (JSON): %+.0f us (target <= 20 us)." % added)
     w("- Gateway RSS %+d KiB over %d requests (target: flat; %d requests is %s 1M)."
       % (growth, rss["gateway"][2], rss["gateway"][2],
