@@ -245,3 +245,18 @@ Authorization: Bearer sk-route-a
 ["sni=localhost host=localhost:1994 uri=/v1/chat/completions auth=Bearer sk-over-tls conn=1\n",
  "sni=localhost host=localhost:1994 uri=/v1/chat/completions auth=Bearer sk-over-tls conn=2\n",
  "sni=localhost host=localhost:1994 uri=/v1/chat/completions auth=Bearer sk-over-tls conn=3\n"]
+
+
+
+=== TEST 11: ai_gateway_route without routes in the config stops nginx -t
+--- http_config
+    ai_gateway_config $TEST_NGINX_FIXTURES/gateway.json;
+    upstream ai_gateway_targets { ai_gateway_upstream; }
+--- config
+    location /v1/ {
+        ai_gateway on;
+        include $TEST_NGINX_ROOT/nginx-conf/ai_gateway_proxy.conf;
+    }
+--- must_die
+--- error_log
+"ai_gateway_route" is on but the gateway config has no "routes"

@@ -29,6 +29,8 @@ pub struct MainConf {
     pub limit_zone: Option<NonNull<ngx_shm_zone_t>>,
     /// The config's targets, resolved (addresses, keys), by target index.
     pub targets: Option<Arc<Vec<ResolvedTarget>>>,
+    /// Whether some block says `ai_gateway_route on` (which needs routes in the config).
+    pub route_anywhere: bool,
 }
 
 /// Settings of `ai_gateway_mock_provider`.

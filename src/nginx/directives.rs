@@ -279,7 +279,11 @@ unsafe extern "C" fn cmd_route(
     // SAFETY: called by nginx for this directive with our LocConf.
     unsafe {
         setter(cf, conf, |lcf: &mut LocConf, args| {
-            set_flag(&mut lcf.route, "ai_gateway_route", &args[0])?;
+            if set_flag(&mut lcf.route, "ai_gateway_route", &args[0])? {
+                if let Some(mcf) = Module::main_conf_mut(&*cf) {
+                    mcf.route_anywhere = true;
+                }
+            }
             Ok(())
         })
     }

@@ -86,6 +86,14 @@ impl HttpModule for Module {
                 );
                 return NGX_CONF_ERROR as *mut c_char;
             }
+            if mcf.route_anywhere && mcf.config.as_ref().is_some_and(|c| c.routing.is_empty()) {
+                ngx::ngx_conf_log_error!(
+                    NGX_LOG_EMERG,
+                    cf,
+                    "\"ai_gateway_route\" is on but the gateway config has no \"routes\""
+                );
+                return NGX_CONF_ERROR as *mut c_char;
+            }
             if mcf.metrics_served && mcf.metrics_zone.is_none() {
                 ngx::ngx_conf_log_error!(
                     NGX_LOG_EMERG,
