@@ -25,8 +25,9 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::fields::{array, at, err, known, object, required, string};
 use super::matcher::{Matcher, Operator, Source};
 use super::policy::rules::{parse_policies, Policy};
 use super::routing::{parse_routing, Routing};
@@ -84,13 +85,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn err<T>(path: &str, message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError {
-        path: path.to_string(),
-        message: message.into(),
-    })
-}
-
 impl GatewayConfig {
     /// Parses and validates a JSON document.
     pub fn from_json(text: &[u8]) -> Result<Self, ConfigError> {
@@ -104,7 +98,7 @@ impl GatewayConfig {
     /// Validates an already parsed document.
     pub fn from_value(root: &Value) -> Result<Self, ConfigError> {
         let obj = object(root, "")?;
-        known_fields(
+        known(
             obj,
             "",
             &[
@@ -151,7 +145,7 @@ impl GatewayConfig {
         for (i, ns) in list.iter().enumerate() {
             let path = format!("namespaces[{i}]");
             let ns_obj = object(ns, &path)?;
-            known_fields(
+            known(
                 ns_obj,
                 &path,
                 &[
@@ -164,7 +158,7 @@ impl GatewayConfig {
                     "policies",
                 ],
             )?;
-            let code = required_str(ns_obj, &path, "code")?;
+            let code = required(ns_obj, &path, "code")?;
             validate_code(code, &format!("{path}.code"))?;
             if let Some(prev) = codes.insert(code.to_string(), i) {
                 return err(
@@ -172,9 +166,9 @@ impl GatewayConfig {
                     format!("duplicate namespace code \"{code}\" (also namespaces[{prev}])"),
                 );
             }
-            let name = optional_str(ns_obj, &path, "name")?.unwrap_or(code);
-            optional_str(ns_obj, &path, "description")?;
-            let enabled = match optional_str(ns_obj, &path, "status")? {
+            let name = string(ns_obj, &path, "name")?.unwrap_or(code);
+            string(ns_obj, &path, "description")?;
+            let enabled = match string(ns_obj, &path, "status")? {
                 None | Some("enabled") => true,
                 Some("disabled") => false,
                 Some(other) => {
@@ -260,67 +254,6 @@ impl GatewayConfig {
     }
 }
 
-fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, ConfigError> {
-    match v {
-        Value::Object(m) => Ok(m),
-        _ => err(path, "must be an object"),
-    }
-}
-
-fn known_fields(obj: &Map<String, Value>, path: &str, known: &[&str]) -> Result<(), ConfigError> {
-    for key in obj.keys() {
-        if !known.contains(&key.as_str()) {
-            let at = if path.is_empty() {
-                key.clone()
-            } else {
-                format!("{path}.{key}")
-            };
-            return err(&at, "unknown field");
-        }
-    }
-    Ok(())
-}
-
-fn field_path(path: &str, key: &str) -> String {
-    format!("{path}.{key}")
-}
-
-fn required_str<'a>(
-    obj: &'a Map<String, Value>,
-    path: &str,
-    key: &str,
-) -> Result<&'a str, ConfigError> {
-    match obj.get(key) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => err(&field_path(path, key), "must be a string"),
-        None => err(&field_path(path, key), "is required"),
-    }
-}
-
-fn optional_str<'a>(
-    obj: &'a Map<String, Value>,
-    path: &str,
-    key: &str,
-) -> Result<Option<&'a str>, ConfigError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => err(&field_path(path, key), "must be a string"),
-    }
-}
-
-fn array<'a>(
-    obj: &'a Map<String, Value>,
-    path: &str,
-    key: &str,
-) -> Result<&'a [Value], ConfigError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a),
-        Some(_) => err(&field_path(path, key), "must be an array"),
-    }
-}
-
 /// Codes become metric labels and log fields: keep them short and plain.
 fn validate_code(code: &str, path: &str) -> Result<(), ConfigError> {
     if code.is_empty() || code.len() > 64 {
@@ -340,12 +273,9 @@ fn parse_key(v: &Value, path: &str) -> Result<[u8; 32], ConfigError> {
     let (hex, hex_path) = match v {
         Value::String(s) => (s.as_str(), path.to_string()),
         Value::Object(obj) => {
-            known_fields(obj, path, &["sha256", "name"])?;
-            optional_str(obj, path, "name")?;
-            (
-                required_str(obj, path, "sha256")?,
-                field_path(path, "sha256"),
-            )
+            known(obj, path, &["sha256", "name"])?;
+            string(obj, path, "name")?;
+            (required(obj, path, "sha256")?, at(path, "sha256"))
         }
         _ => return err(path, "must be a sha256 hex string or an object"),
     };
@@ -372,16 +302,16 @@ fn decode_sha256_hex(hex: &str) -> Option<[u8; 32]> {
 
 fn parse_matcher(v: &Value, path: &str, namespace: usize) -> Result<Matcher, ConfigError> {
     let obj = object(v, path)?;
-    known_fields(
+    known(
         obj,
         path,
         &["type", "field", "operator", "value", "priority", "name"],
     )?;
-    optional_str(obj, path, "name")?;
-    let kind = required_str(obj, path, "type")?;
-    let field = required_str(obj, path, "field")?;
+    string(obj, path, "name")?;
+    let kind = required(obj, path, "type")?;
+    let field = required(obj, path, "field")?;
     if field.is_empty() {
-        return err(&field_path(path, "field"), "must not be empty");
+        return err(&at(path, "field"), "must not be empty");
     }
     let source = match kind {
         "header" => Source::Header(field.to_ascii_lowercase()),
@@ -389,16 +319,13 @@ fn parse_matcher(v: &Value, path: &str, namespace: usize) -> Result<Matcher, Con
         "body" => {
             let segs: Vec<String> = field.split('.').map(str::to_string).collect();
             if segs.iter().any(String::is_empty) {
-                return err(
-                    &field_path(path, "field"),
-                    format!("invalid body path \"{field}\""),
-                );
+                return err(&at(path, "field"), format!("invalid body path \"{field}\""));
             }
             Source::Body(segs)
         }
         other => {
             return err(
-                &field_path(path, "type"),
+                &at(path, "type"),
                 format!("unknown matcher type \"{other}\" (expected header, query or body)"),
             )
         }
@@ -407,17 +334,17 @@ fn parse_matcher(v: &Value, path: &str, namespace: usize) -> Result<Matcher, Con
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::Bool(b)) => b.to_string(),
-        Some(_) => return err(&field_path(path, "value"), "must be a string"),
-        None => return err(&field_path(path, "value"), "is required"),
+        Some(_) => return err(&at(path, "value"), "must be a string"),
+        None => return err(&at(path, "value"), "is required"),
     };
-    let op_name = required_str(obj, path, "operator")?;
+    let op_name = required(obj, path, "operator")?;
     let operator = Operator::parse(op_name, &value).map_err(|message| match op_name {
         "regex" => ConfigError {
-            path: field_path(path, "value"),
+            path: at(path, "value"),
             message,
         },
         _ => ConfigError {
-            path: field_path(path, "operator"),
+            path: at(path, "operator"),
             message,
         },
     })?;
@@ -425,7 +352,7 @@ fn parse_matcher(v: &Value, path: &str, namespace: usize) -> Result<Matcher, Con
         None | Some(Value::Null) => DEFAULT_PRIORITY,
         Some(p) => match p.as_i64() {
             Some(p) => p,
-            None => return err(&field_path(path, "priority"), "must be an integer"),
+            None => return err(&at(path, "priority"), "must be an integer"),
         },
     };
     Ok(Matcher {

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod error;
+pub(crate) mod fields;
 pub mod identify;
 pub mod matcher;
 pub mod metrics;

@@ -145,8 +145,9 @@ unsafe fn record(r: *mut ngx_http_request_t) {
                 .as_ref()
                 .zip(ctx.config.as_ref())
                 .map(|(st, cfg)| {
-                    st.order[..=st.attempt.min(st.order.len().saturating_sub(1))]
+                    st.order
                         .iter()
+                        .take(st.attempt + 1)
                         .map(|t| cfg.routing.targets.get(*t).map_or("", |t| t.name.as_str()))
                         .collect()
                 });

@@ -15,11 +15,12 @@
 //! Every policy may also have `name`, `models` (globs: the policy applies to these models
 //! only), `per_model` (one counter per model instead of one for the namespace) and `dry_run`.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::glob::Glob;
 use super::slot::Period;
 use crate::core::config::ConfigError;
+use crate::core::fields::{at, duration_ms, err, flag, integer, object, required, string, Object};
 use crate::core::matcher::{Matcher, Operator, Source};
 
 /// One policy of a namespace.
@@ -105,17 +106,6 @@ impl Rule {
     }
 }
 
-fn err<T>(path: &str, message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError {
-        path: path.to_string(),
-        message: message.into(),
-    })
-}
-
-fn at(path: &str, key: &str) -> String {
-    format!("{path}.{key}")
-}
-
 const COMMON: [&str; 5] = ["type", "name", "models", "per_model", "dry_run"];
 
 /// Parses `namespaces[i].policies`, in evaluation order (by type, then as declared).
@@ -140,14 +130,8 @@ pub fn parse_policies(list: &[Value], path: &str) -> Result<Vec<Policy>, ConfigE
 }
 
 fn parse_policy(v: &Value, path: &str) -> Result<Policy, ConfigError> {
-    let Value::Object(obj) = v else {
-        return err(path, "must be an object");
-    };
-    let kind = match obj.get("type") {
-        Some(Value::String(s)) => s.as_str(),
-        Some(_) => return err(&at(path, "type"), "must be a string"),
-        None => return err(&at(path, "type"), "is required"),
-    };
+    let obj = object(v, path)?;
+    let kind = required(obj, path, "type")?;
     let (rule, extra): (Rule, &[&str]) = match kind {
         "models" => (
             Rule::Models {
@@ -195,18 +179,7 @@ fn parse_policy(v: &Value, path: &str) -> Result<Policy, ConfigError> {
             Rule::Tokens {
                 limit: positive(obj, path, "limit")?,
                 window_ms: window(obj, path)?,
-                reserve_output: match obj.get("reserve_output") {
-                    None => 0,
-                    Some(v) => match v.as_u64() {
-                        Some(n) => n,
-                        None => {
-                            return err(
-                                &at(path, "reserve_output"),
-                                "must be a non-negative integer",
-                            )
-                        }
-                    },
-                },
+                reserve_output: integer(obj, path, "reserve_output", 0..=u64::MAX, Some(0))?,
             },
             &["limit", "window", "reserve_output"],
         ),
@@ -306,7 +279,7 @@ fn derived_id(rule: &Rule, models: &[Glob], per_model: bool) -> String {
 
 const MESSAGE_FIELDS: [&str; 5] = ["source", "field", "operator", "value", "action"];
 
-fn parse_message(obj: &Map<String, Value>, path: &str) -> Result<Rule, ConfigError> {
+fn parse_message(obj: &Object, path: &str) -> Result<Rule, ConfigError> {
     let field = match string(obj, path, "field")? {
         Some(f) if !f.is_empty() => f,
         Some(_) => return err(&at(path, "field"), "must not be empty"),
@@ -364,42 +337,11 @@ fn parse_message(obj: &Map<String, Value>, path: &str) -> Result<Rule, ConfigErr
     })
 }
 
-fn string<'a>(
-    obj: &'a Map<String, Value>,
-    path: &str,
-    key: &str,
-) -> Result<Option<&'a str>, ConfigError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => err(&at(path, key), "must be a string"),
-    }
+fn positive(obj: &Object, path: &str, key: &str) -> Result<u64, ConfigError> {
+    integer(obj, path, key, 1..=u64::MAX, None)
 }
 
-fn flag(obj: &Map<String, Value>, path: &str, key: &str) -> Result<bool, ConfigError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => err(&at(path, key), "must be true or false"),
-    }
-}
-
-fn positive(obj: &Map<String, Value>, path: &str, key: &str) -> Result<u64, ConfigError> {
-    match obj.get(key) {
-        None => err(&at(path, key), "is required"),
-        Some(v) => match v.as_u64() {
-            Some(n) if n > 0 => Ok(n),
-            _ => err(&at(path, key), "must be a positive integer"),
-        },
-    }
-}
-
-fn globs(
-    obj: &Map<String, Value>,
-    path: &str,
-    key: &str,
-    required: bool,
-) -> Result<Vec<Glob>, ConfigError> {
+fn globs(obj: &Object, path: &str, key: &str, required: bool) -> Result<Vec<Glob>, ConfigError> {
     let list = match obj.get(key) {
         None | Some(Value::Null) if !required => return Ok(Vec::new()),
         None | Some(Value::Null) => return err(&at(path, key), "is required"),
@@ -418,35 +360,20 @@ fn globs(
         .collect()
 }
 
-/// `window`: seconds as a number, or `"30s"`, `"1m"`, `"1h"`, `"1d"`; 1 s to 31 days.
-fn window(obj: &Map<String, Value>, path: &str) -> Result<u64, ConfigError> {
+/// `window`: seconds as a number, or `"30s"`, `"1m"`, `"1h"`, `"1d"`; whole seconds, 1 s to
+/// 31 days.
+fn window(obj: &Object, path: &str) -> Result<u64, ConfigError> {
     let p = at(path, "window");
-    let secs = match obj.get("window") {
-        None => return err(&p, "is required"),
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => parse_duration_s(s),
-        Some(_) => None,
+    let Some(v) = obj.get("window") else {
+        return err(&p, "is required");
     };
-    match secs {
-        Some(s) if (1..=31 * 86_400).contains(&s) => Ok(s * 1000),
+    match duration_ms(v, 1000) {
+        Some(ms) if ms % 1000 == 0 && (1000..=31 * 86_400_000).contains(&ms) => Ok(ms),
         _ => err(
             &p,
             "must be a number of seconds or \"<n>s\", \"<n>m\", \"<n>h\", \"<n>d\" (1s to 31d)",
         ),
     }
-}
-
-fn parse_duration_s(s: &str) -> Option<u64> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    n.checked_mul(mult)
 }
 
 #[cfg(test)]
@@ -553,15 +480,5 @@ mod tests {
             "namespaces[0].policies[1]: duplicate policy \"requests/60s\" (also \
              namespaces[0].policies[0]); give one a distinct \"name\""
         );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_s("90s"), Some(90));
-        assert_eq!(parse_duration_s("2m"), Some(120));
-        assert_eq!(parse_duration_s("1h"), Some(3600));
-        assert_eq!(parse_duration_s("1d"), Some(86_400));
-        assert_eq!(parse_duration_s("m"), None);
-        assert_eq!(parse_duration_s("10"), None);
     }
 }

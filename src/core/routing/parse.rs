@@ -3,65 +3,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{Credential, Provider, Route, Routing, Target, DEFAULT_RETRY_STATUSES};
 use crate::core::config::ConfigError;
+use crate::core::fields::{
+    array as list, at, duration_ms, err, integer, known, non_empty as required, object, string,
+};
 use crate::core::policy::glob::Glob;
-
-fn err<T>(path: &str, message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError {
-        path: path.to_string(),
-        message: message.into(),
-    })
-}
-
-fn at(path: &str, key: &str) -> String {
-    format!("{path}.{key}")
-}
-
-fn known(obj: &Map<String, Value>, path: &str, fields: &[&str]) -> Result<(), ConfigError> {
-    match obj.keys().find(|k| !fields.contains(&k.as_str())) {
-        Some(k) => err(&at(path, k), "unknown field"),
-        None => Ok(()),
-    }
-}
-
-fn string<'a>(
-    obj: &'a Map<String, Value>,
-    path: &str,
-    key: &str,
-) -> Result<Option<&'a str>, ConfigError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => err(&at(path, key), "must be a string"),
-    }
-}
-
-fn required<'a>(
-    obj: &'a Map<String, Value>,
-    path: &str,
-    key: &str,
-) -> Result<&'a str, ConfigError> {
-    match string(obj, path, key)? {
-        Some(s) if !s.is_empty() => Ok(s),
-        Some(_) => err(&at(path, key), "must not be empty"),
-        None => err(&at(path, key), "is required"),
-    }
-}
-
-fn list<'a>(
-    obj: &'a Map<String, Value>,
-    path: &str,
-    key: &str,
-) -> Result<&'a [Value], ConfigError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a),
-        Some(_) => err(&at(path, key), "must be an array"),
-    }
-}
 
 /// Parses the top-level `targets` and `routes`. `namespaces` are the codes routes may name.
 pub fn parse_routing(
@@ -95,9 +44,7 @@ pub fn parse_routing(
 }
 
 fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
-    let Value::Object(obj) = v else {
-        return err(path, "must be an object");
-    };
+    let obj = object(v, path)?;
     known(
         obj,
         path,
@@ -166,22 +113,11 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
     if provider == Provider::Azure && string(obj, path, "api_version")?.is_none() {
         return err(&at(path, "api_version"), "is required for azure");
     }
-    let max_failures = match obj.get("max_failures") {
-        None => 3,
-        Some(v) => match v.as_u64() {
-            Some(n) if (1..=1000).contains(&n) => n as u32,
-            _ => {
-                return err(
-                    &at(path, "max_failures"),
-                    "must be an integer from 1 to 1000",
-                )
-            }
-        },
-    };
+    let max_failures = integer(obj, path, "max_failures", 1..=1000, Some(3))? as u32;
     let cooldown_ms = match obj.get("cooldown") {
         None => 30_000,
-        Some(v) => match v.as_u64().or_else(|| v.as_str().and_then(duration_s)) {
-            Some(s) if s <= 86_400 => s * 1000,
+        Some(v) => match duration_ms(v, 1000) {
+            Some(ms) if ms <= 86_400_000 => ms,
             _ => {
                 return err(
                     &at(path, "cooldown"),
@@ -202,11 +138,13 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
                 ("read", &mut read),
             ] {
                 if let Some(v) = t.get(key) {
-                    *slot = Some(duration_ms(v).ok_or_else(|| ConfigError {
+                    *slot = Some(
+                        duration_ms(v, 1).filter(|ms| (1..=3_600_000).contains(ms)).ok_or_else(|| ConfigError {
                         path: at(&tpath, key),
                         message: "must be milliseconds, or \"<n>ms\", \"<n>s\", \"<n>m\" (up to an hour)"
                             .to_string(),
-                    })?);
+                    })?,
+                    );
                 }
             }
         }
@@ -214,15 +152,7 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
     }
     let max_connections = match obj.get("max_connections") {
         None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64() {
-            Some(n) if (1..=100_000).contains(&n) => Some(n as u32),
-            _ => {
-                return err(
-                    &at(path, "max_connections"),
-                    "must be an integer from 1 to 100000",
-                )
-            }
-        },
+        Some(_) => Some(integer(obj, path, "max_connections", 1..=100_000, None)? as u32),
     };
     Ok(Target {
         name: name.to_string(),
@@ -295,9 +225,7 @@ fn parse_route(
     names: &HashMap<String, usize>,
     namespaces: &[&str],
 ) -> Result<Route, ConfigError> {
-    let Value::Object(obj) = v else {
-        return err(path, "must be an object");
-    };
+    let obj = object(v, path)?;
     known(
         obj,
         path,
@@ -335,15 +263,7 @@ fn parse_route(
                     o.get("target").unwrap_or(&Value::Null),
                     &at(&tpath, "target"),
                 )?;
-                let weight = match o.get("weight") {
-                    None => 1,
-                    Some(w) => match w.as_u64() {
-                        Some(w) if (1..=1000).contains(&w) => w as u32,
-                        _ => {
-                            return err(&at(&tpath, "weight"), "must be an integer from 1 to 1000")
-                        }
-                    },
-                };
+                let weight = integer(o, &tpath, "weight", 1..=1000, Some(1))? as u32;
                 (index, weight)
             }
             _ => return err(&tpath, "must be a target name or {\"target\", \"weight\"}"),
@@ -421,13 +341,13 @@ fn parse_route(
             distinct.push(*f);
         }
     }
-    let max_attempts = match obj.get("max_attempts") {
-        None | Some(Value::Null) => distinct.len(),
-        Some(v) => match v.as_u64() {
-            Some(n) if (1..=10).contains(&n) => n as usize,
-            _ => return err(&at(path, "max_attempts"), "must be an integer from 1 to 10"),
-        },
-    };
+    let max_attempts = integer(
+        obj,
+        path,
+        "max_attempts",
+        1..=10,
+        Some(distinct.len() as u64),
+    )? as usize;
     Ok(Route {
         name,
         path_prefix,
@@ -441,34 +361,4 @@ fn parse_route(
         max_attempts,
         counter: AtomicU64::new(0),
     })
-}
-
-fn duration_s(s: &str) -> Option<u64> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    n.checked_mul(match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return None,
-    })
-}
-
-/// A timeout: milliseconds as a number, or `"250ms"`, `"5s"`, `"2m"`; 1 ms to an hour.
-fn duration_ms(v: &Value) -> Option<u64> {
-    let ms = match v {
-        Value::Number(n) => n.as_u64()?,
-        Value::String(s) => {
-            let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-            let n: u64 = num.parse().ok()?;
-            n.checked_mul(match unit {
-                "ms" => 1,
-                "s" => 1000,
-                "m" => 60_000,
-                _ => return None,
-            })?
-        }
-        _ => return None,
-    };
-    (1..=3_600_000).contains(&ms).then_some(ms)
 }
