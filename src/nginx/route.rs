@@ -28,11 +28,15 @@ use crate::core::routing::{
     attempt_order, credential_headers, upstream_uri, Credential, Provider, Routing,
 };
 
-/// A target as the workers use it: its addresses and its key.
+/// A target as the workers use it: its addresses, and the headers and values that do not
+/// change from one request to the next (made once, when the config loads).
 pub struct ResolvedTarget {
     pub addrs: Vec<SocketAddr>,
-    /// The provider key (never logged).
-    pub secret: Option<String>,
+    /// The credential headers in the provider's form (hold the key: never logged).
+    pub credential_headers: Vec<(&'static str, String)>,
+    /// `anthropic-version` when the client sends none (Anthropic targets).
+    pub default_anthropic_version: Option<String>,
+    pub host_header: String,
     /// Requests of this worker connected to the target now (for `max_connections`).
     pub active: AtomicU32,
 }
@@ -79,9 +83,15 @@ pub fn resolve_targets(
             if secret.as_deref() == Some("") {
                 return Err(format!("targets[{i}].credential: the key is empty"));
             }
+            let default_anthropic_version = credential_headers(t, None, false)
+                .into_iter()
+                .find(|(n, _)| *n == "anthropic-version")
+                .map(|(_, v)| v);
             Ok(ResolvedTarget {
                 addrs,
-                secret,
+                credential_headers: credential_headers(t, secret.as_deref(), true),
+                default_anthropic_version,
+                host_header: t.host_header(),
                 active: AtomicU32::new(0),
             })
         })
@@ -416,13 +426,30 @@ unsafe fn get(pc: *mut ngx_peer_connection_t, r: *mut ngx_http_request_t) -> ngx
 
 unsafe extern "C" fn free_peer(
     pc: *mut ngx_peer_connection_t,
-    _data: *mut c_void,
+    data: *mut c_void,
     _state: ngx_uint_t,
 ) {
-    // SAFETY: nginx passes the peer connection being released.
-    unsafe {
+    let r = data as *mut ngx_http_request_t;
+    // SAFETY: nginx passes the peer connection being released and the request of init_peer.
+    let log = unsafe { (*pc).log };
+    guard(log, (), || unsafe {
         (*pc).tries = 0;
-    }
+        let Some(c) = ctx::get((*r).main) else {
+            return;
+        };
+        // the attempt's place in its target's max_connections count
+        let Some(index) = c.route.as_mut().and_then(|s| s.holding.take()) else {
+            return;
+        };
+        if let Some(t) = Module::main_conf(&*r)
+            .and_then(|m| m.targets.as_ref())
+            .and_then(|t| t.get(index))
+        {
+            let _ = t
+                .active
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        }
+    });
 }
 
 unsafe extern "C" fn set_session(_pc: *mut ngx_peer_connection_t, _data: *mut c_void) -> ngx_int_t {
@@ -502,25 +529,22 @@ pub unsafe fn variable(
     // SAFETY: r is live (caller); its main conf and header strings outlive the call.
     unsafe {
         let req = &*r;
+        let resolved = Module::main_conf(req)
+            .and_then(|m| m.targets.as_ref())
+            .and_then(|t| t.get(index));
         let header = |name: &str| -> Option<String> {
-            let (_, value) = credential_headers(
-                target,
-                Module::main_conf(req)
-                    .and_then(|m| m.targets.as_ref())
-                    .and_then(|t| t.get(index))
-                    .and_then(|t| t.secret.as_deref()),
-                request_header(req, b"anthropic-version").is_some(),
-            )
-            .into_iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
-            Some(value)
+            resolved?
+                .credential_headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
         };
         match var {
             RouteVar::Route => Some(route.name.clone()).filter(|n| !n.is_empty()),
             RouteVar::Target => Some(target.name.clone()),
             RouteVar::Attempts => Some((state.attempt + 1).to_string()),
             RouteVar::Scheme => Some(if target.https { "https" } else { "http" }.to_string()),
-            RouteVar::Host => Some(target.host_header()),
+            RouteVar::Host => resolved.map(|t| t.host_header.clone()),
             RouteVar::Sni => Some(target.host.clone()),
             RouteVar::Uri => {
                 let path = escape_path(req.uri.as_bytes());
@@ -530,13 +554,13 @@ pub unsafe fn variable(
             RouteVar::Authorization => header("Authorization"),
             RouteVar::ApiKey => header("api-key"),
             RouteVar::XApiKey => header("x-api-key"),
-            RouteVar::AnthropicVersion => header("anthropic-version").or_else(|| {
-                // the client's own version goes to an Anthropic target as it is
-                (target.provider == Provider::Anthropic)
-                    .then(|| request_header(req, b"anthropic-version"))
-                    .flatten()
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-            }),
+            // the client's own version goes to an Anthropic target as it is
+            RouteVar::AnthropicVersion => (target.provider == Provider::Anthropic)
+                .then(|| match request_header(req, b"anthropic-version") {
+                    Some(v) => Some(String::from_utf8_lossy(v).into_owned()),
+                    None => resolved?.default_anthropic_version.clone(),
+                })
+                .flatten(),
         }
     }
 }

@@ -41,7 +41,8 @@ pub enum Period {
 }
 
 impl Shape {
-    fn code(self) -> u64 {
+    /// The shape's tag as stored in [`Slot::shape`].
+    pub fn code(self) -> u64 {
         match self {
             Shape::Window { ms } => ms << 4 | 1,
             Shape::Quota(Period::Day) => 2,

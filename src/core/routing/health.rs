@@ -14,13 +14,7 @@ pub fn health_key(target: &Target) -> u64 {
 
 /// Whether the target is cooling down at `now_ms`.
 pub fn is_cooling(slot: &Slot, now_ms: u64) -> bool {
-    slot.shape == shape_code() && slot.counts[1] > now_ms
-}
-
-fn shape_code() -> u64 {
-    let mut probe = Slot::new(1, Shape::Health, 0);
-    probe.advance(Shape::Health, 0);
-    probe.shape
+    slot.shape == Shape::Health.code() && slot.counts[1] > now_ms
 }
 
 /// Records a failed attempt. Returns the cool-down (ms) it started, if any.
