@@ -7,6 +7,7 @@ use ngx::ffi::{ngx_shm_zone_t, ngx_uint_t};
 
 use ngx::http::{Merge, MergeConfigError};
 
+use super::peer_guard::Wrapped;
 use super::route::ResolvedTarget;
 use crate::core::config::GatewayConfig;
 
@@ -31,6 +32,8 @@ pub struct MainConf {
     pub targets: Option<Arc<Vec<ResolvedTarget>>>,
     /// Whether some block says `ai_gateway_route on` (which needs routes in the config).
     pub route_anywhere: bool,
+    /// The `upstream {}` blocks whose peer selection is wrapped, with their own.
+    pub wrapped_upstreams: Vec<Wrapped>,
 }
 
 /// Settings of `ai_gateway_mock_provider`.

@@ -16,6 +16,7 @@ mod log_phase;
 mod metrics;
 mod mock;
 mod module;
+mod peer_guard;
 mod policy;
 mod respond;
 mod rewrite;

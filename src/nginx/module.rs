@@ -16,7 +16,7 @@ use super::conf::{LocConf, MainConf};
 use super::directives::COMMANDS;
 use super::guard::guard;
 use super::log_phase::ngx_http_ai_gateway_log_handler;
-use super::{filter, vars};
+use super::{filter, peer_guard, vars};
 
 pub struct Module;
 
@@ -61,6 +61,9 @@ impl HttpModule for Module {
             std::ptr::copy(first, first.add(1), n - 1);
             *first = Some(ngx_http_ai_gateway_log_handler);
             filter::install();
+            if !peer_guard::install(cf) {
+                return NGX_ERROR as ngx_int_t;
+            }
             NGX_OK as ngx_int_t
         })
     }

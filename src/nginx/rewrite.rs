@@ -2,10 +2,19 @@
 //! its own: the include_usage strip (`ai_gateway_stream_usage`: the client gets the stream it
 //! asked for) and the output cap (`output_tokens` policies: the stream ends cleanly at the
 //! cap). The tracker reads the provider's bytes before either (usage is the provider's).
+//!
+//! Backpressure works as for a stream nginx passes through unchanged: the provider's buffers
+//! are held (not marked sent) while the rewritten bytes waiting for the client reach the
+//! location's `proxy_buffer_size`, so nginx stops reading from the provider until the client
+//! takes more. A rewritten stream holds at most: the provider's buffer (`proxy_buffer_size`),
+//! rewritten bytes not yet sent (below `proxy_buffer_size` plus one provider buffer's worth),
+//! and the stages' one incomplete event (at most 1 MiB, see `EVENT_MAX`).
+
+use std::collections::VecDeque;
 
 use ngx::ffi::{
     ngx_alloc_chain_link, ngx_buf_t, ngx_chain_t, ngx_http_request_t, ngx_int_t, ngx_pcalloc,
-    NGX_ERROR, NGX_LOG_INFO, NGX_OK,
+    NGX_ERROR, NGX_LOG_INFO,
 };
 
 use super::ctx::RequestCtx;
@@ -13,12 +22,24 @@ use crate::core::policy::stream_cap::{StreamApi, StreamCap};
 use crate::core::tokens::Encoding;
 use crate::core::usage::{Framing, UsageStripper};
 
-/// The stages, and output buffers: memory the module owns, reused once nginx has sent what
-/// they held.
+/// Rewritten bytes not yet sent past which no more of the provider's bytes are taken, when
+/// the request has no upstream to take `proxy_buffer_size` from.
+const DEFAULT_HOLD: usize = 16 * 1024;
+
+/// The stages, the provider's buffers not yet taken, and output buffers: memory the module
+/// owns, reused once nginx has sent what they held.
 pub struct RewriteState {
     stripper: Option<UsageStripper>,
     cap: Option<StreamCap>,
     bufs: Vec<OutBuf>,
+    /// The provider's buffers (in order) that arrived while the client was behind: left
+    /// unsent, so nginx does not reuse their memory or read more than its buffer holds.
+    held: VecDeque<*mut ngx_buf_t>,
+    /// Unsent rewritten bytes past which `held` is not taken from.
+    hold_at: usize,
+    /// Output of the stages, reused from call to call.
+    spare: Vec<u8>,
+    mid: Vec<u8>,
     /// Rewriting stopped (a buffer in a file came): the rest passes unchanged.
     off: bool,
     /// The stream was ended at the cap and its last buffer sent: the rest is dropped.
@@ -61,19 +82,28 @@ pub unsafe fn start(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
     if stripper.is_none() && cap.is_none() {
         return;
     }
-    // SAFETY: headers_out is plain data of the live request.
-    unsafe {
+    // SAFETY: headers_out is plain data of the live request; r->upstream is null or live,
+    // its conf outlives the request.
+    let hold_at = unsafe {
         let out = &mut (*r).headers_out;
         out.content_length_n = -1;
         if !out.content_length.is_null() {
             (*out.content_length).hash = 0;
             out.content_length = std::ptr::null_mut();
         }
-    }
+        (*r).upstream
+            .as_ref()
+            .and_then(|u| u.conf.as_ref())
+            .map_or(DEFAULT_HOLD, |c| c.buffer_size.max(1))
+    };
     ctx.rewrite = Some(Box::new(RewriteState {
         stripper,
         cap,
         bufs: Vec::new(),
+        held: VecDeque::new(),
+        hold_at,
+        spare: Vec::new(),
+        mid: Vec::new(),
         off: false,
         done: false,
     }));
@@ -84,9 +114,9 @@ impl RewriteState {
     fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         match (&mut self.stripper, &mut self.cap) {
             (Some(s), Some(c)) => {
-                let mut mid = Vec::new();
-                s.feed(data, &mut mid);
-                c.feed(&mid, out);
+                self.mid.clear();
+                s.feed(data, &mut self.mid);
+                c.feed(&self.mid, out);
             }
             (Some(s), None) => s.feed(data, out),
             (None, Some(c)) => c.feed(data, out),
@@ -97,9 +127,9 @@ impl RewriteState {
     fn finish(&mut self, out: &mut Vec<u8>) {
         match (&mut self.stripper, &mut self.cap) {
             (Some(s), Some(c)) => {
-                let mut mid = Vec::new();
-                s.finish(&mut mid);
-                c.feed(&mid, out);
+                self.mid.clear();
+                s.finish(&mut self.mid);
+                c.feed(&self.mid, out);
                 c.finish(out);
             }
             (Some(s), None) => s.finish(out),
@@ -111,11 +141,42 @@ impl RewriteState {
     fn capped(&self) -> bool {
         self.cap.as_ref().is_some_and(StreamCap::ended)
     }
+
+    /// Rewritten bytes handed to nginx and not sent yet.
+    ///
+    /// # Safety
+    /// Our buffers are live (they are in the request pool).
+    unsafe fn unsent(&self) -> usize {
+        self.bufs
+            .iter()
+            // SAFETY: see above.
+            .map(|o| unsafe {
+                let b = &*(*o.cl).buf;
+                b.last.offset_from(b.pos).max(0) as usize
+            })
+            .sum()
+    }
 }
 
-/// The rewriting body filter: the input's bytes go through the stages into buffers of our
-/// own (the input buffers are marked consumed), which go to `next`. Once the cap ended the
-/// stream (its last buffer sent), whatever else the provider sends is consumed and dropped.
+/// A buffer nginx keeps in memory (not only in a file).
+fn in_memory(b: &ngx_buf_t) -> bool {
+    b.temporary() != 0 || b.memory() != 0 || b.mmap() != 0
+}
+
+/// Marks a buffer as consumed.
+fn consume(b: &mut ngx_buf_t) {
+    b.pos = b.last;
+    if b.in_file() != 0 {
+        b.file_pos = b.file_last;
+    }
+}
+
+/// The rewriting body filter. The input's buffers join the held ones; as long as fewer than
+/// `hold_at` rewritten bytes wait for the client, held buffers go through the stages (and are
+/// then marked consumed) into buffers of our own, which go to `next`. `next` is called on
+/// every call, with nothing new if need be, so that what waits is sent once the client can
+/// take it. Once the cap ended the stream (its last buffer sent), whatever else the provider
+/// sends is consumed and dropped.
 ///
 /// # Safety
 /// `r` and `input` as nginx passes them to a body filter; `next` is the next body filter.
@@ -125,42 +186,86 @@ pub unsafe fn filter(
     input: *mut ngx_chain_t,
     next: unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_chain_t) -> ngx_int_t,
 ) -> ngx_int_t {
-    // SAFETY: the chain and its buffers are valid for the call; our chain links and buffers
-    // live in the request pool, and their memory (OutBuf::mem) is only rewritten once nginx
-    // has consumed it (pos == last), and lives in the request context, dropped with the pool.
+    // SAFETY: the chain and its buffers are valid for the call; a held buffer stays valid
+    // while it is unconsumed (nginx reuses a buffer only once its pos reached last, and the
+    // request pool outlives the request). Our chain links and buffers live in the request
+    // pool; their memory (OutBuf::mem) is only rewritten once nginx has sent it (pos ==
+    // last), and lives in the request context, dropped with the pool.
     unsafe {
-        if st.done {
-            let mut cl = input;
-            while !cl.is_null() {
-                let b = &mut *(*cl).buf;
-                b.pos = b.last;
-                if b.in_file() != 0 {
-                    b.file_pos = b.file_last;
-                }
-                cl = (*cl).next;
-            }
-            return NGX_OK as ngx_int_t;
-        }
         if st.off {
             return next(r, input);
         }
-        let mut out = Vec::new();
-        let (mut last, mut flush) = (false, false);
         let mut cl = input;
         while !cl.is_null() {
-            let b = &mut *(*cl).buf;
-            if b.in_file() != 0 && b.temporary() == 0 && b.memory() == 0 && b.mmap() == 0 {
+            let b = (*cl).buf;
+            if st.done {
+                consume(&mut *b);
+            } else {
+                st.held.push_back(b);
+            }
+            cl = (*cl).next;
+        }
+        let mut rc;
+        loop {
+            let (out, last, flush, passed) = take_held(r, st);
+            let nothing = out.is_empty() && !last && !flush && passed.is_null();
+            let head = if nothing {
+                st.spare = out;
+                std::ptr::null_mut()
+            } else {
+                let Some(head) = out_buf(r, st, out, last) else {
+                    return NGX_ERROR as ngx_int_t;
+                };
+                (*head).next = passed;
+                head
+            };
+            rc = next(r, head);
+            if rc == NGX_ERROR as ngx_int_t {
+                return rc;
+            }
+            if st.held.is_empty() || st.unsent() >= st.hold_at || st.off {
+                break;
+            }
+        }
+        rc
+    }
+}
+
+/// Takes held buffers through the stages while fewer than `hold_at` rewritten bytes wait:
+/// the output, whether it ends the stream, whether a buffer asked for a flush, and (when a
+/// buffer in a file stopped the rewriting) the rest to pass on unchanged.
+///
+/// # Safety
+/// As for [`filter`].
+unsafe fn take_held(
+    r: *mut ngx_http_request_t,
+    st: &mut RewriteState,
+) -> (Vec<u8>, bool, bool, *mut ngx_chain_t) {
+    // SAFETY: as for filter.
+    unsafe {
+        let mut out = std::mem::take(&mut st.spare);
+        out.clear();
+        let (mut last, mut flush) = (false, false);
+        let waiting = st.unsent();
+        while waiting + out.len() < st.hold_at {
+            let Some(b) = st.held.pop_front() else {
+                break;
+            };
+            let b = &mut *b;
+            if b.in_file() != 0 && !in_memory(b) {
                 // cannot happen for an unbuffered stream; if it does, stop rewriting and
-                // pass the rest on as it is
+                // pass this buffer and the rest on as they are
+                st.held.push_front(b);
                 st.off = true;
                 st.finish(&mut out);
-                break;
+                return (out, false, true, held_chain(r, st));
             }
             if !b.pos.is_null() && b.last > b.pos && !st.capped() {
                 let len = b.last.offset_from(b.pos) as usize;
-                st.feed(std::slice::from_raw_parts(b.pos, len), &mut out);
+                let data = std::slice::from_raw_parts(b.pos, len);
+                st.feed(data, &mut out);
             }
-            b.pos = b.last;
+            consume(b);
             if b.last_buf() != 0 || b.last_in_chain() != 0 && r != (*r).main {
                 last = true;
                 st.finish(&mut out);
@@ -168,35 +273,51 @@ pub unsafe fn filter(
             if b.flush() != 0 {
                 flush = true;
             }
-            cl = (*cl).next;
-        }
-        let mut rest = cl;
-        if st.capped() {
-            // the stream is complete for the client
-            if !last {
-                ngx::ngx_log_error!(
-                    NGX_LOG_INFO,
-                    (*(*r).connection).log,
-                    "ai_gateway: stream ended at the output cap ({} tokens sent)",
-                    st.cap.as_ref().map_or(0, StreamCap::tokens_sent)
-                );
+            if st.capped() {
+                // the stream is complete for the client
+                if !last {
+                    ngx::ngx_log_error!(
+                        NGX_LOG_INFO,
+                        (*(*r).connection).log,
+                        "ai_gateway: stream ended at the output cap ({} tokens sent)",
+                        st.cap.as_ref().map_or(0, StreamCap::tokens_sent)
+                    );
+                }
+                last = true;
+                st.done = true;
+                for b in st.held.drain(..) {
+                    consume(&mut *b);
+                }
+                break;
             }
-            last = true;
-            st.done = true;
-            while !rest.is_null() {
-                let b = &mut *(*rest).buf;
-                b.pos = b.last;
-                rest = (*rest).next;
+            if last {
+                break;
             }
         }
-        if out.is_empty() && !last && !flush && rest.is_null() {
-            return NGX_OK as ngx_int_t;
+        (out, last, flush, std::ptr::null_mut())
+    }
+}
+
+/// The held buffers as a chain of new links (once rewriting is off), emptying `held`.
+///
+/// # Safety
+/// As for [`filter`].
+unsafe fn held_chain(r: *mut ngx_http_request_t, st: &mut RewriteState) -> *mut ngx_chain_t {
+    // SAFETY: pool allocations; the buffers are the provider's, valid while unconsumed.
+    unsafe {
+        let mut head: *mut ngx_chain_t = std::ptr::null_mut();
+        let mut tail: *mut *mut ngx_chain_t = &mut head;
+        for b in st.held.drain(..) {
+            let cl = ngx_alloc_chain_link((*r).pool);
+            if cl.is_null() {
+                break;
+            }
+            (*cl).buf = b;
+            (*cl).next = std::ptr::null_mut();
+            *tail = cl;
+            tail = &mut (*cl).next;
         }
-        let Some(head) = out_buf(r, st, out, last) else {
-            return NGX_ERROR as ngx_int_t;
-        };
-        (*head).next = rest;
-        next(r, head)
+        head
     }
 }
 
@@ -210,7 +331,7 @@ unsafe fn out_buf(
     bytes: Vec<u8>,
     last: bool,
 ) -> Option<*mut ngx_chain_t> {
-    // SAFETY: see strip_filter.
+    // SAFETY: see filter.
     unsafe {
         let free = st.bufs.iter().position(|o| {
             let b = &*(*o.cl).buf;
@@ -234,7 +355,8 @@ unsafe fn out_buf(
             }
         };
         let o = &mut st.bufs[i];
-        o.mem = bytes;
+        // the sent buffer's memory is the next call's output
+        st.spare = std::mem::replace(&mut o.mem, bytes);
         let b = &mut *(*o.cl).buf;
         *b = std::mem::zeroed();
         b.start = o.mem.as_mut_ptr();
