@@ -175,6 +175,41 @@ Authorization: Bearer sk-pol-outclamp
 
 
 
+=== TEST 7b: a small output limit in one field does not hide a large one in another
+Chat honours max_tokens as well as max_completion_tokens, Messages max_tokens, Responses
+max_output_tokens: the largest field the client sent is the one checked (reject) and every
+field above the cap is lowered (clamp). The mock's Messages honour max_tokens.
+--- request eval
+["POST /v1/chat/completions\n{\"model\":\"m\",\"max_tokens\":100000,\"max_completion_tokens\":10,\"messages\":[]}",
+ "POST /v1/chat/completions\n{\"model\":\"m\",\"max_completion_tokens\":10,\"max_output_tokens\":51,\"messages\":[]}",
+ "POST /v1/chat/completions\n{\"model\":\"m\",\"max_completion_tokens\":10,\"max_tokens\":50,\"messages\":[]}"]
+--- more_headers
+Authorization: Bearer sk-pol-outrej
+--- error_code eval
+[400, 400, 200]
+--- response_body_like eval
+[qr/"message":"max_tokens is 100000; this namespace allows at most 50 output tokens\.".*"code":"max_tokens_too_large"/,
+ qr/"message":"max_tokens is 51; this namespace allows at most 50 output tokens\."/,
+ qr/chat\.completion/]
+
+
+
+=== TEST 7c: clamp: every output field above the cap is lowered, whichever the client combined
+--- request eval
+["POST /v1/messages\n{\"model\":\"claude-x\",\"max_tokens\":100000,\"max_completion_tokens\":3,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+ "POST /v1/messages\n{\"model\":\"claude-x\",\"max_output_tokens\":2,\"max_tokens\":4000,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"]
+--- more_headers
+Authorization: Bearer sk-pol-outclamp
+--- error_code eval
+[200, 200]
+--- response_headers eval
+["X-Max-Tokens: 100000", "X-Max-Tokens: 4000"]
+--- response_body_like eval
+[qr/"stop_reason":"max_tokens".*"output_tokens":5\}/,
+ qr/"stop_reason":"max_tokens".*"output_tokens":5\}/]
+
+
+
 === TEST 8: tokens per window: prompt + max_tokens reserved at admission, settled with the provider's usage
 The prompt is reserved as its upper bound (text bytes and framing: 12) until the exact count
 (8) is needed. The first request reserves 12 + 80 (remaining 108) and used 7 + 38 = 45 (the

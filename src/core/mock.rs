@@ -282,7 +282,8 @@ fn anthropic_messages(req: &MockRequest<'_>) -> MockReply {
     if doc.get("max_tokens").and_then(Value::as_u64).is_none() {
         return anthropic_error(400, "invalid_request_error", "max_tokens: Field required");
     }
-    let (pieces, cut) = limited_pieces(p.max_tokens);
+    // Anthropic honours max_tokens only
+    let (pieces, cut) = limited_pieces(doc.get("max_tokens").and_then(Value::as_u64));
     let output = pieces.len() as u64;
     let id = format!("msg_mock{:016x}", req.seq);
     let stop = if cut { "max_tokens" } else { "end_turn" };

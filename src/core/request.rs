@@ -33,12 +33,19 @@ pub struct RequestSummary {
 }
 
 impl RequestSummary {
-    /// The output limit the client asked for: `max_completion_tokens`, else `max_tokens`,
-    /// else `max_output_tokens`.
+    /// The output limit the client asked for: the largest of `max_tokens`,
+    /// `max_completion_tokens` and `max_output_tokens` it sent. APIs honour different ones
+    /// (and OpenAI's chat honours both of its own), so a policy checks the largest: a small
+    /// value in one field cannot hide a large one in another.
     pub fn max_output(&self) -> Option<u64> {
-        self.max_completion_tokens
-            .or(self.max_tokens)
-            .or(self.max_output_tokens)
+        [
+            self.max_tokens,
+            self.max_completion_tokens,
+            self.max_output_tokens,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
     }
 
     /// The raw JSON of `messages`, e.g. for token counting.
@@ -225,6 +232,17 @@ mod tests {
         );
         assert_eq!(s.tools_json(), Some(r#"[{"type":"function"}]"#));
         assert!(s.body_bytes > 0);
+    }
+
+    #[test]
+    fn the_largest_output_limit_counts() {
+        // a small field cannot hide a large one the API honours
+        let s = ok(r#"{"max_tokens":100000,"max_completion_tokens":10}"#);
+        assert_eq!(s.max_output(), Some(100000));
+        let s = ok(r#"{"max_completion_tokens":10,"max_output_tokens":70,"max_tokens":null}"#);
+        assert_eq!(s.max_output(), Some(70));
+        assert_eq!(ok(r#"{"max_output_tokens":5}"#).max_output(), Some(5));
+        assert_eq!(ok(r#"{"model":"m"}"#).max_output(), None);
     }
 
     #[test]

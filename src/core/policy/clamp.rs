@@ -112,6 +112,18 @@ mod tests {
     }
 
     #[test]
+    fn every_field_above_the_cap_is_lowered() {
+        assert_eq!(
+            clamp(
+                r#"{"max_tokens":100000,"max_completion_tokens":10,"max_output_tokens":900}"#,
+                100
+            )
+            .as_deref(),
+            Some(r#"{"max_tokens":100,"max_completion_tokens":10,"max_output_tokens":100}"#)
+        );
+    }
+
+    #[test]
     fn adds_the_field_when_absent() {
         assert_eq!(
             clamp(r#" {"model":"m"}"#, 64).as_deref(),
