@@ -8,7 +8,7 @@ use ngx::ffi::{ngx_chain_t, ngx_http_request_t, NGX_LOG_INFO};
 use super::body::request_body;
 use super::ctx::RequestCtx;
 use crate::core::tokens::{count_prompt, Encoding, PromptCount};
-use crate::core::usage::{settle, Framing, ResponseTracker, TokenUsage};
+use crate::core::usage::{settle, Framing, ResponseTracker, TokenUsage, USAGE_MAX};
 
 /// Starts reading the response of an allowed gateway request, if it is JSON or an event
 /// stream (called from the header filter, for the main request).
@@ -103,11 +103,32 @@ pub unsafe fn current(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> Token
     if !ctx.allowed() {
         return TokenUsage::default();
     }
+    // SAFETY: r is live (caller).
+    if unsafe { refused(&*r) }
+        && ctx
+            .tracker
+            .as_ref()
+            .map_or(true, |t| t.reported().is_empty())
+    {
+        // a provider that refused the request (or no provider answered) billed nothing
+        return TokenUsage::default();
+    }
     let tracker = ctx.tracker.take();
     // SAFETY: r is live (caller).
     let u = settle(tracker.as_deref(), || unsafe { prompt_count(r, ctx) });
     ctx.tracker = tracker;
     u
+}
+
+/// Whether the response is an error (a provider's 4xx/5xx, or the gateway's 502/504 when
+/// none answered), other than the client's own 499.
+fn refused(r: &ngx_http_request_t) -> bool {
+    let status = if r.headers_out.status != 0 {
+        r.headers_out.status
+    } else {
+        r.err_status
+    };
+    status >= 400 && status != 499
 }
 
 /// Settles the usage for good (log phase, before the access log).
@@ -124,6 +145,18 @@ pub unsafe fn settle_final(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> 
         }
         // SAFETY: r is live (caller).
         let u = unsafe { current(r, ctx) };
+        if let Some(bad) = u.implausible {
+            // SAFETY: r is live (caller).
+            let log = unsafe { (*(*r).connection).log };
+            ngx::ngx_log_error!(
+                ngx::ffi::NGX_LOG_WARN,
+                log,
+                "ai_gateway: the provider reported {} {} tokens, more than the {} a request can use: its usage is not believed, the gateway's own count is used",
+                bad.value,
+                bad.field,
+                USAGE_MAX
+            );
+        }
         ctx.usage = Some(u);
     }
     ctx.usage.unwrap_or_default()

@@ -405,8 +405,8 @@ impl<'a> Store<'a> {
             s.duration_ms,
         );
         if let Some(u) = s.usage {
-            v[V_PROMPT].fetch_add(u.prompt, Relaxed);
-            v[V_COMPLETION].fetch_add(u.completion, Relaxed);
+            add_saturating(&v[V_PROMPT], u.prompt);
+            add_saturating(&v[V_COMPLETION], u.completion);
             v[V_USAGE_REQUESTS].fetch_add(1, Relaxed);
         }
     }
@@ -478,7 +478,12 @@ impl<'a> Store<'a> {
 fn observe(words: &[AtomicU64], bounds: &[u64], v: u64) {
     let bucket = bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len());
     words[bucket].fetch_add(1, Relaxed);
-    words[bounds.len() + 1].fetch_add(v, Relaxed);
+    add_saturating(&words[bounds.len() + 1], v);
+}
+
+/// Adds `v`, stopping at `u64::MAX`: a counter never wraps (and so never goes down).
+fn add_saturating(a: &AtomicU64, v: u64) {
+    let _ = a.fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_add(v)));
 }
 
 fn class(status: u16) -> usize {
@@ -575,6 +580,29 @@ pub(super) mod tests {
             "+Inf"
         );
         assert_eq!(store.dropped(), 0);
+    }
+
+    #[test]
+    fn token_counters_saturate_instead_of_wrapping() {
+        let mem = memory(Store::words_needed(64));
+        let store = Store::create(&mem, 0, None).expect("fits");
+        let usage = Some(Usage {
+            prompt: u64::MAX - 1,
+            completion: 3,
+        });
+        for _ in 0..2 {
+            store.record_request(&RequestSample {
+                usage,
+                ..sample("a", "m", 200, u64::MAX)
+            });
+        }
+        let e = store
+            .find(&Key::new(Kind::Request, &["a", "m", "200"]))
+            .expect("exists");
+        let v = store.values(e);
+        assert_eq!(v[V_PROMPT].load(Relaxed), u64::MAX);
+        assert_eq!(v[V_COMPLETION].load(Relaxed), 6);
+        assert_eq!(v[HIST_WORDS - 1].load(Relaxed), u64::MAX, "duration sum");
     }
 
     #[test]

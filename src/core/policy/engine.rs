@@ -445,7 +445,7 @@ pub fn settle(table: &mut Table, takes: &[Take], actual_tokens: Option<u64>, now
 pub fn release(table: &mut Table, takes: &[Take]) {
     for t in takes.iter().filter(|t| t.shape == Shape::Concurrency) {
         if let Some(slot) = table.get(t.slot) {
-            slot.adjust(t.shape, t.at, -(t.amount as i64));
+            slot.adjust(t.shape, t.at, -i64::try_from(t.amount).unwrap_or(i64::MAX));
         }
     }
 }

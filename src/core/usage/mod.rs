@@ -50,6 +50,16 @@ impl Reported {
         })
     }
 
+    /// The provider reported no token numbers at all.
+    pub fn is_empty(&self) -> bool {
+        self.input.is_none()
+            && self.output.is_none()
+            && self.cache_read.is_none()
+            && self.cache_creation.is_none()
+            && self.cached.is_none()
+            && self.reasoning.is_none()
+    }
+
     /// Prompt tokens served from the provider's cache.
     pub fn cached(&self) -> Option<u64> {
         self.cached.or(self.cache_read)
@@ -259,6 +269,21 @@ impl ResponseTracker {
     }
 }
 
+/// The most tokens a single number of a provider's usage may be (prompt, completion, cache
+/// reads and writes, cached, reasoning): five times the largest context window of any model
+/// today (2M). A larger number is not believed: it would go to the token windows, quotas and
+/// metrics, and one answer could lock a namespace out.
+pub const USAGE_MAX: u64 = 10_000_000;
+
+/// A number of the provider's usage that was not believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Implausible {
+    /// What it counted: `prompt`, `completion`, `cache_read`, `cache_creation`, `cached`,
+    /// `reasoning`.
+    pub field: &'static str,
+    pub value: u64,
+}
+
 /// A request's token usage, settled at its end.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TokenUsage {
@@ -268,11 +293,14 @@ pub struct TokenUsage {
     pub reasoning: Option<u64>,
     /// The weakest source among the known parts; `None` when nothing is known ("unknown").
     pub source: Option<Source>,
+    /// The first number of the provider's that was not believed (the gateway's own count
+    /// took its place).
+    pub implausible: Option<Implausible>,
 }
 
 impl TokenUsage {
     pub fn total(&self) -> Option<u64> {
-        self.prompt?.checked_add(self.completion?)
+        Some(self.prompt?.saturating_add(self.completion?))
     }
 
     pub fn source_str(&self) -> &'static str {
@@ -292,15 +320,68 @@ fn weaker(a: Option<Source>, b: Source) -> Source {
     }
 }
 
-/// Settles a request's usage: the provider's numbers where it reported them; otherwise the
-/// gateway's own count of the prompt (`count_prompt`, called only when needed) and of the
-/// completion text it saw.
+/// The provider's numbers that are believed: each at most [`USAGE_MAX`], the prompt only when
+/// all its parts are, cached at most the prompt, reasoning at most the completion.
+fn plausible(r: &Reported, bad: &mut Option<Implausible>) -> Reported {
+    let mut check = |field: &'static str, v: Option<u64>| match v {
+        Some(value) if value > USAGE_MAX => {
+            bad.get_or_insert(Implausible { field, value });
+            None
+        }
+        v => v,
+    };
+    let input = check("prompt", r.input);
+    let cache_read = check("cache_read", r.cache_read);
+    let cache_creation = check("cache_creation", r.cache_creation);
+    let output = check("completion", r.output);
+    let cached = check("cached", r.cached);
+    let reasoning = check("reasoning", r.reasoning);
+    let prompt_whole = input.is_some()
+        && cache_read.is_some() == r.cache_read.is_some()
+        && cache_creation.is_some() == r.cache_creation.is_some();
+    let mut p = Reported {
+        input: input.filter(|_| prompt_whole),
+        output,
+        total: None,
+        cached,
+        cache_read: cache_read.filter(|_| prompt_whole),
+        cache_creation: cache_creation.filter(|_| prompt_whole),
+        reasoning,
+    };
+    let prompt = p.prompt();
+    if let (Some(c), Some(pr)) = (p.cached(), prompt) {
+        if c > pr {
+            bad.get_or_insert(Implausible {
+                field: "cached",
+                value: c,
+            });
+            p.cached = None;
+        }
+    }
+    if let (Some(rs), Some(o)) = (p.reasoning, p.output) {
+        if rs > o {
+            bad.get_or_insert(Implausible {
+                field: "reasoning",
+                value: rs,
+            });
+            p.reasoning = None;
+        }
+    }
+    p
+}
+
+/// Settles a request's usage: the provider's numbers where it reported plausible ones
+/// (see [`USAGE_MAX`]); otherwise the gateway's own count of the prompt (`count_prompt`,
+/// called only when needed) and of the completion text it saw. A count that stands in for
+/// a number the provider reported but that was not believed is an estimate (the provider may
+/// count what the gateway does not see).
 pub fn settle(
     tracker: Option<&ResponseTracker>,
     count_prompt: impl FnOnce() -> Option<PromptCount>,
 ) -> TokenUsage {
     let mut u = TokenUsage::default();
-    let reported = tracker.map(|t| *t.reported()).unwrap_or_default();
+    let raw = tracker.map(|t| *t.reported()).unwrap_or_default();
+    let reported = plausible(&raw, &mut u.implausible);
     let mut source: Option<Source> = None;
     match reported.prompt() {
         Some(p) => {
@@ -310,7 +391,12 @@ pub fn settle(
         None => {
             if let Some(c) = count_prompt() {
                 u.prompt = Some(c.tokens);
-                source = Some(weaker(source, c.source));
+                let s = if raw.input.is_some() {
+                    Source::Estimated
+                } else {
+                    c.source
+                };
+                source = Some(weaker(source, s));
             }
         }
     }
@@ -322,12 +408,23 @@ pub fn settle(
         None => {
             if let Some((n, s)) = tracker.and_then(ResponseTracker::counted_completion) {
                 u.completion = Some(n);
+                let s = if raw.output.is_some() {
+                    Source::Estimated
+                } else {
+                    s
+                };
                 source = Some(weaker(source, s));
             }
         }
     }
-    u.cached = reported.cached();
-    u.reasoning = reported.reasoning;
+    // cached tokens are part of the prompt, reasoning of the completion: not believed when
+    // the number they are part of was not
+    u.cached = reported
+        .cached()
+        .filter(|_| raw.input.is_none() || reported.input.is_some());
+    u.reasoning = reported
+        .reasoning
+        .filter(|_| raw.output.is_none() || reported.output.is_some());
     u.source = source;
     u
 }

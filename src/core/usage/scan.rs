@@ -210,10 +210,9 @@ impl Scanner {
                     match c {
                         b'0'..=b'9' => {
                             let d = u64::from(c - b'0');
-                            match self.num.checked_mul(10).and_then(|n| n.checked_add(d)) {
-                                Some(n) => self.num = n,
-                                None => self.num_ok = false,
-                            }
+                            // an integer past u64 is held at u64::MAX: it is reported
+                            // (and judged implausible), not dropped
+                            self.num = self.num.saturating_mul(10).saturating_add(d);
                             i += 1;
                         }
                         b'.' | b'e' | b'E' | b'+' | b'-' => {
@@ -648,9 +647,12 @@ mod tests {
     }
 
     #[test]
-    fn overflowing_and_negative_numbers_are_not_reported() {
+    fn negative_numbers_are_not_reported_and_overflowing_ones_are_held_at_the_maximum() {
         let (r, _) = scan_split(br#"{"a":-1,"b":99999999999999999999999,"c":7}"#, &[]);
-        assert_eq!(r.numbers, vec![(vec![Name::Other], 7)]);
+        assert_eq!(
+            r.numbers,
+            vec![(vec![Name::Other], u64::MAX), (vec![Name::Other], 7)]
+        );
     }
 
     #[test]

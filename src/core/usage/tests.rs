@@ -268,3 +268,100 @@ fn long_completions_are_counted_in_slices() {
     let got = u.completion.unwrap();
     assert!(got.abs_diff(exact) <= 4, "{got} vs {exact}");
 }
+
+/// The numbers a provider (or something between it and the gateway) must not be able to
+/// charge: past 2^53, i64::MAX, u64::MAX, and past u64 (held at u64::MAX by the scanner).
+const IMPLAUSIBLE: [&str; 5] = [
+    "10000001",
+    "9007199254740993",
+    "9223372036854775807",
+    "18446744073709551615",
+    "99999999999999999999999",
+];
+
+/// Every usage shape, with `{P}` (prompt) and `{C}` (completion) to fill in.
+const SHAPES: [(&str, Framing, &str); 5] = [
+    (
+        "openai json",
+        Framing::Json,
+        r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hello world"},"finish_reason":"stop"}],"usage":{"prompt_tokens":{P},"completion_tokens":{C},"total_tokens":{C}}}"#,
+    ),
+    (
+        "openai sse",
+        Framing::Sse,
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello world\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":{P},\"completion_tokens\":{C}}}\n\ndata: [DONE]\n\n",
+    ),
+    (
+        "responses sse",
+        Framing::Sse,
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hello world\"}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":{P},\"output_tokens\":{C}}}}\n\n",
+    ),
+    (
+        "anthropic json",
+        Framing::Json,
+        r#"{"id":"msg","type":"message","content":[{"type":"text","text":"Hello world"}],"usage":{"input_tokens":{P},"output_tokens":{C}}}"#,
+    ),
+    (
+        "anthropic sse",
+        Framing::Sse,
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":{P},\"output_tokens\":1}}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello world\"}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":{C}}}\n\n",
+    ),
+];
+
+#[test]
+fn implausible_usage_is_replaced_by_the_gateways_count_in_every_shape() {
+    for (name, framing, shape) in SHAPES {
+        for bad in IMPLAUSIBLE {
+            // a bad prompt: the gateway's own count of it, an estimate; the completion stays
+            let body = shape.replace("{P}", bad).replace("{C}", "2");
+            let u = settle(Some(&track(framing, &body, &[])), counted_prompt);
+            assert_eq!(u.prompt, Some(8), "{name} prompt {bad}");
+            assert_eq!(u.completion, Some(2), "{name} prompt {bad}");
+            assert_eq!(u.source_str(), "estimated", "{name} prompt {bad}");
+            assert_eq!(u.implausible.map(|i| i.field), Some("prompt"), "{name}");
+            assert!(u.implausible.is_some_and(|i| i.value > USAGE_MAX));
+
+            // a bad completion: the gateway counts the text it saw ("Hello world": 2)
+            let body = shape.replace("{P}", "30").replace("{C}", bad);
+            let u = settle(Some(&track(framing, &body, &[])), counted_prompt);
+            assert_eq!(u.prompt, Some(30), "{name} completion {bad}");
+            assert_eq!(u.completion, Some(2), "{name} completion {bad}");
+            assert_eq!(u.source_str(), "estimated", "{name} completion {bad}");
+            assert_eq!(u.implausible.map(|i| i.field), Some("completion"));
+            assert!(u.total().is_some_and(|t| t <= 2 * USAGE_MAX));
+        }
+        // the bound itself is believed
+        let max = USAGE_MAX.to_string();
+        let body = shape.replace("{P}", &max).replace("{C}", &max);
+        let u = settle(Some(&track(framing, &body, &[])), || panic!("no need"));
+        assert_eq!((u.prompt, u.completion), (Some(USAGE_MAX), Some(USAGE_MAX)));
+        assert_eq!(
+            (u.source_str(), u.implausible),
+            ("provider", None),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn cache_and_reasoning_numbers_are_checked_against_their_whole() {
+    // OpenAI: cached tokens are part of prompt_tokens, reasoning of completion_tokens
+    let body = r#"{"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":11},"completion_tokens_details":{"reasoning_tokens":6}}}"#;
+    let u = settle(Some(&track(Framing::Json, body, &[])), || None);
+    assert_eq!((u.prompt, u.completion), (Some(10), Some(5)));
+    assert_eq!((u.cached, u.reasoning), (None, None));
+    assert_eq!(u.implausible.map(|i| i.field), Some("cached"));
+    // Anthropic: a bad cache read makes the whole prompt unbelievable
+    let body = r#"{"usage":{"input_tokens":10,"cache_read_input_tokens":18446744073709551615,"output_tokens":5}}"#;
+    let u = settle(Some(&track(Framing::Json, body, &[])), counted_prompt);
+    assert_eq!((u.prompt, u.cached), (Some(8), None));
+    assert_eq!(u.source_str(), "estimated");
+    assert_eq!(u.implausible.map(|i| i.field), Some("cache_read"));
+    // plausible ones pass
+    let body = r#"{"usage":{"input_tokens":10,"cache_read_input_tokens":40,"cache_creation_input_tokens":2,"output_tokens":5}}"#;
+    let u = settle(Some(&track(Framing::Json, body, &[])), || None);
+    assert_eq!(
+        (u.prompt, u.cached, u.implausible),
+        (Some(52), Some(40), None)
+    );
+}
