@@ -66,6 +66,34 @@ qr/\[emerg\] .*ai_gateway: invalid config ".*gw\.json": invalid JSON: expected i
 
 
 
+=== TEST 4b: a key twice in one object is an error naming its path (the last one does not silently win)
+--- http_config
+    ai_gateway_config ../html/gw.json;
+--- user_files
+>>> gw.json
+{"namespaces": [{"code": "a", "api_keys": []}],
+ "version": "1",
+ "namespaces": [{"code": "b", "api_keys": []}]}
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*ai_gateway: invalid config ".*gw\.json": namespaces: appears twice \(a JSON key must be unique in its object\)/
+
+
+
+=== TEST 4c: ... at any depth
+--- http_config
+    ai_gateway_config ../html/gw.json;
+--- user_files
+>>> gw.json
+{"namespaces": [{"code": "a", "code": "b", "api_keys": []}]}
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*ai_gateway: invalid config ".*gw\.json": namespaces\[0\]\.code: appears twice/
+
+
+
 === TEST 5: a plaintext key where a sha256 belongs
 --- http_config
     ai_gateway_config ../html/gw.json;

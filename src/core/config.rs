@@ -86,12 +86,9 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl GatewayConfig {
-    /// Parses and validates a JSON document.
+    /// Parses and validates a JSON document (a key twice in one object is an error).
     pub fn from_json(text: &[u8]) -> Result<Self, ConfigError> {
-        let root: Value = serde_json::from_slice(text).map_err(|e| ConfigError {
-            path: String::new(),
-            message: format!("invalid JSON: {e}"),
-        })?;
+        let root = super::strict_json::parse(text)?;
         Self::from_value(&root)
     }
 

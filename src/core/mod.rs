@@ -13,5 +13,6 @@ pub mod mock;
 pub mod policy;
 pub mod request;
 pub mod routing;
+pub mod strict_json;
 pub mod tokens;
 pub mod usage;
