@@ -223,6 +223,27 @@ Authorization: Bearer sk-alpha-1
 
 
 
+=== TEST 16b: a model with a line break (it would start a header of its own wherever $ai_gateway_model goes): 400
+--- config
+    location /v1/ {
+        ai_gateway on;
+        proxy_set_header X-Model $ai_gateway_model;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+        add_header X-Model $ai_gateway_model always;
+    }
+--- request
+POST /v1/chat/completions
+{"model":"mock-gpt\r\nX-Injected: 1","messages":[]}
+--- more_headers
+Authorization: Bearer sk-alpha-1
+--- error_code: 400
+--- response_headers
+X-Injected:
+--- response_body
+{"error":{"message":"Invalid type for 'model': expected a string without control characters.","type":"invalid_request_error","param":"model","code":"invalid_type"}}
+
+
+
 === TEST 17: max_tokens must be a non-negative integer
 --- request
 POST /v1/chat/completions

@@ -51,6 +51,9 @@ _EOC_
     }
 });
 
+# a key with a line break in it, for TEST 9d (nginx inherits the environment)
+$ENV{AI_GATEWAY_TEST_KEY_WITH_NEWLINE} = "sk-new-key\nsk-old-rotated-key";
+
 run_tests();
 
 __DATA__
@@ -181,29 +184,112 @@ qr/routes\[0\]\.targets\[0\]: unknown target "y"/
 
 
 
-=== TEST 9: a credential from a file (surrounding whitespace ignored)
+=== TEST 9: a credential from a file (its one trailing line break is not part of the key)
 --- http_config
     ai_gateway_config ../html/gw.json;
     upstream ai_gateway_targets { ai_gateway_upstream; }
     server {
         listen 127.0.0.1:1990;
-        location / { return 200 "auth=$http_authorization\n"; }
+        location / { return 200 "auth=[$http_authorization]\n"; }
     }
---- user_files
->>> gw.json
-{"namespaces": [{"code": "a", "api_keys": ["033d461ba69fa00769695b91ef3d9187416084607a52805d6ca51f0665bd4fcb"]}],
+--- user_files eval
+[["gw.json" => '{"namespaces": [{"code": "a", "api_keys": ["033d461ba69fa00769695b91ef3d9187416084607a52805d6ca51f0665bd4fcb"]}],
  "targets": [{"name": "x", "provider": "openai", "base_url": "http://127.0.0.1:1990",
   "credential": {"file": "key.txt"}}],
- "routes": [{"targets": ["x"]}]}
->>> key.txt
-  sk-from-a-file
+ "routes": [{"targets": ["x"]}]}'],
+ ["key.txt" => "sk-from-a-file\r\n"]]
 --- request
 POST /v1/chat/completions
 {"model":"m","messages":[]}
 --- more_headers
 Authorization: Bearer sk-route-a
 --- response_body
-auth=Bearer sk-from-a-file
+auth=[Bearer sk-from-a-file]
+
+
+
+=== TEST 9b: an inline credential with CR/LF stops nginx -t (the value is not logged)
+--- http_config
+    ai_gateway_config ../html/gw.json;
+    upstream ai_gateway_targets { ai_gateway_upstream; }
+--- user_files
+>>> gw.json
+{"targets": [{"name": "x", "provider": "openai", "base_url": "http://127.0.0.1:1990",
+  "credential": {"value": "sk-inline\r\nX-Injected: 1"}}],
+ "routes": [{"targets": ["x"]}]}
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*ai_gateway: invalid config ".*gw\.json": targets\[0\]\.credential\.value: the key has a line break \(one value, one line\)/
+--- no_error_log
+X-Injected
+sk-inline
+
+
+
+=== TEST 9c: a credential file with two lines (a new key above an old one) stops nginx -t
+--- http_config
+    ai_gateway_config ../html/gw.json;
+    upstream ai_gateway_targets { ai_gateway_upstream; }
+--- user_files eval
+[["gw.json" => '{"targets": [{"name": "x", "provider": "openai", "base_url": "http://127.0.0.1:1990",
+  "credential": {"file": "key.txt"}}], "routes": [{"targets": ["x"]}]}'],
+ ["key.txt" => "sk-new-key\nsk-old-rotated-key\n"]]
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*targets\[0\]\.credential\.file: the key in "key\.txt" has a line break \(one value, one line\) \(one line, at most one line break at its end\)/
+--- no_error_log
+sk-new-key
+sk-old-rotated-key
+
+
+
+=== TEST 9d: an environment variable with a line break stops nginx -t
+--- http_config
+    ai_gateway_config ../html/gw.json;
+    upstream ai_gateway_targets { ai_gateway_upstream; }
+--- user_files
+>>> gw.json
+{"targets": [{"name": "x", "provider": "openai", "base_url": "http://127.0.0.1:1990",
+  "credential": {"env": "AI_GATEWAY_TEST_KEY_WITH_NEWLINE"}}],
+ "routes": [{"targets": ["x"]}]}
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*targets\[0\]\.credential\.env: the key in environment variable "AI_GATEWAY_TEST_KEY_WITH_NEWLINE" has a line break/
+--- no_error_log
+sk-new-key
+
+
+
+=== TEST 9e: a credential file with spaces around the key stops nginx -t
+--- http_config
+    ai_gateway_config ../html/gw.json;
+    upstream ai_gateway_targets { ai_gateway_upstream; }
+--- user_files eval
+[["gw.json" => '{"targets": [{"name": "x", "provider": "openai", "base_url": "http://127.0.0.1:1990",
+  "credential": {"file": "key.txt"}}], "routes": [{"targets": ["x"]}]}'],
+ ["key.txt" => "  sk-from-a-file\n"]]
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*targets\[0\]\.credential\.file: the key in "key\.txt" has a space or tab/
+
+
+
+=== TEST 9f: other strings that reach headers or the request line: names, api_version, base_url, paths
+--- http_config
+    ai_gateway_config ../html/gw.json;
+    upstream ai_gateway_targets { ai_gateway_upstream; }
+--- user_files
+>>> gw.json
+{"targets": [{"name": "x\r\nX-Evil: 1", "provider": "openai", "base_url": "http://127.0.0.1:1990"}],
+ "routes": [{"targets": ["x"]}]}
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*targets\[0\]\.name: must not contain control characters/
 
 
 

@@ -27,7 +27,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::fields::{array, at, err, known, object, required, string};
+use super::fields::{array, at, err, header_text, known, object, required, string};
 use super::matcher::{Matcher, Operator, Source};
 use super::policy::rules::{parse_policies, Policy};
 use super::routing::{parse_routing, Routing};
@@ -164,6 +164,7 @@ impl GatewayConfig {
                 );
             }
             let name = string(ns_obj, &path, "name")?.unwrap_or(code);
+            header_text(name, &format!("{path}.name"))?;
             string(ns_obj, &path, "description")?;
             let enabled = match string(ns_obj, &path, "status")? {
                 None | Some("enabled") => true,
@@ -271,7 +272,9 @@ fn parse_key(v: &Value, path: &str) -> Result<[u8; 32], ConfigError> {
         Value::String(s) => (s.as_str(), path.to_string()),
         Value::Object(obj) => {
             known(obj, path, &["sha256", "name"])?;
-            string(obj, path, "name")?;
+            if let Some(name) = string(obj, path, "name")? {
+                header_text(name, &at(path, "name"))?;
+            }
             (required(obj, path, "sha256")?, at(path, "sha256"))
         }
         _ => return err(path, "must be a sha256 hex string or an object"),
@@ -465,6 +468,14 @@ mod tests {
     #[test]
     fn namespace_level_errors() {
         assert_eq!(error_of(json!([])), "must be an object");
+        assert_eq!(
+            error_of(json!({"namespaces": [{"code": "a", "name": "Team\r\nX: 1"}]})),
+            "namespaces[0].name: must not contain control characters (line breaks, tabs, NUL)"
+        );
+        assert_eq!(
+            error_of(json!({"namespaces": [{"code": "a", "api_keys": [{"sha256": "00", "name": "k\n"}]}]})),
+            "namespaces[0].api_keys[0].name: must not contain control characters (line breaks, tabs, NUL)"
+        );
         assert_eq!(
             error_of(json!({"namespace": []})),
             "namespace: unknown field"

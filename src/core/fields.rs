@@ -38,6 +38,34 @@ pub fn known(obj: &Object, path: &str, fields: &[&str]) -> Result<(), ConfigErro
     }
 }
 
+/// Text that may end up in an HTTP header or a log line (through a variable an operator
+/// puts there): no control characters, so no CR or LF that would start a header of its own.
+pub fn header_text(s: &str, path: &str) -> Result<(), ConfigError> {
+    if s.chars().any(char::is_control) {
+        return err(
+            path,
+            "must not contain control characters (line breaks, tabs, NUL)",
+        );
+    }
+    Ok(())
+}
+
+/// Why `s` is not one header-safe token (printable ASCII, no spaces), or `None` when it is.
+/// The reason never includes the value (it may be a secret).
+pub fn token_problem(s: &str) -> Option<&'static str> {
+    if s.is_empty() {
+        Some("is empty")
+    } else if s.contains(['\r', '\n']) {
+        Some("has a line break (one value, one line)")
+    } else if s.contains([' ', '\t']) {
+        Some("has a space or tab")
+    } else if !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        Some("has a character that is not printable ASCII")
+    } else {
+        None
+    }
+}
+
 /// A string field; `null` counts as absent.
 pub fn string<'a>(obj: &'a Object, path: &str, key: &str) -> Result<Option<&'a str>, ConfigError> {
     match obj.get(key) {

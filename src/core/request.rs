@@ -113,10 +113,17 @@ pub fn parse_request(body: &[u8], json_expected: bool) -> Result<RequestSummary,
     }
     let top: TopLevel<'_> = serde_json::from_str(text).map_err(|e| invalid_json(&e))?;
     summary.is_json = true;
-    summary.model = field(top.model, "model", "a string", |v| match v {
-        Value::String(s) => Some(Some(s)),
-        _ => None,
-    })?;
+    // the model reaches log lines and, through $ai_gateway_model, headers an operator sets:
+    // no control characters (a CR/LF would start a header of its own)
+    summary.model = field(
+        top.model,
+        "model",
+        "a string without control characters",
+        |v| match v {
+            Value::String(s) if !s.chars().any(char::is_control) => Some(Some(s)),
+            _ => None,
+        },
+    )?;
     summary.stream = field(top.stream, "stream", "a boolean", |v| match v {
         Value::Bool(b) => Some(Some(b)),
         _ => None,
@@ -243,6 +250,28 @@ mod tests {
         assert_eq!(s.max_output(), Some(70));
         assert_eq!(ok(r#"{"max_output_tokens":5}"#).max_output(), Some(5));
         assert_eq!(ok(r#"{"model":"m"}"#).max_output(), None);
+    }
+
+    #[test]
+    fn a_model_with_control_characters_is_refused() {
+        for body in [
+            r#"{"model":"gpt-4o\r\nX-Injected: 1"}"#,
+            r#"{"model":"a\u0000b"}"#,
+            r#"{"model":"tab\there"}"#,
+        ] {
+            assert_eq!(
+                fails(body),
+                GatewayError::InvalidField {
+                    param: "model",
+                    expected: "a string without control characters"
+                },
+                "{body}"
+            );
+        }
+        assert_eq!(
+            ok(r#"{"model":"模型 ü-1"}"#).model.as_deref(),
+            Some("模型 ü-1")
+        );
     }
 
     #[test]

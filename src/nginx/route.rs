@@ -25,7 +25,8 @@ use crate::core::config::GatewayConfig;
 use crate::core::policy::slot::Shape;
 use crate::core::routing::health::{health_key, is_cooling, record_failure, record_success};
 use crate::core::routing::{
-    attempt_order, credential_headers, upstream_uri, Credential, Provider, Routing,
+    attempt_order, credential_headers, credential_secret, upstream_uri, Credential, Provider,
+    Routing,
 };
 
 /// A target as the workers use it: its addresses, and the headers and values that do not
@@ -66,23 +67,31 @@ pub fn resolve_targets(
             let secret = match &t.credential {
                 None => None,
                 Some(Credential::Inline(s)) => Some(s.clone()),
-                Some(Credential::Env(name)) => Some(std::env::var(name).map_err(|_| {
-                    format!(
-                        "targets[{i}].credential.env: environment variable \"{name}\" is not set"
-                    )
-                })?),
-                Some(Credential::File(path)) => Some(
-                    std::fs::read_to_string(config_dir.join(path))
-                        .map_err(|e| {
-                            format!("targets[{i}].credential.file: cannot read \"{path}\": {e}")
-                        })?
-                        .trim()
-                        .to_string(),
-                ),
+                Some(Credential::Env(name)) => {
+                    let raw = std::env::var(name).map_err(|_| {
+                        format!(
+                            "targets[{i}].credential.env: environment variable \"{name}\" is not set"
+                        )
+                    })?;
+                    let key = credential_secret(&raw, false).map_err(|problem| {
+                        format!(
+                            "targets[{i}].credential.env: the key in environment variable \"{name}\" {problem}"
+                        )
+                    })?;
+                    Some(key.to_string())
+                }
+                Some(Credential::File(path)) => {
+                    let raw = std::fs::read_to_string(config_dir.join(path)).map_err(|e| {
+                        format!("targets[{i}].credential.file: cannot read \"{path}\": {e}")
+                    })?;
+                    let key = credential_secret(&raw, true).map_err(|problem| {
+                        format!(
+                            "targets[{i}].credential.file: the key in \"{path}\" {problem} (one line, at most one line break at its end)"
+                        )
+                    })?;
+                    Some(key.to_string())
+                }
             };
-            if secret.as_deref() == Some("") {
-                return Err(format!("targets[{i}].credential: the key is empty"));
-            }
             let default_anthropic_version = credential_headers(t, None, false)
                 .into_iter()
                 .find(|(n, _)| *n == "anthropic-version")

@@ -26,6 +26,25 @@ mod select;
 pub use parse::parse_routing;
 pub use select::{attempt_order, credential_headers, upstream_uri};
 
+/// The key a credential holds, as read from its source: a file may end with one line break
+/// (editors add one); what remains, and an environment variable's value, must be one
+/// header-safe token (printable ASCII, no spaces): a second line (an old rotated key) or a
+/// CR/LF would put more than one value, or a header of its own, into the provider request.
+/// The error names the problem, never the value.
+pub fn credential_secret(raw: &str, from_file: bool) -> Result<&str, &'static str> {
+    let s = if from_file {
+        raw.strip_suffix("\r\n")
+            .or_else(|| raw.strip_suffix('\n'))
+            .unwrap_or(raw)
+    } else {
+        raw
+    };
+    match crate::core::fields::token_problem(s) {
+        Some(problem) => Err(problem),
+        None => Ok(s),
+    }
+}
+
 use std::sync::atomic::AtomicU64;
 
 use super::policy::glob::Glob;

@@ -8,7 +8,8 @@ use serde_json::Value;
 use super::{Credential, Provider, Route, Routing, Target, DEFAULT_RETRY_STATUSES};
 use crate::core::config::ConfigError;
 use crate::core::fields::{
-    array as list, at, duration_ms, err, integer, known, non_empty as required, object, string,
+    array as list, at, duration_ms, err, header_text, integer, known, non_empty as required,
+    object, string, token_problem,
 };
 use crate::core::policy::glob::Glob;
 
@@ -63,6 +64,7 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
     )?;
     string(obj, path, "description")?;
     let name = required(obj, path, "name")?;
+    header_text(name, &at(path, "name"))?;
     let provider = match required(obj, path, "provider")? {
         "openai" => Provider::OpenAi,
         "azure" => Provider::Azure,
@@ -97,7 +99,12 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
                 })
                 .collect::<Result<_, _>>()?;
             match set.as_slice() {
-                [("value", s)] => Some(Credential::Inline(s.to_string())),
+                [("value", s)] => {
+                    if let Some(problem) = token_problem(s) {
+                        return err(&at(&cpath, "value"), format!("the key {problem}"));
+                    }
+                    Some(Credential::Inline(s.to_string()))
+                }
                 [("env", s)] => Some(Credential::Env(s.to_string())),
                 [("file", s)] => Some(Credential::File(s.to_string())),
                 _ => {
@@ -110,8 +117,21 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
         }
         Some(_) => return err(&at(path, "credential"), "must be an object"),
     };
-    if provider == Provider::Azure && string(obj, path, "api_version")?.is_none() {
+    let api_version = string(obj, path, "api_version")?;
+    if provider == Provider::Azure && api_version.is_none() {
         return err(&at(path, "api_version"), "is required for azure");
+    }
+    // it goes into a header (anthropic-version) or the query (api-version)
+    if api_version.is_some_and(|v| {
+        v.is_empty()
+            || !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    }) {
+        return err(
+            &at(path, "api_version"),
+            "may only contain letters, digits, '-', '_' and '.'",
+        );
     }
     let max_failures = integer(obj, path, "max_failures", 1..=1000, Some(3))? as u32;
     let cooldown_ms = match obj.get("cooldown") {
@@ -162,7 +182,7 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
         port,
         base_path,
         credential,
-        api_version: string(obj, path, "api_version")?.map(str::to_string),
+        api_version: api_version.map(str::to_string),
         max_failures,
         cooldown_ms,
         connect_timeout_ms: connect,
@@ -200,6 +220,16 @@ pub fn parse_base_url(url: &str) -> Result<(bool, String, u16, String), String> 
     };
     if host.is_empty() {
         return Err("has no host".into());
+    }
+    // the host goes into Host and SNI, the path into the request line
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'_'))
+    {
+        return Err("has a host with characters a host name cannot have".into());
+    }
+    if let Some(problem) = token_problem(path).filter(|_| !path.is_empty()) {
+        return Err(format!("has a path that {problem}"));
     }
     let port = match port {
         None => {
@@ -242,9 +272,16 @@ fn parse_route(
         ],
     )?;
     let name = string(obj, path, "name")?.unwrap_or("").to_string();
+    header_text(&name, &at(path, "name"))?;
     let path_prefix = string(obj, path, "path_prefix")?.unwrap_or("/").to_string();
     if !path_prefix.starts_with('/') {
         return err(&at(path, "path_prefix"), "must start with /");
+    }
+    if let Some(problem) = token_problem(&path_prefix) {
+        return err(
+            &at(path, "path_prefix"),
+            format!("is a path that {problem}"),
+        );
     }
     let target_of = |v: &Value, p: &str| -> Result<usize, ConfigError> {
         match v.as_str().and_then(|n| names.get(n)) {
@@ -309,6 +346,9 @@ fn parse_route(
             let to = string(r, &rpath, "to")?.unwrap_or("/");
             if !from.starts_with('/') || !to.starts_with('/') {
                 return err(&rpath, "\"from\" and \"to\" must start with /");
+            }
+            if let Some(problem) = token_problem(to) {
+                return err(&at(&rpath, "to"), format!("is a path that {problem}"));
             }
             if !path_prefix.starts_with(from) && !from.starts_with(&path_prefix) {
                 return err(

@@ -282,3 +282,97 @@ fn health_cools_a_failing_target_down_and_lets_it_back() {
     assert!(is_cooling(&slot, t0 + 89_000));
     assert!(slot.is_idle(t0 + 100_000));
 }
+
+#[test]
+fn credentials_are_one_header_safe_token() {
+    assert_eq!(credential_secret("sk-1\n", true), Ok("sk-1"));
+    assert_eq!(credential_secret("sk-1\r\n", true), Ok("sk-1"));
+    assert_eq!(credential_secret("sk-1", true), Ok("sk-1"));
+    assert_eq!(credential_secret("a+b/c=", false), Ok("a+b/c="));
+    for (raw, file) in [
+        ("sk-new\nsk-old\n", true),
+        ("sk-1\n\n", true),
+        ("sk-1\n", false),
+        ("sk-1\r\nX-Injected: 1", false),
+    ] {
+        assert_eq!(
+            credential_secret(raw, file),
+            Err("has a line break (one value, one line)"),
+            "{raw:?}"
+        );
+    }
+    assert_eq!(
+        credential_secret(" sk-1\n", true),
+        Err("has a space or tab")
+    );
+    assert_eq!(
+        credential_secret("sk\u{7f}1", false),
+        Err("has a character that is not printable ASCII")
+    );
+    assert_eq!(
+        credential_secret("sk-é", false),
+        Err("has a character that is not printable ASCII")
+    );
+    assert_eq!(credential_secret("\n", true), Err("is empty"));
+}
+
+#[test]
+fn strings_bound_for_headers_and_the_request_line_are_checked() {
+    let e = |targets: Value, routes: Value| {
+        routing(json!({"targets": targets, "routes": routes})).unwrap_err()
+    };
+    let ok = json!([{"name": "a", "provider": "openai", "base_url": "https://x"}]);
+    assert_eq!(
+        e(
+            json!([{"name": "a", "provider": "openai", "base_url": "https://x", "credential": {"value": "k\r\nX: 1"}}]),
+            json!([])
+        ),
+        "targets[0].credential.value: the key has a line break (one value, one line)"
+    );
+    assert_eq!(
+        e(
+            json!([{"name": "a\nb", "provider": "openai", "base_url": "https://x"}]),
+            json!([])
+        ),
+        "targets[0].name: must not contain control characters (line breaks, tabs, NUL)"
+    );
+    assert_eq!(
+        e(
+            json!([{"name": "a", "provider": "anthropic", "base_url": "https://x", "api_version": "2023-06-01\r\nX: 1"}]),
+            json!([])
+        ),
+        "targets[0].api_version: may only contain letters, digits, '-', '_' and '.'"
+    );
+    assert_eq!(
+        e(
+            json!([{"name": "a", "provider": "openai", "base_url": "https://x y/v1"}]),
+            json!([])
+        ),
+        "targets[0].base_url: has a host with characters a host name cannot have"
+    );
+    assert_eq!(
+        e(
+            json!([{"name": "a", "provider": "openai", "base_url": "https://x/v 1"}]),
+            json!([])
+        ),
+        "targets[0].base_url: has a path that has a space or tab"
+    );
+    assert_eq!(
+        e(ok.clone(), json!([{"name": "r\r\n", "targets": ["a"]}])),
+        "routes[0].name: must not contain control characters (line breaks, tabs, NUL)"
+    );
+    assert_eq!(
+        e(
+            ok.clone(),
+            json!([{"path_prefix": "/v1/ x", "targets": ["a"]}])
+        ),
+        "routes[0].path_prefix: is a path that has a space or tab"
+    );
+    assert_eq!(
+        e(
+            ok,
+            json!([{"targets": ["a"], "rewrite": {"from": "/", "to": "/a\nb"}}])
+        ),
+        "routes[0].rewrite.to: is a path that has a line break (one value, one line)"
+    );
+}
