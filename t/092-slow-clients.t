@@ -8,7 +8,8 @@
 #      byte of the stream it asked for, in order;
 #   2. the output cap (the provider streams past the max_tokens it was given): the same slow
 #      client gets the provider's events up to the cap, then the API's own ending, whole
-#      (OpenAI chat and Anthropic messages);
+#      (OpenAI chat and Anthropic messages); one event of 1.5 MB (too large to hold and count)
+#      ends the stream at the cap before it;
 #   3. a 40 MB rewritten stream to a client that pauses 6 s: the worker's memory does not
 #      grow with the stream (nginx stops reading the provider while the client waits), and
 #      the client then receives all of it, byte for byte;
@@ -185,6 +186,24 @@ for my $api ('openai', 'anthropic') {
         like($got, qr/"stop_reason":"max_tokens".*\n\nevent: message_stop\ndata: \{"type":"message_stop"\}\n\n\z/s,
             'anthropic: ends with stop_reason max_tokens and message_stop, whole');
     }
+}
+
+# one event of 1.5 MB (the cap cannot hold it to count it): the stream ends before it
+{
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 30)
+        or die "connect: $!";
+    my $body = '{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"go"}]}';
+    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        . "Authorization: Bearer sk-route-b\r\nContent-Type: application/json\r\nX-Events: 10\r\n"
+        . "X-Big-Event: 1500000\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
+    my @pieces;
+    while (sysread($s, my $piece, 65536)) { push @pieces, $piece }
+    my ($head, $raw) = split /\r\n\r\n/, join('', @pieces), 2;
+    my $got = dechunk_long($raw);
+    like($head, qr{\AHTTP/1\.1 200}, 'a 1.5 MB event under the cap: 200');
+    ok(length($got) < 4096, 'none of the big event reaches the client (' . length($got) . ' bytes)');
+    like($got, qr/"content": ?" 0 word0.*"finish_reason":"length"\}\]\}\n\ndata: \[DONE\]\n\n\z/s,
+        'the events before it, then the cap\'s ending, whole');
 }
 
 ##########################################################################################

@@ -276,11 +276,17 @@ unsafe fn take_held(
             if st.capped() {
                 // the stream is complete for the client
                 if !last {
+                    let oversized = st.cap.as_ref().is_some_and(StreamCap::oversized);
                     ngx::ngx_log_error!(
                         NGX_LOG_INFO,
                         (*(*r).connection).log,
-                        "ai_gateway: stream ended at the output cap ({} tokens sent)",
-                        st.cap.as_ref().map_or(0, StreamCap::tokens_sent)
+                        "ai_gateway: stream ended at the output cap ({} tokens sent{})",
+                        st.cap.as_ref().map_or(0, StreamCap::tokens_sent),
+                        if oversized {
+                            "; an event larger than 1 MiB cannot be counted before it goes out"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 last = true;

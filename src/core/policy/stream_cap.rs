@@ -28,8 +28,10 @@ use crate::core::usage::stream_usage::event_end;
 /// Text kept uncounted at most (it is counted then).
 const UNCOUNTED_MAX: usize = 64 * 1024;
 
-/// Largest event held back while incomplete; past it the cap stops (everything passes).
-const EVENT_MAX: usize = 1 << 20;
+/// Largest event held back while incomplete. An event past it cannot be counted before it
+/// would go out, so the stream ends there as at the cap (memory stays bounded, the cap
+/// holds whatever the event's size).
+pub const EVENT_MAX: usize = 1 << 20;
 
 /// The streaming API, from the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +68,8 @@ pub struct StreamCap {
     /// the counted tokens plus these bytes stay within the cap there is no need to count.
     uncounted: Vec<u8>,
     ended: bool,
-    off: bool,
+    /// The stream was ended at an event larger than [`EVENT_MAX`].
+    oversized: bool,
     id: Option<String>,
     model: Option<String>,
     created: Option<u64>,
@@ -89,7 +92,7 @@ impl StreamCap {
             tokens: 0,
             uncounted: Vec::new(),
             ended: false,
-            off: false,
+            oversized: false,
             id: None,
             model: None,
             created: None,
@@ -110,6 +113,11 @@ impl StreamCap {
         self.ended
     }
 
+    /// Whether the stream was ended at an event too large to hold ([`EVENT_MAX`]).
+    pub fn oversized(&self) -> bool {
+        self.oversized
+    }
+
     /// Completion tokens of what was sent.
     pub fn tokens_sent(&self) -> u64 {
         self.tokens + count_raw(self.enc, &self.uncounted)
@@ -118,10 +126,6 @@ impl StreamCap {
     /// The next piece of the stream; what the client gets goes to `out`.
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         if self.ended {
-            return;
-        }
-        if self.off {
-            out.extend_from_slice(data);
             return;
         }
         if self.pending.is_empty() {
@@ -166,8 +170,9 @@ impl StreamCap {
         self.pending.drain(..start);
         self.scanned -= start;
         if self.pending.len() > EVENT_MAX {
-            self.off = true;
-            out.append(&mut self.pending);
+            self.oversized = true;
+            self.end(out);
+            self.pending = Vec::new();
             self.scanned = 0;
         }
     }
@@ -477,6 +482,30 @@ mod tests {
             assert!(c.ended());
             assert_eq!(c.tokens_sent(), 3);
         }
+    }
+
+    #[test]
+    fn an_event_larger_than_held_ends_the_stream_whatever_the_cap() {
+        let big = chunk(&"x".repeat(2 * EVENT_MAX));
+        let s = format!("{}{big}data: [DONE]\n\n", chunk("Hi"));
+        // split into pieces (as nginx hands it over): too large to hold and count
+        for cut in [4096, 65536] {
+            let (out, c) = run(u64::MAX, StreamApi::OpenAiChat, &s, cut);
+            assert!(c.ended() && c.oversized(), "cut {cut}");
+            assert!(out.starts_with(&chunk("Hi")));
+            assert!(out.ends_with("\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n"));
+            assert!(out.len() < 2048, "nothing of the big event went out");
+            assert_eq!(c.pending.capacity(), 0, "its memory is given back");
+        }
+        // whole in one piece it is counted like any event: past a cap it is cut
+        let (out, c) = run(100, StreamApi::OpenAiChat, &s, s.len());
+        assert!(c.ended() && !c.oversized());
+        assert!(out.len() < 2048);
+        // one just below what is held passes whole
+        let below = chunk(&"y".repeat(EVENT_MAX - 1000));
+        let (out, c) = run(u64::MAX, StreamApi::OpenAiChat, &below, 4096);
+        assert!(!c.ended());
+        assert_eq!(out, below);
     }
 
     #[test]
