@@ -2,7 +2,7 @@
 #
 # Everything a fresh Debian 12 machine lacks (build packages, the Perl test libraries,
 # Debian's nginx for the stock-nginx build) is installed by `make deps`, which the other
-# targets call. Crates come from crates.io on the first build.
+# targets call. Crates come from the crate registry on the first build.
 
 SHELL        := /bin/bash
 CARGO        ?= cargo
@@ -11,7 +11,7 @@ OBJS         := vendor/objs
 DEB_DIR      := vendor/debian
 RUN_PREFIX   := $(CURDIR)/vendor/run
 TEST_PORT    ?= 1984
-# The official OpenAI and Anthropic Python SDKs, for t/096-sdk.t (from PyPI, pinned)
+# The official OpenAI and Anthropic Python SDKs, for t/096-sdk.t (from the Python package index, pinned)
 SDK_VENV     := vendor/sdk-venv
 SDK_PACKAGES := openai==3.54.0 anthropic==2.12.0
 

@@ -3,7 +3,7 @@
 # SDK must see an ordinary stream: the gateway's include_usage is taken back out), a stream
 # that asked for it, an Anthropic stream, both SDKs' token-counting calls, and an error.
 #
-# The SDKs come from PyPI into vendor/sdk-venv (`make sdk-deps`, part of `make inttest`);
+# The SDKs come from the Python package index into vendor/sdk-venv (`make sdk-deps`, part of `make inttest`);
 # AI_GATEWAY_PYTHON names that interpreter. Without it this test FAILS (it never skips
 # silently) unless AI_GATEWAY_NO_SDK=1 is set.
 use strict;
