@@ -3,21 +3,27 @@
 //! asked for) and the output cap (`output_tokens` policies: the stream ends cleanly at the
 //! cap). The tracker reads the provider's bytes before either (usage is the provider's).
 //!
-//! Backpressure works as for a stream nginx passes through unchanged: the provider's buffers
-//! are held (not marked sent) while the rewritten bytes waiting for the client reach the
-//! location's `proxy_buffer_size`, so nginx stops reading from the provider until the client
-//! takes more. A rewritten stream holds at most: the provider's buffer (`proxy_buffer_size`),
-//! rewritten bytes not yet sent (below `proxy_buffer_size` plus one provider buffer's worth),
-//! and the stages' one incomplete event (at most 1 MiB, see `EVENT_MAX`).
+//! Buffers follow nginx's own discipline: the rewritten bytes go out in buffers of the request
+//! pool tagged as the module's, taken from a free list (`ngx_chain_get_free_buf`) and moved
+//! back to it once sent (`ngx_chain_update_chains`), as nginx's own filters do. Backpressure
+//! works as for a stream nginx passes through unchanged: the provider's buffers are held (not
+//! marked sent) while the rewritten bytes waiting for the client reach the location's
+//! `proxy_buffer_size`, so nginx stops reading from the provider until the client takes more.
+//! A rewritten stream holds at most: the provider's buffer (`proxy_buffer_size`), rewritten
+//! bytes not yet sent (below `proxy_buffer_size` plus one provider buffer's worth, in buffers
+//! of `proxy_buffer_size`), and the stages' one incomplete event (at most 1 MiB, see
+//! `EVENT_MAX`).
 
 use std::collections::VecDeque;
 
 use ngx::ffi::{
-    ngx_alloc_chain_link, ngx_buf_t, ngx_chain_t, ngx_http_request_t, ngx_int_t, ngx_pcalloc,
-    NGX_ERROR, NGX_LOG_INFO,
+    ngx_alloc_chain_link, ngx_buf_t, ngx_buf_tag_t, ngx_chain_get_free_buf, ngx_chain_t,
+    ngx_chain_update_chains, ngx_http_request_t, ngx_int_t, ngx_palloc, NGX_ERROR, NGX_LOG_INFO,
 };
+use ngx::http::HttpModule;
 
 use super::ctx::RequestCtx;
+use super::module::Module;
 use crate::core::policy::stream_cap::{StreamApi, StreamCap};
 use crate::core::tokens::Encoding;
 use crate::core::usage::{Framing, UsageStripper};
@@ -26,29 +32,29 @@ use crate::core::usage::{Framing, UsageStripper};
 /// the request has no upstream to take `proxy_buffer_size` from.
 const DEFAULT_HOLD: usize = 16 * 1024;
 
-/// The stages, the provider's buffers not yet taken, and output buffers: memory the module
-/// owns, reused once nginx has sent what they held.
+/// Smallest output buffer.
+const MIN_BUF: usize = 1024;
+
+/// The stages, the provider's buffers not yet taken, and the module's output buffers.
 pub struct RewriteState {
     stripper: Option<UsageStripper>,
     cap: Option<StreamCap>,
-    bufs: Vec<OutBuf>,
+    /// Output buffers sent (free) and still going out (busy), as nginx's filters keep them.
+    free: *mut ngx_chain_t,
+    busy: *mut ngx_chain_t,
     /// The provider's buffers (in order) that arrived while the client was behind: left
     /// unsent, so nginx does not reuse their memory or read more than its buffer holds.
     held: VecDeque<*mut ngx_buf_t>,
-    /// Unsent rewritten bytes past which `held` is not taken from.
+    /// Unsent rewritten bytes past which `held` is not taken from; also the size of the
+    /// output buffers.
     hold_at: usize,
     /// Output of the stages, reused from call to call.
-    spare: Vec<u8>,
+    out: Vec<u8>,
     mid: Vec<u8>,
     /// Rewriting stopped (a buffer in a file came): the rest passes unchanged.
     off: bool,
     /// The stream was ended at the cap and its last buffer sent: the rest is dropped.
     done: bool,
-}
-
-struct OutBuf {
-    cl: *mut ngx_chain_t,
-    mem: Vec<u8>,
 }
 
 /// Sets up the rewriting of an event stream when the gateway added `include_usage` to an
@@ -94,15 +100,16 @@ pub unsafe fn start(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
         (*r).upstream
             .as_ref()
             .and_then(|u| u.conf.as_ref())
-            .map_or(DEFAULT_HOLD, |c| c.buffer_size.max(1))
+            .map_or(DEFAULT_HOLD, |c| c.buffer_size.max(MIN_BUF))
     };
     ctx.rewrite = Some(Box::new(RewriteState {
         stripper,
         cap,
-        bufs: Vec::new(),
+        free: std::ptr::null_mut(),
+        busy: std::ptr::null_mut(),
         held: VecDeque::new(),
         hold_at,
-        spare: Vec::new(),
+        out: Vec::new(),
         mid: Vec::new(),
         off: false,
         done: false,
@@ -145,17 +152,25 @@ impl RewriteState {
     /// Rewritten bytes handed to nginx and not sent yet.
     ///
     /// # Safety
-    /// Our buffers are live (they are in the request pool).
+    /// The busy chain is live (its links and buffers are in the request pool).
     unsafe fn unsent(&self) -> usize {
-        self.bufs
-            .iter()
-            // SAFETY: see above.
-            .map(|o| unsafe {
-                let b = &*(*o.cl).buf;
-                b.last.offset_from(b.pos).max(0) as usize
-            })
-            .sum()
+        let mut n = 0;
+        let mut cl = self.busy;
+        // SAFETY: see above.
+        unsafe {
+            while let Some(link) = cl.as_ref() {
+                let b = &*link.buf;
+                n += b.last.offset_from(b.pos).max(0) as usize;
+                cl = link.next;
+            }
+        }
+        n
     }
+}
+
+/// The module's buffer tag (nginx moves only buffers of this tag to our free list).
+fn tag() -> ngx_buf_tag_t {
+    Module::module() as *const _ as ngx_buf_tag_t
 }
 
 /// A buffer nginx keeps in memory (not only in a file).
@@ -188,9 +203,9 @@ pub unsafe fn filter(
 ) -> ngx_int_t {
     // SAFETY: the chain and its buffers are valid for the call; a held buffer stays valid
     // while it is unconsumed (nginx reuses a buffer only once its pos reached last, and the
-    // request pool outlives the request). Our chain links and buffers live in the request
-    // pool; their memory (OutBuf::mem) is only rewritten once nginx has sent it (pos ==
-    // last), and lives in the request context, dropped with the pool.
+    // request pool outlives the request). Our links, buffers and their memory live in the
+    // request pool; a buffer is written again only once ngx_chain_update_chains moved it to
+    // the free list (sent).
     unsafe {
         if st.off {
             return next(r, input);
@@ -207,22 +222,21 @@ pub unsafe fn filter(
         }
         let mut rc;
         loop {
-            let (out, last, flush, passed) = take_held(r, st);
-            let nothing = out.is_empty() && !last && !flush && passed.is_null();
-            let head = if nothing {
-                st.spare = out;
+            let (last, flush, passed) = take_held(r, st);
+            let nothing = st.out.is_empty() && !last && !flush && passed.is_null();
+            let mut chain = if nothing {
                 std::ptr::null_mut()
             } else {
-                let Some(head) = out_buf(r, st, out, last) else {
+                let Some(head) = out_chain(r, st, last, passed) else {
                     return NGX_ERROR as ngx_int_t;
                 };
-                (*head).next = passed;
                 head
             };
-            rc = next(r, head);
+            rc = next(r, chain);
             if rc == NGX_ERROR as ngx_int_t {
                 return rc;
             }
+            ngx_chain_update_chains((*r).pool, &mut st.free, &mut st.busy, &mut chain, tag());
             if st.held.is_empty() || st.unsent() >= st.hold_at || st.off {
                 break;
             }
@@ -231,8 +245,8 @@ pub unsafe fn filter(
     }
 }
 
-/// Takes held buffers through the stages while fewer than `hold_at` rewritten bytes wait:
-/// the output, whether it ends the stream, whether a buffer asked for a flush, and (when a
+/// Takes held buffers through the stages (into `st.out`) while fewer than `hold_at` rewritten
+/// bytes wait: whether it ends the stream, whether a buffer asked for a flush, and (when a
 /// buffer in a file stopped the rewriting) the rest to pass on unchanged.
 ///
 /// # Safety
@@ -240,10 +254,10 @@ pub unsafe fn filter(
 unsafe fn take_held(
     r: *mut ngx_http_request_t,
     st: &mut RewriteState,
-) -> (Vec<u8>, bool, bool, *mut ngx_chain_t) {
+) -> (bool, bool, *mut ngx_chain_t) {
     // SAFETY: as for filter.
     unsafe {
-        let mut out = std::mem::take(&mut st.spare);
+        let mut out = std::mem::take(&mut st.out);
         out.clear();
         let (mut last, mut flush) = (false, false);
         let waiting = st.unsent();
@@ -258,7 +272,8 @@ unsafe fn take_held(
                 st.held.push_front(b);
                 st.off = true;
                 st.finish(&mut out);
-                return (out, false, true, held_chain(r, st));
+                st.out = out;
+                return (false, true, held_chain(r, st));
             }
             if !b.pos.is_null() && b.last > b.pos && !st.capped() {
                 let len = b.last.offset_from(b.pos) as usize;
@@ -300,7 +315,8 @@ unsafe fn take_held(
                 break;
             }
         }
-        (out, last, flush, std::ptr::null_mut())
+        st.out = out;
+        (last, flush, std::ptr::null_mut())
     }
 }
 
@@ -327,59 +343,72 @@ unsafe fn held_chain(r: *mut ngx_http_request_t, st: &mut RewriteState) -> *mut 
     }
 }
 
-/// A free output buffer holding `bytes` (flushed: events go out as they come).
+/// `st.out` in output buffers of the module (from its free list, or new ones of `hold_at`
+/// bytes from the request pool), flushed (events go out as they come), followed by `rest`.
+/// An empty output still gives one (empty) buffer when it ends the stream or asks for a
+/// flush.
 ///
 /// # Safety
 /// `r` must be a live request.
-unsafe fn out_buf(
+unsafe fn out_chain(
     r: *mut ngx_http_request_t,
     st: &mut RewriteState,
-    bytes: Vec<u8>,
     last: bool,
+    rest: *mut ngx_chain_t,
 ) -> Option<*mut ngx_chain_t> {
-    // SAFETY: see filter.
+    // SAFETY: pool allocations; a free buffer's memory is ours and no longer sent.
     unsafe {
-        let free = st.bufs.iter().position(|o| {
-            let b = &*(*o.cl).buf;
-            b.pos == b.last
-        });
-        let i = match free {
-            Some(i) => i,
-            None => {
-                let pool = (*r).pool;
-                let b = ngx_pcalloc(pool, std::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
-                let cl = ngx_alloc_chain_link(pool);
-                if b.is_null() || cl.is_null() {
+        let pool = (*r).pool;
+        let mut head: *mut ngx_chain_t = std::ptr::null_mut();
+        let mut tail: *mut *mut ngx_chain_t = &mut head;
+        let mut at = 0;
+        let mut final_link: *mut ngx_chain_t;
+        loop {
+            let link = ngx_chain_get_free_buf(pool, &mut st.free);
+            if link.is_null() {
+                return None;
+            }
+            let b = &mut *(*link).buf;
+            if b.start.is_null() {
+                let mem = ngx_palloc(pool, st.hold_at) as *mut u8;
+                if mem.is_null() {
                     return None;
                 }
-                (*cl).buf = b;
-                st.bufs.push(OutBuf {
-                    cl,
-                    mem: Vec::new(),
-                });
-                st.bufs.len() - 1
+                b.start = mem;
+                b.end = mem.add(st.hold_at);
             }
-        };
-        let o = &mut st.bufs[i];
-        // the sent buffer's memory is the next call's output
-        st.spare = std::mem::replace(&mut o.mem, bytes);
-        let b = &mut *(*o.cl).buf;
-        *b = std::mem::zeroed();
-        b.start = o.mem.as_mut_ptr();
-        b.pos = b.start;
-        b.last = b.start.add(o.mem.len());
-        b.end = b.last;
-        if o.mem.is_empty() {
-            b.set_sync(1);
-        } else {
-            b.set_memory(1);
+            let n = (st.out.len() - at).min(b.end.offset_from(b.start) as usize);
+            std::ptr::copy_nonoverlapping(st.out.as_ptr().add(at), b.start, n);
+            at += n;
+            b.pos = b.start;
+            b.last = b.start.add(n);
+            b.tag = tag();
+            // an empty buffer must not say it is in memory (nginx takes it for a mistake):
+            // it only carries the flush or the end of the stream
+            b.set_temporary(if n > 0 { 1 } else { 0 });
+            b.set_memory(0);
+            b.set_flush(1);
+            b.set_last_buf(0);
+            b.set_last_in_chain(0);
+            b.set_sync(0);
+            (*link).next = std::ptr::null_mut();
+            *tail = link;
+            tail = &mut (*link).next;
+            final_link = link;
+            if at == st.out.len() {
+                break;
+            }
         }
-        b.set_flush(1);
         if last {
+            let b = &mut *(*final_link).buf;
             b.set_last_buf(if r == (*r).main { 1 } else { 0 });
             b.set_last_in_chain(1);
         }
-        (*o.cl).next = std::ptr::null_mut();
-        Some(o.cl)
+        *tail = rest;
+        if st.out.capacity() > 4 * st.hold_at {
+            // an unusually large output (a long event let through at the end): not kept
+            st.out = Vec::new();
+        }
+        Some(head)
     }
 }
