@@ -166,6 +166,29 @@ my %seen = map { $_ => 1 } connections_of($h1, @honest);
 ok(keys(%seen) <= 2, 'five requests to an honest provider share its pooled connection(s): '
     . join(',', sort keys %seen));
 
+# Nor do answers that end early for reasons of the gateway's own: a client that goes away
+# before the answer, an error status the gateway intercepts (a failed attempt).
+{
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 10);
+    my $body = $json->encode({ model => 'slow', user => 'a-gone', messages => [] });
+    print $s "POST /v1/one/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+        . "Authorization: Bearer $KEY{a}\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
+    sleep 0.1;
+    close $s;
+    sleep 0.6;
+    my ($st) = request('/v1/one/chat/completions', 'b', 'busy', 'b-busy');
+    is($st, 503, 'an intercepted 503 of the only target: 503');
+    my @again = map { "a-honest-again-$_" } 1 .. 5;
+    for my $u (@again) {
+        my ($s2, $b2) = request('/v1/one/chat/completions', 'a', 'honest', $u);
+        ok($s2 == 200 && own_answer($b2, $u), "honest request $u answered");
+    }
+    my %again = map { $_ => 1 } connections_of($h1, @again);
+    ok(keys(%again) <= 2, 'after a client that went away and an intercepted error, connections are still kept: '
+        . join(',', sort keys %again));
+    unlike(slurp("$prefix/logs/error.log"), qr/not kept/, '... and no provider is distrusted');
+}
+
 ##########################################################################################
 # 1. Each kind of misbehaviour, then an honest request of the other namespace.
 ##########################################################################################

@@ -25,16 +25,18 @@ use std::ffi::c_void;
 use ngx::ffi::{
     ngx_close_connection, ngx_conf_t, ngx_connection_t, ngx_destroy_pool, ngx_event_free_peer_pt,
     ngx_event_get_peer_pt, ngx_event_notify_peer_pt, ngx_event_save_peer_session_pt,
-    ngx_event_set_peer_session_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt,
-    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_peer_connection_t, ngx_uint_t, recv, SSL_pending,
-    MSG_DONTWAIT, MSG_PEEK, NGX_DONE, NGX_ERROR, NGX_HTTP_UPSTREAM_INVALID_HEADER,
-    NGX_HTTP_VERSION_9, NGX_LOG_WARN, NGX_OK, NGX_PEER_FAILED,
+    ngx_event_set_peer_session_pt, ngx_http_request_t, ngx_http_upstream_free_round_robin_peer,
+    ngx_http_upstream_init_peer_pt, ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_palloc,
+    ngx_peer_connection_t, ngx_uint_t, recv, SSL_pending, MSG_DONTWAIT, MSG_PEEK, NGX_DONE,
+    NGX_ERROR, NGX_HTTP_UPSTREAM_INVALID_HEADER, NGX_HTTP_VERSION_9, NGX_LOG_WARN, NGX_OK,
+    NGX_PEER_FAILED,
 };
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 
 use super::ctx;
 use super::guard::guard;
 use super::module::Module;
+use super::route;
 
 /// How long a provider that sent bytes after a response has its connections closed after
 /// each request instead of kept (per worker).
@@ -173,6 +175,20 @@ struct Peer {
     /// before another try), for the HTTP/0.9 check (gateway requests only).
     process_header: Handler,
     reinit_request: Handler,
+    /// The block's own release may keep the connection (`keepalive`, or another module
+    /// that pools): only then is it checked when given back.
+    may_keep: bool,
+}
+
+/// Whether a release callback closes every connection (nginx's round robin, the routed
+/// peer of `ai_gateway_upstream`): a block without `keepalive` pools nothing.
+fn closes_always(free: ngx_event_free_peer_pt) -> bool {
+    let Some(f) = free else {
+        return true;
+    };
+    let f = f as usize;
+    f == ngx_http_upstream_free_round_robin_peer as *const () as usize
+        || f == route::free_peer as *const () as usize
 }
 
 type Handler = Option<unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t>;
@@ -210,22 +226,23 @@ unsafe fn init(r: *mut ngx_http_request_t, us: *mut ngx_http_upstream_srv_conf_t
         }
         let gateway = ctx::get((*r).main).is_some_and(|c| c.config.is_some());
         let pc = &mut (*u).peer;
-        let Some(p) = ctx::pool_allocate(
-            (*r).pool,
-            Peer {
-                r,
-                data: pc.data,
-                get: pc.get,
-                free: pc.free,
-                notify: pc.notify,
-                set_session: pc.set_session,
-                save_session: pc.save_session,
-                process_header: if gateway { (*u).process_header } else { None },
-                reinit_request: if gateway { (*u).reinit_request } else { None },
-            },
-        ) else {
+        // plain data, nothing to drop: the pool's memory, without a cleanup
+        let p = ngx_palloc((*r).pool, std::mem::size_of::<Peer>()) as *mut Peer;
+        if p.is_null() {
             return NGX_ERROR as ngx_int_t;
-        };
+        }
+        p.write(Peer {
+            r,
+            data: pc.data,
+            get: pc.get,
+            free: pc.free,
+            notify: pc.notify,
+            set_session: pc.set_session,
+            save_session: pc.save_session,
+            process_header: if gateway { (*u).process_header } else { None },
+            reinit_request: if gateway { (*u).reinit_request } else { None },
+            may_keep: !closes_always(pc.free),
+        });
         pc.data = p.cast();
         pc.get = Some(get_peer);
         pc.free = Some(free_peer);
@@ -361,7 +378,8 @@ unsafe extern "C" fn free_peer(
         let p = &*(data as *const Peer);
         let c = (*pc).connection;
         let u = (*p.r).upstream;
-        if !c.is_null() && !u.is_null() && state & NGX_PEER_FAILED as ngx_uint_t == 0 {
+        if p.may_keep && !c.is_null() && !u.is_null() && state & NGX_PEER_FAILED as ngx_uint_t == 0
+        {
             let u = &mut *u;
             if u.keepalive() != 0 {
                 if idle_state(c) == Idle::Unread {
@@ -370,9 +388,15 @@ unsafe extern "C" fn free_peer(
                 } else if untrusted(pc) {
                     u.set_keepalive(0);
                 }
-            } else if u.buffering() == 0 && u.length == 0 && u.headers_in.connection_close() == 0 {
-                // the whole response was read and the connection could have been kept: nginx
-                // found more than its Content-Length or chunked framing said
+            } else if u.header_sent() != 0
+                && u.upgrade() == 0
+                && u.buffering() == 0
+                && u.length == 0
+                && u.headers_in.connection_close() == 0
+            {
+                // the whole response was passed on (its length reached 0) and the connection
+                // could have been kept, yet nginx did not keep it: it found more than the
+                // response's Content-Length or chunked framing said
                 distrust(pc, "sent more than its response's framing");
             }
         }

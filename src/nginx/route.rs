@@ -433,7 +433,9 @@ unsafe fn get(pc: *mut ngx_peer_connection_t, r: *mut ngx_http_request_t) -> ngx
     }
 }
 
-unsafe extern "C" fn free_peer(
+/// Releases the routed peer (the attempt's place in `max_connections`); the connection is
+/// closed unless `keepalive` (which wraps this) keeps it.
+pub(super) unsafe extern "C" fn free_peer(
     pc: *mut ngx_peer_connection_t,
     data: *mut c_void,
     _state: ngx_uint_t,
