@@ -382,11 +382,18 @@ unsafe extern "C" fn free_peer(
         {
             let u = &mut *u;
             if u.keepalive() != 0 {
-                if idle_state(c) == Idle::Unread {
-                    distrust(pc, "sent bytes after its response");
-                    u.set_keepalive(0);
-                } else if untrusted(pc) {
-                    u.set_keepalive(0);
+                match idle_state(c) {
+                    Idle::Unread => {
+                        distrust(pc, "sent bytes after its response");
+                        u.set_keepalive(0);
+                    }
+                    Idle::Closed => u.set_keepalive(0),
+                    Idle::Clean if untrusted(pc) => u.set_keepalive(0),
+                    Idle::Clean => {
+                        // the socket was just found empty: keepalive need not look again
+                        // (it does when the read event is ready), which saves a recv
+                        (*(*c).read).set_ready(0);
+                    }
                 }
             } else if u.header_sent() != 0
                 && u.upgrade() == 0
