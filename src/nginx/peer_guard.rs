@@ -37,17 +37,11 @@ use super::ctx;
 use super::guard::guard;
 use super::module::Module;
 use super::route;
-
-/// How long a provider that sent bytes after a response has its connections closed after
-/// each request instead of kept (per worker).
-pub const UNTRUSTED_MS: u64 = 300_000;
-
-/// Providers caught at most (the oldest is forgotten first).
-const UNTRUSTED_MAX: usize = 64;
+use crate::core::routing::trust::{Untrusted, UNTRUSTED_MS};
 
 thread_local! {
-    /// Peer addresses (sockaddr bytes) whose connections are not kept, and until when.
-    static UNTRUSTED: RefCell<Vec<(Vec<u8>, u64)>> = const { RefCell::new(Vec::new()) };
+    /// The providers this worker no longer pools connections to (nginx thread only).
+    static UNTRUSTED: RefCell<Untrusted> = RefCell::new(Untrusted::default());
 }
 
 fn now_ms() -> u64 {
@@ -55,15 +49,15 @@ fn now_ms() -> u64 {
     unsafe { ngx::ffi::ngx_current_msec as u64 }
 }
 
-/// The peer's address as bytes.
+/// The peer's address as bytes (borrowed from the request pool).
 ///
 /// # Safety
-/// `pc` must be live.
-unsafe fn peer_addr(pc: *mut ngx_peer_connection_t) -> Option<Vec<u8>> {
+/// `pc` must be live for `'a`.
+unsafe fn peer_addr<'a>(pc: *mut ngx_peer_connection_t) -> Option<&'a [u8]> {
     // SAFETY: sockaddr is null or socklen bytes of the request pool.
     unsafe {
         let sa = (*pc).sockaddr as *const u8;
-        (!sa.is_null()).then(|| std::slice::from_raw_parts(sa, (*pc).socklen as usize).to_vec())
+        (!sa.is_null()).then(|| std::slice::from_raw_parts(sa, (*pc).socklen as usize))
     }
 }
 
@@ -76,12 +70,7 @@ unsafe fn untrusted(pc: *mut ngx_peer_connection_t) -> bool {
     let Some(addr) = (unsafe { peer_addr(pc) }) else {
         return false;
     };
-    let now = now_ms();
-    UNTRUSTED.with(|u| {
-        u.borrow()
-            .iter()
-            .any(|(a, until)| *a == addr && *until > now)
-    })
+    UNTRUSTED.with(|u| u.borrow().contains(addr, now_ms()))
 }
 
 /// Stops keeping connections to the peer (logged when it starts).
@@ -93,21 +82,7 @@ unsafe fn distrust(pc: *mut ngx_peer_connection_t, why: &str) {
     let Some(addr) = (unsafe { peer_addr(pc) }) else {
         return;
     };
-    let now = now_ms();
-    let until = now + UNTRUSTED_MS;
-    let started = UNTRUSTED.with(|u| {
-        let mut u = u.borrow_mut();
-        u.retain(|(_, t)| *t > now);
-        if let Some(e) = u.iter_mut().find(|(a, _)| *a == addr) {
-            e.1 = until;
-            return false;
-        }
-        if u.len() >= UNTRUSTED_MAX {
-            u.remove(0);
-        }
-        u.push((addr, until));
-        true
-    });
+    let started = UNTRUSTED.with(|u| u.borrow_mut().distrust(addr, now_ms()));
     if started {
         // SAFETY: pc is live (caller).
         unsafe {

@@ -22,6 +22,7 @@
 pub mod health;
 mod parse;
 mod select;
+pub mod trust;
 
 pub use parse::parse_routing;
 pub use select::{attempt_order, credential_headers, upstream_uri};
