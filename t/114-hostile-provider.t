@@ -234,6 +234,9 @@ is(scalar(keys %seen), 5, 'then each request to it has a connection of its own (
     is($s, 502, 'with no other target: 502');
     like($b, qr/^\{"error":\{/, '... in JSON');
     unlike($b, qr/raw bytes|$SMUGGLED/, '... never the provider\'s bytes');
+    ($s, $b, $t) = request('/v1/mix/chat/completions', 'a', 'http2', 'a-http2');
+    ok($s == 200 && $t eq 'backup' && own_answer($b, 'a-http2'),
+        'a status line of another HTTP version than 1.x fails over too');
     ($s, $b) = request('/plain/v1/chat/completions', 'b', 'garbage', 'b-garbage-plain');
     is($s, 502, 'through a plain upstream: 502 as well');
     unlike($b, qr/raw bytes|$SMUGGLED/, '... never the provider\'s bytes');
@@ -290,7 +293,8 @@ stop($pid);
 undef $pid;
 $log = slurp("$prefix/logs/error.log");
 like($log, qr/upstream sent no valid HTTP\/1\.0 header/, 'an answer without a status line is logged');
-my @bad = grep { /\[(alert|crit|emerg)\]/ || /\[error\]/ && !/upstream sent no valid HTTP\/1\.0 header/ }
+my @bad = grep { /\[(alert|crit|emerg)\]/ || /\[error\]/
+        && !/upstream sent no valid HTTP\/1\.0 header|upstream sent a status line of another HTTP version/ }
     split /\n/, $log;
 is(scalar(@bad), 0, 'no [alert], [crit], [emerg], and no [error] but the invalid headers')
     or diag(join "\n", @bad[0 .. ($#bad < 5 ? $#bad : 5)]);

@@ -461,7 +461,8 @@ unsafe extern "C" fn reinit_request(r: *mut ngx_http_request_t) -> ngx_int_t {
 }
 
 /// The proxy's status line reader, with its HTTP/0.9 fallback refused: an answer that does
-/// not start with an HTTP status line is an invalid header (a failed attempt).
+/// not start with an HTTP/1.x status line (none at all, or `HTTP/2.0 200` on a connection
+/// that speaks HTTP/1.1) is an invalid header (a failed attempt).
 unsafe extern "C" fn process_status_line(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx passes the live request whose upstream is reading the response header;
     // u->peer.data is the Peer init stored (process_status_line is only installed with it).
@@ -474,6 +475,20 @@ unsafe extern "C" fn process_status_line(r: *mut ngx_http_request_t) -> ngx_int_
         let Some(inner) = p.process_header else {
             return NGX_ERROR as ngx_int_t;
         };
+        // the buffer holds the answer from its first byte until the status line is read
+        let b = &(*u).buffer;
+        if !b.start.is_null() && b.last.offset_from(b.start) >= 7 {
+            let head = std::slice::from_raw_parts(b.start, 7);
+            if head.starts_with(b"HTTP/") && &head[5..] != b"1." {
+                ngx::ngx_log_error!(
+                    ngx::ffi::NGX_LOG_ERR,
+                    log,
+                    "ai_gateway: upstream sent a status line of another HTTP version than 1.x"
+                );
+                (*u).headers_in.set_connection_close(1);
+                return NGX_HTTP_UPSTREAM_INVALID_HEADER as ngx_int_t;
+            }
+        }
         let version = (*r).http_version;
         let rc = inner(r);
         if rc == NGX_OK as ngx_int_t
