@@ -23,10 +23,10 @@
 //! ```
 
 use std::collections::HashMap;
-use std::fmt;
 
 use serde_json::Value;
 
+pub use super::config_error::ConfigError;
 use super::fields::{array, at, err, header_text, known, object, required, string};
 use super::matcher::{Matcher, Operator, Source};
 use super::policy::rules::{parse_policies, Policy};
@@ -66,24 +66,6 @@ pub struct KeyRef {
     pub namespace: usize,
 }
 
-/// A config error with the JSON path of the offending field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 impl GatewayConfig {
     /// Parses and validates a JSON document (a key twice in one object is an error).

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::config::ConfigError;
+use crate::core::config_error::ConfigError;
 
 pub type Object = Map<String, Value>;
 

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::config::ConfigError;
+use crate::core::config_error::ConfigError;
 use super::fields::at;
 
 /// Parses `text` into a value, refusing duplicate keys.

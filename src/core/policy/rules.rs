@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::glob::Glob;
 use super::slot::Period;
-use crate::core::config::ConfigError;
+use crate::core::config_error::ConfigError;
 use crate::core::fields::{at, duration_ms, err, flag, integer, object, required, string, Object};
 use crate::core::matcher::{Matcher, Operator, Source};
 

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use serde_json::Value;
 
 use super::{Credential, Provider, Route, Routing, Target, DEFAULT_RETRY_STATUSES};
-use crate::core::config::ConfigError;
+use crate::core::config_error::ConfigError;
 use crate::core::fields::{
     array as list, at, duration_ms, err, header_text, integer, known, non_empty as required,
     object, string, token_problem,
