@@ -8,5 +8,9 @@
 #[forbid(unsafe_code)]
 pub mod core;
 
+#[cfg(feature = "module")]
+#[forbid(unsafe_code)]
+pub mod runtime;
+
 #[cfg(all(feature = "module", not(test)))]
 mod nginx;

@@ -66,7 +66,6 @@ pub struct KeyRef {
     pub namespace: usize,
 }
 
-
 impl GatewayConfig {
     /// Parses and validates a JSON document (a key twice in one object is an error).
     pub fn from_json(text: &[u8]) -> Result<Self, ConfigError> {

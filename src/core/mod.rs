@@ -14,6 +14,7 @@ pub mod mock;
 pub mod policy;
 pub mod request;
 pub mod routing;
+pub mod snapshot;
 pub mod strict_json;
 pub mod tokens;
 pub mod usage;

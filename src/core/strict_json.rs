@@ -8,8 +8,8 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::core::config_error::ConfigError;
 use super::fields::at;
+use crate::core::config_error::ConfigError;
 
 /// Parses `text` into a value, refusing duplicate keys.
 pub fn parse(text: &[u8]) -> Result<Value, ConfigError> {

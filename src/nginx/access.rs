@@ -12,7 +12,7 @@ use ngx::ffi::{
     ngx_http_request_t, ngx_int_t, NGX_DECLINED, NGX_DONE, NGX_ERROR,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ERR, NGX_LOG_INFO,
 };
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
+use ngx::http::HttpModuleLocationConf;
 
 use super::body::{replace_request_body, request_body};
 use super::ctx::{self, Phase, RequestCtx};
@@ -23,6 +23,7 @@ use super::log_phase::enter;
 use super::module::Module;
 use super::policy::{enforce, PolicyState};
 use super::route::{choose, health_zone};
+use super::snapshot;
 use crate::core::error::GatewayError;
 use crate::core::identify::{bearer_token, identify, plain_key, ClientKey};
 use crate::core::request::{is_json_content_type, parse_request};
@@ -54,7 +55,7 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
             Some(lcf) if lcf.is_enabled() && !lcf.metrics => {}
             _ => return DECLINED,
         }
-        let Some(config) = Module::main_conf(&*r).and_then(|m| m.config.clone()) else {
+        let Some(snapshot) = snapshot::current(r) else {
             return DECLINED;
         };
         let Some(ctx) = ctx::get_or_create(r) else {
@@ -66,7 +67,7 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
             Phase::ReadingBody => return DONE,
             Phase::New => {}
         }
-        ctx.config = Some(config);
+        ctx.snapshot = Some(snapshot);
         ctx.phase = Phase::ReadingBody;
 
         if remove_headers(&mut (*r).headers_in.headers, (*r).pool, is_dropped_header).is_none() {
@@ -126,9 +127,10 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
         let Some(ctx) = ctx::get(r) else {
             return SERVER_ERROR;
         };
-        let Some(config) = ctx.config.clone() else {
+        let Some(snapshot) = ctx.snapshot.clone() else {
             return SERVER_ERROR;
         };
+        let config = &snapshot.config;
         let req = &*r;
 
         let body = match request_body(req) {

@@ -8,14 +8,15 @@ use ngx::ffi::{ngx_shm_zone_t, ngx_uint_t};
 use ngx::http::{Merge, MergeConfigError};
 
 use super::peer_guard::Wrapped;
-use super::route::ResolvedTarget;
-use crate::core::config::GatewayConfig;
+use crate::core::snapshot::Snapshot;
 
 /// `http`-level configuration.
 #[derive(Default)]
 pub struct MainConf {
-    /// Set by `ai_gateway_config`; validated when nginx parses its configuration.
-    pub config: Option<Arc<GatewayConfig>>,
+    /// The snapshot of `ai_gateway_config` (or of the last-known-good file of the Redis
+    /// source), validated and resolved when nginx parses its configuration: what workers
+    /// start with (see `snapshot::current`).
+    pub snapshot: Option<Arc<Snapshot>>,
     /// Absolute path of the config file, for messages.
     pub config_path: Option<String>,
     /// Whether any block says `ai_gateway on`, so a missing config is caught at start.
@@ -28,8 +29,6 @@ pub struct MainConf {
     pub token_service: bool,
     /// `ai_gateway_limit_zone`: where policy counters live.
     pub limit_zone: Option<NonNull<ngx_shm_zone_t>>,
-    /// The config's targets, resolved (addresses, keys), by target index.
-    pub targets: Option<Arc<Vec<ResolvedTarget>>>,
     /// Whether some block says `ai_gateway_route on` (which needs routes in the config).
     pub route_anywhere: bool,
     /// The `upstream {}` blocks whose peer selection is wrapped, with their own.

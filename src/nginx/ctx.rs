@@ -20,6 +20,7 @@ use crate::core::config::GatewayConfig;
 use crate::core::error::GatewayError;
 use crate::core::identify::{ClientKey, Via};
 use crate::core::request::RequestSummary;
+use crate::core::snapshot::Snapshot;
 use crate::core::tokens::PromptCount;
 use crate::core::usage::{ResponseTracker, TokenUsage};
 
@@ -40,7 +41,8 @@ pub struct RequestCtx {
     pub phase: Phase,
     /// `NGX_DECLINED` to let the request through, or the HTTP status of a rejection.
     pub status: ngx_int_t,
-    pub config: Option<Arc<GatewayConfig>>,
+    /// The snapshot the request is served with, taken once at its start.
+    pub snapshot: Option<Arc<Snapshot>>,
     pub summary: Option<RequestSummary>,
     pub namespace: Option<usize>,
     pub via: Option<Via>,
@@ -82,13 +84,18 @@ impl RequestCtx {
         self.phase == Phase::Decided && self.status == NGX_DECLINED as ngx_int_t
     }
 
+    /// The configuration of the request's snapshot.
+    pub fn config(&self) -> Option<&GatewayConfig> {
+        self.snapshot.as_deref().map(|s| &s.config)
+    }
+
     pub fn namespace_code(&self) -> Option<&str> {
-        let cfg = self.config.as_ref()?;
+        let cfg = self.config()?;
         Some(cfg.namespaces.get(self.namespace?)?.code.as_str())
     }
 
     pub fn namespace_name(&self) -> Option<&str> {
-        let cfg = self.config.as_ref()?;
+        let cfg = self.config()?;
         Some(cfg.namespaces.get(self.namespace?)?.name.as_str())
     }
 }

@@ -33,10 +33,11 @@ use super::limit_zone::{ngx_http_ai_gateway_init_limit_zone, LimitZoneSettings};
 use super::metrics::ngx_http_ai_gateway_metrics_handler;
 use super::mock::ngx_http_ai_gateway_mock_handler;
 use super::module::Module;
-use super::route::{cmd_upstream, resolve_targets};
+use super::route::cmd_upstream;
 use super::shm::{ngx_http_ai_gateway_init_metrics_zone, ZoneSettings};
 use super::token_service::ngx_http_ai_gateway_token_service_handler;
-use crate::core::config::GatewayConfig;
+use crate::core::snapshot::Source;
+use crate::runtime::load;
 
 pub static mut COMMANDS: [ngx_command_t; 12] = [
     ngx_command_t {
@@ -188,7 +189,7 @@ unsafe extern "C" fn cmd_config(
     // SAFETY: called by nginx for this directive with our MainConf.
     unsafe {
         setter(cf, conf, |mcf: &mut MainConf, args| {
-            if mcf.config.is_some() {
+            if mcf.snapshot.is_some() {
                 return Err(SetError::Duplicate);
             }
             let mut name = args[0];
@@ -200,17 +201,13 @@ unsafe extern "C" fn cmd_config(
             let text = std::fs::read(&path).map_err(|e| {
                 SetError::Emerg(format!("ai_gateway: cannot read config \"{path}\": {e}"))
             })?;
-            let cfg = GatewayConfig::from_json(&text).map_err(|e| {
-                SetError::Emerg(format!("ai_gateway: invalid config \"{path}\": {e}"))
-            })?;
             let dir = std::path::Path::new(&path)
                 .parent()
                 .unwrap_or(std::path::Path::new("/"));
-            let targets = resolve_targets(&cfg.routing, dir).map_err(|e| {
+            let snapshot = load::snapshot(&text, Source::File, 0, "", dir).map_err(|e| {
                 SetError::Emerg(format!("ai_gateway: invalid config \"{path}\": {e}"))
             })?;
-            mcf.targets = Some(Arc::new(targets));
-            mcf.config = Some(Arc::new(cfg));
+            mcf.snapshot = Some(Arc::new(snapshot));
             mcf.config_path = Some(path);
             Ok(())
         })

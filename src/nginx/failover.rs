@@ -40,9 +40,10 @@ pub unsafe fn next_attempt(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> 
     unsafe {
         let (status, retry_after) = last_attempt(r);
         let log = (*(*r).connection).log;
-        let Some(config) = ctx.config.clone() else {
+        let Some(snapshot) = ctx.snapshot.clone() else {
             return status as ngx_int_t;
         };
+        let config = &snapshot.config;
         let Some(state) = ctx.route.as_mut() else {
             return status as ngx_int_t;
         };
@@ -57,7 +58,7 @@ pub unsafe fn next_attempt(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> 
         let retryable = matches!(status, 502 | 504)
             || route.is_some_and(|r| r.retry_statuses.contains(&status));
         if let Some(t) = state.target() {
-            record_outcome(r, &config, t, true, retry_after.filter(|_| status == 429));
+            record_outcome(r, config, t, true, retry_after.filter(|_| status == 429));
         }
         let Some(state) = ctx.route.as_mut() else {
             return status as ngx_int_t;

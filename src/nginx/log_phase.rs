@@ -77,7 +77,7 @@ unsafe fn record(r: *mut ngx_http_request_t) {
     // SAFETY: r is live; the log phase runs once, for the main request.
     unsafe {
         // only requests the access handler of a gateway location has seen
-        let Some(ctx) = ctx::get(r).filter(|c| c.config.is_some()) else {
+        let Some(ctx) = ctx::get(r).filter(|c| c.snapshot.is_some()) else {
             return;
         };
         let tokens = usage::settle_final(r, ctx);
@@ -87,7 +87,7 @@ unsafe fn record(r: *mut ngx_http_request_t) {
         } else {
             req.headers_out.status
         };
-        if let (Some(route), Some(config)) = (ctx.route.as_ref(), ctx.config.as_ref()) {
+        if let (Some(route), Some(config)) = (ctx.route.as_ref(), ctx.config()) {
             // the last attempt answered: its target is healthy again (failures were recorded
             // when the request failed over)
             let answered = req.upstream_states.as_ref().is_some_and(|s| {
@@ -140,17 +140,13 @@ unsafe fn record(r: *mut ngx_http_request_t) {
             store.record_dry_run(namespace, reason);
         }
         // routed requests: each attempt is labelled with its target's name
-        let targets: Option<Vec<&str>> =
-            ctx.route
-                .as_ref()
-                .zip(ctx.config.as_ref())
-                .map(|(st, cfg)| {
-                    st.order
-                        .iter()
-                        .take(st.attempt + 1)
-                        .map(|t| cfg.routing.targets.get(*t).map_or("", |t| t.name.as_str()))
-                        .collect()
-                });
+        let targets: Option<Vec<&str>> = ctx.route.as_ref().zip(ctx.config()).map(|(st, cfg)| {
+            st.order
+                .iter()
+                .take(st.attempt + 1)
+                .map(|t| cfg.routing.targets.get(*t).map_or("", |t| t.name.as_str()))
+                .collect()
+        });
         record_upstreams(req, &store, targets.as_deref());
         let ns = ctx.overhead_ns + started.elapsed().as_nanos() as u64;
         store.observe_overhead(ns);

@@ -12,6 +12,7 @@ use super::guard::guard;
 use super::log_phase::metrics_store;
 use super::module::Module;
 use super::respond::send_complete;
+use super::snapshot;
 use crate::core::metrics::{render, RenderInfo};
 
 const SERVER_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
@@ -45,12 +46,13 @@ unsafe fn serve(r: *mut ngx_http_request_t) -> ngx_int_t {
             return SERVER_ERROR;
         };
         let mcf = Module::main_conf(&*r);
-        let config = mcf.and_then(|m| m.config.as_deref());
+        let snapshot = mcf.and_then(snapshot::of_conf);
+        let label = snapshot.as_ref().map(|s| s.label());
         let text = render(
             &store,
             &RenderInfo {
                 now_secs: ngx_time() as u64,
-                config_version: config.map(|c| c.version.as_deref().unwrap_or("")),
+                config_version: label.as_deref(),
                 module_version: env!("CARGO_PKG_VERSION"),
                 nginx_version: env!("AI_GATEWAY_NGINX_VERSION").trim_start_matches("nginx/"),
             },

@@ -22,6 +22,7 @@ mod respond;
 mod rewrite;
 mod route;
 mod shm;
+mod snapshot;
 mod token_service;
 mod usage;
 mod vars;

@@ -73,7 +73,8 @@ impl HttpModule for Module {
         let log = unsafe { (*cf).log };
         guard(log, NGX_CONF_ERROR as *mut c_char, || unsafe {
             let mcf = &*(conf as *const MainConf);
-            if mcf.enabled_anywhere && mcf.config.is_none() {
+            let config = mcf.snapshot.as_ref().map(|s| &s.config);
+            if mcf.enabled_anywhere && config.is_none() {
                 ngx::ngx_conf_log_error!(
                     NGX_LOG_EMERG,
                     cf,
@@ -81,7 +82,7 @@ impl HttpModule for Module {
                 );
                 return NGX_CONF_ERROR as *mut c_char;
             }
-            if mcf.limit_zone.is_none() && mcf.config.as_ref().is_some_and(|c| c.has_counters()) {
+            if mcf.limit_zone.is_none() && config.is_some_and(|c| c.has_counters()) {
                 ngx::ngx_conf_log_error!(
                     NGX_LOG_EMERG,
                     cf,
@@ -89,7 +90,7 @@ impl HttpModule for Module {
                 );
                 return NGX_CONF_ERROR as *mut c_char;
             }
-            if mcf.route_anywhere && mcf.config.as_ref().is_some_and(|c| c.routing.is_empty()) {
+            if mcf.route_anywhere && config.is_some_and(|c| c.routing.is_empty()) {
                 ngx::ngx_conf_log_error!(
                     NGX_LOG_EMERG,
                     cf,
@@ -132,7 +133,8 @@ unsafe extern "C" fn ngx_http_ai_gateway_init_module(cycle: *mut ngx_cycle_t) ->
                 );
             }
         }
-        if let (Some(cfg), Some(path)) = (&mcf.config, &mcf.config_path) {
+        if let (Some(snapshot), Some(path)) = (&mcf.snapshot, &mcf.config_path) {
+            let cfg = &snapshot.config;
             ngx::ngx_log_error!(
                 NGX_LOG_NOTICE,
                 log,

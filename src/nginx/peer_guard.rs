@@ -199,7 +199,7 @@ unsafe fn init(r: *mut ngx_http_request_t, us: *mut ngx_http_upstream_srv_conf_t
         if rc != NGX_OK as ngx_int_t || u.is_null() {
             return rc;
         }
-        let gateway = ctx::get((*r).main).is_some_and(|c| c.config.is_some());
+        let gateway = ctx::get((*r).main).is_some_and(|c| c.snapshot.is_some());
         let pc = &mut (*u).peer;
         // plain data, nothing to drop: the pool's memory, without a cleanup
         let p = ngx_palloc((*r).pool, std::mem::size_of::<Peer>()) as *mut Peer;

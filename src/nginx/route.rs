@@ -4,8 +4,7 @@
 //! `keepalive`, serves every provider and pools their connections).
 
 use std::ffi::{c_char, c_void};
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::net::SocketAddr;
 
 use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{
@@ -21,91 +20,11 @@ use super::guard::guard;
 use super::headers::request_header;
 use super::limit_zone::{now_ms, LimitZone};
 use super::module::Module;
+use super::snapshot::with_routing;
 use crate::core::config::GatewayConfig;
 use crate::core::policy::slot::Shape;
 use crate::core::routing::health::{health_key, is_cooling, record_failure, record_success};
-use crate::core::routing::{
-    attempt_order, credential_headers, credential_secret, upstream_uri, Credential, Provider,
-    Routing,
-};
-
-/// A target as the workers use it: its addresses, and the headers and values that do not
-/// change from one request to the next (made once, when the config loads).
-pub struct ResolvedTarget {
-    pub addrs: Vec<SocketAddr>,
-    /// The credential headers in the provider's form (hold the key: never logged).
-    pub credential_headers: Vec<(&'static str, String)>,
-    /// `anthropic-version` when the client sends none (Anthropic targets).
-    pub default_anthropic_version: Option<String>,
-    pub host_header: String,
-    /// Requests of this worker connected to the target now (for `max_connections`).
-    pub active: AtomicU32,
-}
-
-/// Resolves every target's host (blocking, at configuration time, as nginx resolves the
-/// `server`s of an `upstream {}` block) and reads its credential (a relative file path is
-/// relative to `config_dir`, the directory of the gateway's JSON config).
-pub fn resolve_targets(
-    routing: &Routing,
-    config_dir: &std::path::Path,
-) -> Result<Vec<ResolvedTarget>, String> {
-    routing
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let addrs: Vec<SocketAddr> = (t.host.as_str(), t.port)
-                .to_socket_addrs()
-                .map_err(|e| format!("targets[{i}].base_url: host \"{}\" not found: {e}", t.host))?
-                .collect();
-            if addrs.is_empty() {
-                return Err(format!(
-                    "targets[{i}].base_url: host \"{}\" has no address",
-                    t.host
-                ));
-            }
-            let secret = match &t.credential {
-                None => None,
-                Some(Credential::Inline(s)) => Some(s.clone()),
-                Some(Credential::Env(name)) => {
-                    let raw = std::env::var(name).map_err(|_| {
-                        format!(
-                            "targets[{i}].credential.env: environment variable \"{name}\" is not set"
-                        )
-                    })?;
-                    let key = credential_secret(&raw, false).map_err(|problem| {
-                        format!(
-                            "targets[{i}].credential.env: the key in environment variable \"{name}\" {problem}"
-                        )
-                    })?;
-                    Some(key.to_string())
-                }
-                Some(Credential::File(path)) => {
-                    let raw = std::fs::read_to_string(config_dir.join(path)).map_err(|e| {
-                        format!("targets[{i}].credential.file: cannot read \"{path}\": {e}")
-                    })?;
-                    let key = credential_secret(&raw, true).map_err(|problem| {
-                        format!(
-                            "targets[{i}].credential.file: the key in \"{path}\" {problem} (one line, at most one line break at its end)"
-                        )
-                    })?;
-                    Some(key.to_string())
-                }
-            };
-            let default_anthropic_version = credential_headers(t, None, false)
-                .into_iter()
-                .find(|(n, _)| *n == "anthropic-version")
-                .map(|(_, v)| v);
-            Ok(ResolvedTarget {
-                addrs,
-                credential_headers: credential_headers(t, secret.as_deref(), true),
-                default_anthropic_version,
-                host_header: t.host_header(),
-                active: AtomicU32::new(0),
-            })
-        })
-        .collect()
-}
+use crate::core::routing::{attempt_order, upstream_uri, Provider};
 
 /// Where a routed request is in its attempts.
 pub struct RouteState {
@@ -141,7 +60,8 @@ pub fn choose(
 ) -> Option<RouteState> {
     let routing = &config.routing;
     let route = routing.route_for(path, model, namespace)?;
-    let mut order = attempt_order(&routing.routes[route]);
+    let turn = with_routing(|w| w.next_turn(&routing.routes[route], route));
+    let mut order = attempt_order(&routing.routes[route], turn);
     if let Some(zone) = zone {
         let now = now_ms();
         let cooling: Vec<bool> = zone
@@ -318,7 +238,7 @@ unsafe fn target_timeouts(r: *mut ngx_http_request_t) -> bool {
         let Some(c) = ctx::get((*r).main) else {
             return true;
         };
-        let (Some(state), Some(config)) = (c.route.as_ref(), c.config.as_ref()) else {
+        let (Some(state), Some(config)) = (c.route.as_ref(), c.config()) else {
             return true;
         };
         let Some(t) = state.target().and_then(|i| config.routing.targets.get(i)) else {
@@ -371,37 +291,30 @@ unsafe fn get(pc: *mut ngx_peer_connection_t, r: *mut ngx_http_request_t) -> ngx
         let Some(state) = c.route.as_ref() else {
             return NGX_BUSY as ngx_int_t;
         };
-        let Some(targets) = Module::main_conf(&*r).and_then(|m| m.targets.clone()) else {
+        let Some(snapshot) = c.snapshot.as_ref() else {
             return NGX_BUSY as ngx_int_t;
         };
         let Some(index) = state.target() else {
             return NGX_BUSY as ngx_int_t;
         };
-        let Some(t) = targets.get(index) else {
+        let (Some(t), Some(target)) = (
+            snapshot.targets.get(index),
+            snapshot.config.routing.targets.get(index),
+        ) else {
             return NGX_BUSY as ngx_int_t;
         };
         let Some(addr) = t.addrs.first() else {
             return NGX_BUSY as ngx_int_t;
         };
-        let max = c
-            .config
-            .as_ref()
-            .and_then(|cfg| cfg.routing.targets.get(index))
-            .and_then(|t| t.max_connections);
-        if let Some(max) = max {
-            if t.active.load(Relaxed) >= max {
-                ngx::ngx_log_error!(
-                    ngx::ffi::NGX_LOG_WARN,
-                    (*pc).log,
-                    "ai_gateway: target \"{}\" has {} requests in flight (max_connections)",
-                    c.config
-                        .as_ref()
-                        .and_then(|cfg| cfg.routing.targets.get(index))
-                        .map_or("", |t| t.name.as_str()),
-                    max
-                );
-                return NGX_BUSY as ngx_int_t;
-            }
+        if !with_routing(|w| w.hold(target)) {
+            ngx::ngx_log_error!(
+                ngx::ffi::NGX_LOG_WARN,
+                (*pc).log,
+                "ai_gateway: target \"{}\" has {} requests in flight (max_connections)",
+                target.name,
+                target.max_connections.unwrap_or(0)
+            );
+            return NGX_BUSY as ngx_int_t;
         }
         let pool = (*r).pool;
         let sa = socket2_like(addr);
@@ -409,6 +322,7 @@ unsafe fn get(pc: *mut ngx_peer_connection_t, r: *mut ngx_http_request_t) -> ngx
         let name = addr.to_string();
         let name_mem = ngx_pnalloc(pool, name.len()) as *mut u8;
         if mem.is_null() || name_mem.is_null() {
+            with_routing(|w| w.release(&target.name));
             return NGX_ERROR as ngx_int_t;
         }
         std::ptr::copy_nonoverlapping(sa.as_ptr(), mem, sa.len());
@@ -416,6 +330,7 @@ unsafe fn get(pc: *mut ngx_peer_connection_t, r: *mut ngx_http_request_t) -> ngx
         let name_str = ngx::ffi::ngx_palloc(pool, std::mem::size_of::<ngx::ffi::ngx_str_t>())
             as *mut ngx::ffi::ngx_str_t;
         if name_str.is_null() {
+            with_routing(|w| w.release(&target.name));
             return NGX_ERROR as ngx_int_t;
         }
         name_str.write(ngx::ffi::ngx_str_t {
@@ -425,7 +340,6 @@ unsafe fn get(pc: *mut ngx_peer_connection_t, r: *mut ngx_http_request_t) -> ngx
         (*pc).sockaddr = mem as *mut sockaddr;
         (*pc).socklen = sa.len() as _;
         (*pc).name = name_str;
-        t.active.fetch_add(1, Relaxed);
         if let Some(state) = ctx::get(main).and_then(|c| c.route.as_mut()) {
             state.holding = Some(index);
         }
@@ -452,13 +366,8 @@ pub(super) unsafe extern "C" fn free_peer(
         let Some(index) = c.route.as_mut().and_then(|s| s.holding.take()) else {
             return;
         };
-        if let Some(t) = Module::main_conf(&*r)
-            .and_then(|m| m.targets.as_ref())
-            .and_then(|t| t.get(index))
-        {
-            let _ = t
-                .active
-                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        if let Some(t) = c.config().and_then(|cfg| cfg.routing.targets.get(index)) {
+            with_routing(|w| w.release(&t.name));
         }
     });
 }
@@ -532,7 +441,7 @@ pub unsafe fn variable(
     var: RouteVar,
 ) -> Option<String> {
     let state = ctx.route.as_ref()?;
-    let config = ctx.config.as_ref()?;
+    let config = ctx.config()?;
     let routing = &config.routing;
     let route = routing.routes.get(state.route)?;
     let index = state.target()?;
@@ -540,16 +449,8 @@ pub unsafe fn variable(
     // SAFETY: r is live (caller); its main conf and header strings outlive the call.
     unsafe {
         let req = &*r;
-        let resolved = Module::main_conf(req)
-            .and_then(|m| m.targets.as_ref())
-            .and_then(|t| t.get(index));
-        let header = |name: &str| -> Option<String> {
-            resolved?
-                .credential_headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        };
+        let resolved = ctx.snapshot.as_ref().and_then(|s| s.targets.get(index));
+        let header = |name: &str| -> Option<String> { Some(resolved?.header(name)?.to_string()) };
         match var {
             RouteVar::Route => Some(route.name.clone()).filter(|n| !n.is_empty()),
             RouteVar::Target => Some(target.name.clone()),

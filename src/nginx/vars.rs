@@ -153,7 +153,7 @@ unsafe fn value(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, var: Var) -> O
             | Var::UsageSource
     );
     if tokens {
-        if ctx.config.is_none() || !ctx.allowed() {
+        if ctx.snapshot.is_none() || !ctx.allowed() {
             return None;
         }
         // SAFETY: r is live (caller).

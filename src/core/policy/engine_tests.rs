@@ -397,3 +397,34 @@ fn quotas_say_when_the_period_ends() {
     assert_eq!(d.retry_after_s, Some(23 * 3600));
     assert!(run(&p, &f, &mut zone, T0 + 86_400_000, 0).is_ok());
 }
+
+#[test]
+fn counters_survive_a_new_limit_but_not_a_new_window_or_kind() {
+    let mut zone = Zone::new(64);
+    let f = facts(Some("m"), None, &VIEW);
+    let before =
+        policies(json!([{"name": "rpm", "type": "requests", "limit": 10, "window": "60s"}]));
+    for _ in 0..5 {
+        run(&before, &f, &mut zone, T0, 1).unwrap();
+    }
+    // the same policy with a higher limit (a new snapshot): the five requests still count
+    let raised =
+        policies(json!([{"name": "rpm", "type": "requests", "limit": 7, "window": "60s"}]));
+    run(&raised, &f, &mut zone, T0, 1).unwrap();
+    run(&raised, &f, &mut zone, T0, 1).unwrap();
+    assert!(
+        run(&raised, &f, &mut zone, T0, 1).is_err(),
+        "5 + 2 of 7 used"
+    );
+    // another window is another counter: it starts empty
+    let wider =
+        policies(json!([{"name": "rpm", "type": "requests", "limit": 7, "window": "120s"}]));
+    for _ in 0..7 {
+        run(&wider, &f, &mut zone, T0, 1).unwrap();
+    }
+    assert!(run(&wider, &f, &mut zone, T0, 1).is_err());
+    // the same id counting tokens instead of requests: another counter too
+    let tokens =
+        policies(json!([{"name": "rpm", "type": "tokens", "limit": 100, "window": "60s"}]));
+    run(&tokens, &f, &mut zone, T0, 90).unwrap();
+}

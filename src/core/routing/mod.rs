@@ -21,8 +21,10 @@
 
 pub mod health;
 mod parse;
+pub mod resolved;
 mod select;
 pub mod trust;
+pub mod worker;
 
 pub use parse::parse_routing;
 pub use select::{attempt_order, credential_headers, upstream_uri};
@@ -45,8 +47,6 @@ pub fn credential_secret(raw: &str, from_file: bool) -> Result<&str, &'static st
         None => Ok(s),
     }
 }
-
-use std::sync::atomic::AtomicU64;
 
 use super::policy::glob::Glob;
 
@@ -147,8 +147,6 @@ pub struct Route {
     pub retry_statuses: Vec<u16>,
     /// Attempts at most (default: every distinct target once).
     pub max_attempts: usize,
-    /// Requests routed so far (this worker): drives the weighted rotation.
-    pub counter: AtomicU64,
 }
 
 /// Statuses that move a request on to the next target unless a route says otherwise.

@@ -1,7 +1,6 @@
 //! `targets` and `routes` of the JSON config, validated with JSON paths in errors.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 
 use serde_json::Value;
 
@@ -399,6 +398,5 @@ fn parse_route(
         rewrite_to,
         retry_statuses,
         max_attempts,
-        counter: AtomicU64::new(0),
     })
 }

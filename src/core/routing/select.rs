@@ -1,15 +1,14 @@
 //! Choosing targets, building the upstream URI, and the credential headers.
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use super::{Provider, Route, Target};
 
 /// The targets a request tries, in order: the weighted choice first (a smooth rotation over
 /// the route's weights, so 3:1 gives A A B A, A A B A, ...), then the `fallback` targets, then
 /// the route's other targets in declaration order; each once, at most `max_attempts`.
-pub fn attempt_order(route: &Route) -> Vec<usize> {
+/// `turn` is the request's place in the route's rotation (see `worker::WorkerRouting`).
+pub fn attempt_order(route: &Route, turn: u64) -> Vec<usize> {
     let total: u64 = route.targets.iter().map(|(_, w)| *w as u64).sum();
-    let n = route.counter.fetch_add(1, Relaxed);
+    let n = turn;
     let first = pick(&route.targets, total, n);
     let mut order = vec![first];
     let rest = route

@@ -60,10 +60,10 @@ fn routes_match_path_model_and_namespace_in_order() {
 fn weights_are_honoured_and_spread() {
     let r = sample();
     let route = &r.routes[2];
-    let firsts: Vec<usize> = (0..8).map(|_| attempt_order(route)[0]).collect();
+    let firsts: Vec<usize> = (0..8).map(|n| attempt_order(route, n)[0]).collect();
     // openai (0) three times for each azure (1), interleaved
     assert_eq!(firsts, [0, 0, 1, 0, 0, 0, 1, 0]);
-    let order = attempt_order(route);
+    let order = attempt_order(route, 8);
     assert_eq!(order.len(), 3);
     // after the weighted choice: the fallback, then the other weighted target
     assert!(order == [0, 3, 1] || order == [1, 3, 0], "{order:?}");
@@ -82,8 +82,8 @@ fn weighted_counts_over_many_requests() {
     }))
     .unwrap();
     let mut counts = [0; 3];
-    for _ in 0..1000 {
-        let order = attempt_order(&r.routes[0]);
+    for n in 0..1000 {
+        let order = attempt_order(&r.routes[0], n);
         assert_eq!(order.len(), 2);
         counts[order[0]] += 1;
     }

@@ -1,0 +1,125 @@
+//! Makes a [`Snapshot`] from a JSON document: the same parser as `nginx -t` (duplicate keys
+//! and unknown fields refused), then the IO a snapshot needs before any request may use it:
+//! every target's host resolved and its credential read. Runs at configuration time (the
+//! `ai_gateway_config` file, the last-known-good file) and on the per-worker runtime (a
+//! snapshot from Redis), never on a request.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+
+use crate::core::config::GatewayConfig;
+use crate::core::routing::resolved::ResolvedTarget;
+use crate::core::routing::{credential_secret, Credential, Routing};
+use crate::core::snapshot::{sha256_hex, Origin, Snapshot, Source};
+
+/// Parses, validates and resolves `document`. Relative credential files are relative to
+/// `config_dir`. The error says what is wrong, with the JSON path.
+pub fn snapshot(
+    document: &[u8],
+    source: Source,
+    version: u64,
+    epoch: &str,
+    config_dir: &Path,
+) -> Result<Snapshot, String> {
+    let config = GatewayConfig::from_json(document).map_err(|e| e.to_string())?;
+    let targets = resolve_targets(&config.routing, config_dir)?;
+    Ok(Snapshot {
+        config,
+        targets,
+        origin: Origin {
+            source,
+            version,
+            epoch: epoch.to_string(),
+            sha256: sha256_hex(document),
+        },
+    })
+}
+
+/// Resolves every target's host (blocking, as nginx resolves the `server`s of an `upstream
+/// {}` block) and reads its credential.
+pub fn resolve_targets(
+    routing: &Routing,
+    config_dir: &Path,
+) -> Result<Vec<ResolvedTarget>, String> {
+    routing
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let addrs: Vec<SocketAddr> = (t.host.as_str(), t.port)
+                .to_socket_addrs()
+                .map_err(|e| format!("targets[{i}].base_url: host \"{}\" not found: {e}", t.host))?
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!(
+                    "targets[{i}].base_url: host \"{}\" has no address",
+                    t.host
+                ));
+            }
+            let secret = match &t.credential {
+                None => None,
+                Some(Credential::Inline(s)) => Some(s.clone()),
+                Some(Credential::Env(name)) => {
+                    let raw = std::env::var(name).map_err(|_| {
+                        format!(
+                            "targets[{i}].credential.env: environment variable \"{name}\" is not set"
+                        )
+                    })?;
+                    let key = credential_secret(&raw, false).map_err(|problem| {
+                        format!(
+                            "targets[{i}].credential.env: the key in environment variable \"{name}\" {problem}"
+                        )
+                    })?;
+                    Some(key.to_string())
+                }
+                Some(Credential::File(path)) => {
+                    let raw = std::fs::read_to_string(config_dir.join(path)).map_err(|e| {
+                        format!("targets[{i}].credential.file: cannot read \"{path}\": {e}")
+                    })?;
+                    let key = credential_secret(&raw, true).map_err(|problem| {
+                        format!(
+                            "targets[{i}].credential.file: the key in \"{path}\" {problem} (one line, at most one line break at its end)"
+                        )
+                    })?;
+                    Some(key.to_string())
+                }
+            };
+            Ok(ResolvedTarget::new(t, addrs, secret.as_deref()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_becomes_a_snapshot_with_its_targets_resolved() {
+        let doc = br#"{"version":"v7","targets":[{"name":"a","provider":"anthropic","base_url":"http://127.0.0.1:9","credential":{"file":"k"}}],
+                       "routes":[{"targets":["a"]}]}"#;
+        let dir = std::env::temp_dir().join(format!("aigw-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("k"), "sk-ant-123\n").unwrap();
+        let s = snapshot(doc, Source::Redis, 4, "e", &dir).unwrap();
+        assert_eq!(s.origin.version, 4);
+        assert_eq!(s.origin.sha256, sha256_hex(doc));
+        assert_eq!(s.label(), "4");
+        assert_eq!(s.targets[0].addrs[0].port(), 9);
+        assert_eq!(s.targets[0].header("X-Api-Key"), Some("sk-ant-123"));
+        assert_eq!(
+            s.targets[0].default_anthropic_version.as_deref(),
+            Some("2023-06-01")
+        );
+        std::fs::remove_file(dir.join("k")).unwrap();
+        let e = snapshot(doc, Source::Redis, 4, "e", &dir).err().unwrap();
+        assert!(
+            e.starts_with("targets[0].credential.file: cannot read \"k\""),
+            "{e}"
+        );
+        std::fs::remove_dir(&dir).unwrap();
+        let e = snapshot(br#"{"version":1,"version":2}"#, Source::File, 0, "", &dir)
+            .err()
+            .unwrap();
+        assert!(e.contains("duplicate"), "{e}");
+    }
+}
