@@ -9,6 +9,7 @@ pub mod error;
 pub(crate) mod fields;
 pub mod identify;
 pub mod matcher;
+pub mod parked;
 pub mod metrics;
 pub mod mock;
 pub mod policy;

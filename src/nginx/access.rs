@@ -156,7 +156,7 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
             document: Default::default(),
         };
         // identification first: an unidentified client learns nothing about its body
-        let id = match identify(&config, key.as_ref(), &view) {
+        let id = match identify(config, key.as_ref(), &view) {
             Ok(id) => id,
             Err(rejected) => {
                 if let Some(found) = rejected.found {
@@ -173,7 +173,7 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
             Err(err) => return reject(r, ctx, err),
         };
         let mut state = PolicyState::default();
-        let enforced = enforce(r, &config, id.namespace, &body, &summary, &view, &mut state);
+        let enforced = enforce(r, config, id.namespace, &body, &summary, &view, &mut state);
         drop(view);
         ctx.policy = Some(Box::new(state));
         let admitted = match enforced {
@@ -196,7 +196,7 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
                 .get(id.namespace)
                 .map_or("", |n| n.code.as_str());
             let zone = health_zone(r);
-            match choose(&config, zone, &path, summary.model.as_deref(), namespace) {
+            match choose(config, zone, &path, summary.model.as_deref(), namespace) {
                 Some(state) => ctx.route = Some(state),
                 None => {
                     ctx.summary = Some(summary);

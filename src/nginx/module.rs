@@ -82,21 +82,11 @@ impl HttpModule for Module {
                 );
                 return NGX_CONF_ERROR as *mut c_char;
             }
-            if mcf.limit_zone.is_none() && config.is_some_and(|c| c.has_counters()) {
-                ngx::ngx_conf_log_error!(
-                    NGX_LOG_EMERG,
-                    cf,
-                    "the gateway config has counting policies (requests, tokens, quota, concurrency) but no \"ai_gateway_limit_zone\" is set in the http block"
-                );
-                return NGX_CONF_ERROR as *mut c_char;
-            }
-            if mcf.route_anywhere && config.is_some_and(|c| c.routing.is_empty()) {
-                ngx::ngx_conf_log_error!(
-                    NGX_LOG_EMERG,
-                    cf,
-                    "\"ai_gateway_route\" is on but the gateway config has no \"routes\""
-                );
-                return NGX_CONF_ERROR as *mut c_char;
+            if let Some(snapshot) = &mcf.snapshot {
+                if let Err(e) = snapshot.fits(mcf.limit_zone.is_some(), mcf.route_anywhere) {
+                    ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
+                    return NGX_CONF_ERROR as *mut c_char;
+                }
             }
             if mcf.metrics_served && mcf.metrics_zone.is_none() {
                 ngx::ngx_conf_log_error!(

@@ -120,6 +120,6 @@ mod tests {
         let e = snapshot(br#"{"version":1,"version":2}"#, Source::File, 0, "", &dir)
             .err()
             .unwrap();
-        assert!(e.contains("duplicate"), "{e}");
+        assert!(e.contains("appears twice"), "{e}");
     }
 }

@@ -4,3 +4,4 @@
 //! bridge (`nginx::bridge`); nothing here touches nginx memory.
 
 pub mod load;
+pub mod redis_source;

@@ -12,7 +12,7 @@ mod render;
 mod store;
 
 pub use labels::{Kind, LABEL_MAX_BYTES, OVERFLOW_LABEL};
-pub use render::{render, RenderInfo};
+pub use render::{render, RenderInfo, SyncInfo};
 pub use store::{
     LayoutError, RequestSample, Store, UpstreamAttempt, Usage, DURATION_BOUNDS_MS,
     OVERHEAD_BOUNDS_NS, RESERVED_ENTRIES,

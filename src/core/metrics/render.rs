@@ -18,10 +18,24 @@ use super::store::{
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RenderInfo<'a> {
     pub now_secs: u64,
-    /// `version` of the loaded gateway config, if any config is loaded.
+    /// The label of the snapshot this worker serves (its store version, else the
+    /// document's `version`), if any config is loaded; its source and sha256.
     pub config_version: Option<&'a str>,
+    pub config_source: &'a str,
+    pub config_sha256: &'a str,
+    /// Set when the Redis configuration source is configured.
+    pub sync: Option<SyncInfo<'a>>,
     pub module_version: &'a str,
     pub nginx_version: &'a str,
+}
+
+/// The Redis configuration source, as this worker sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncInfo<'a> {
+    /// Names of the error reasons, by index (see `Store::sync_error`).
+    pub reasons: &'a [&'a str],
+    /// How long the published head has named a snapshot this worker does not serve.
+    pub seconds_behind: u64,
 }
 
 type Hist = [u64; HIST_WORDS];
@@ -407,7 +421,19 @@ pub fn render(store: &Store, info: &RenderInfo) -> String {
             "gauge",
             "The gateway config this worker serves.",
         );
-        sample(&mut out, name, &[("version", version)], 1);
+        sample(
+            &mut out,
+            name,
+            &[
+                ("version", version),
+                ("source", info.config_source),
+                ("sha256", info.config_sha256),
+            ],
+            1,
+        );
+    }
+    if let Some(sync) = info.sync {
+        render_sync(&mut out, store, &sync);
     }
     let name = "gateway_build_info";
     header(
@@ -452,6 +478,25 @@ pub fn render(store: &Store, info: &RenderInfo) -> String {
     out
 }
 
+/// The configuration sync metrics (Redis source).
+fn render_sync(out: &mut String, store: &Store, sync: &SyncInfo) {
+    let (applied, success_ms, errors) = store.sync_counts();
+    let name = "gateway_config_applied_total";
+    header(out, name, "counter", "Configuration snapshots applied by the workers at run time.");
+    sample(out, name, &[], applied);
+    let name = "gateway_config_sync_errors_total";
+    header(out, name, "counter", "Failed configuration sync steps, by reason (each worker syncs).");
+    for (i, reason) in sync.reasons.iter().enumerate() {
+        sample(out, name, &[("reason", reason)], errors.get(i).copied().unwrap_or(0));
+    }
+    let name = "gateway_config_last_success_timestamp_seconds";
+    header(out, name, "gauge", "When a worker last found itself on the published snapshot.");
+    sample(out, name, &[], success_ms / 1000);
+    let name = "gateway_config_seconds_behind";
+    header(out, name, "gauge", "How long the published snapshot has not been the one this worker serves.");
+    sample(out, name, &[], sync.seconds_behind);
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::store::tests::memory;
@@ -462,6 +507,9 @@ mod tests {
         RenderInfo {
             now_secs: 1_100,
             config_version: Some("v\"1"),
+            config_source: "file",
+            config_sha256: "ab12",
+            sync: None,
             module_version: "0.1.0",
             nginx_version: "1.28.3",
         }
@@ -546,7 +594,10 @@ mod tests {
         assert!(text.contains("gateway_overhead_seconds_bucket{le=\"0.00001\"} 1\n"));
         assert!(text.contains("gateway_overhead_seconds_sum 0.000007\n"));
         assert!(text.contains("gateway_up_time_seconds 100\n"));
-        assert!(text.contains("gateway_config_info{version=\"v\\\"1\"} 1\n"));
+        assert!(text.contains(
+            "gateway_config_info{version=\"v\\\"1\",source=\"file\",sha256=\"ab12\"} 1\n"
+        ));
+        assert!(!text.contains("gateway_config_sync_errors_total"));
         assert!(text.contains("gateway_metrics_series 6\n"));
         assert!(text.contains("gateway_metrics_series_dropped_total 0\n"));
         assert!(!text.contains("=\"_overflow\""));
@@ -635,5 +686,29 @@ mod tests {
         let mut out = String::new();
         labels(&mut out, &[("model", "a\\b\"c\nd")]);
         assert_eq!(out, r#"{model="a\\b\"c\nd"}"#);
+    }
+
+    #[test]
+    fn sync_metrics_when_the_redis_source_is_on() {
+        let mem = memory(4096);
+        let store = Store::create(&mem, 1_000, None).unwrap();
+        store.sync_applied();
+        store.sync_applied();
+        store.sync_success(1_700_000_000_500);
+        store.sync_success(1_600_000_000_000);
+        store.sync_error(1);
+        store.sync_error(99);
+        let reasons = ["unreachable", "bad_head"];
+        let mut i = info();
+        i.sync = Some(SyncInfo {
+            reasons: &reasons,
+            seconds_behind: 3,
+        });
+        let text = render(&store, &i);
+        assert!(text.contains("gateway_config_applied_total 2\n"));
+        assert!(text.contains("gateway_config_sync_errors_total{reason=\"unreachable\"} 0\n"));
+        assert!(text.contains("gateway_config_sync_errors_total{reason=\"bad_head\"} 1\n"));
+        assert!(text.contains("gateway_config_last_success_timestamp_seconds 1700000000\n"));
+        assert!(text.contains("gateway_config_seconds_behind 3\n"));
     }
 }

@@ -32,8 +32,14 @@ const H_MAX_SERIES: usize = 5;
 const H_START: usize = 6;
 const H_DROPPED: usize = 7;
 const H_OVERHEAD: usize = 8;
+/// Configuration sync: snapshots applied, the last success (unix ms), errors by reason.
+const H_SYNC_APPLIED: usize = H_OVERHEAD + OVERHEAD_BOUNDS_NS.len() + 2;
+const H_SYNC_SUCCESS: usize = H_SYNC_APPLIED + 1;
+const H_SYNC_ERRORS: usize = H_SYNC_SUCCESS + 1;
+/// Error reasons the header has words for.
+pub const SYNC_REASONS: usize = 7;
 const HEADER_WORDS: usize = 32;
-const _: () = assert!(H_OVERHEAD + OVERHEAD_BOUNDS_NS.len() + 2 <= HEADER_WORDS);
+const _: () = assert!(H_SYNC_ERRORS + SYNC_REASONS <= HEADER_WORDS);
 
 /// Words of a histogram: one per bucket, the `+Inf` bucket, the sum.
 pub(super) const HIST_WORDS: usize = DURATION_BOUNDS_MS.len() + 2;
@@ -456,6 +462,32 @@ impl<'a> Store<'a> {
     /// The overhead histogram words.
     pub(super) fn overhead(&self) -> &'a [AtomicU64] {
         &self.w[H_OVERHEAD..H_OVERHEAD + OVERHEAD_BOUNDS_NS.len() + 2]
+    }
+
+    /// A worker applied a new configuration snapshot.
+    pub fn sync_applied(&self) {
+        self.w[H_SYNC_APPLIED].fetch_add(1, Relaxed);
+    }
+
+    /// A worker found itself current at `unix_ms` (kept: the latest of all workers).
+    pub fn sync_success(&self, unix_ms: u64) {
+        self.w[H_SYNC_SUCCESS].fetch_max(unix_ms, Relaxed);
+    }
+
+    /// A sync step failed with reason `index` (`< SYNC_REASONS`).
+    pub fn sync_error(&self, index: usize) {
+        if index < SYNC_REASONS {
+            self.w[H_SYNC_ERRORS + index].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Snapshots applied, the last success (unix ms), errors by reason index.
+    pub fn sync_counts(&self) -> (u64, u64, [u64; SYNC_REASONS]) {
+        let mut errors = [0; SYNC_REASONS];
+        for (i, e) in errors.iter_mut().enumerate() {
+            *e = self.get(H_SYNC_ERRORS + i);
+        }
+        (self.get(H_SYNC_APPLIED), self.get(H_SYNC_SUCCESS), errors)
     }
 
     /// A request of `namespace` starts; returns the entry to pass to [`Store::inflight_leave`].

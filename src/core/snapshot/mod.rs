@@ -63,6 +63,19 @@ impl Snapshot {
         }
     }
 
+    /// Whether the snapshot can be served by an nginx configuration with (or without) a
+    /// limit zone and with (or without) `ai_gateway_route on` somewhere: counting policies
+    /// need the zone, routed locations need routes.
+    pub fn fits(&self, has_limit_zone: bool, route_anywhere: bool) -> Result<(), String> {
+        if !has_limit_zone && self.config.has_counters() {
+            return Err("the gateway config has counting policies (requests, tokens, quota, concurrency) but no \"ai_gateway_limit_zone\" is set in the http block".into());
+        }
+        if route_anywhere && self.config.routing.is_empty() {
+            return Err("\"ai_gateway_route\" is on but the gateway config has no \"routes\"".into());
+        }
+        Ok(())
+    }
+
     /// The code of namespace `index`.
     pub fn namespace_code(&self, index: usize) -> Option<&str> {
         self.config.namespaces.get(index).map(|n| n.code.as_str())
