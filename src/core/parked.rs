@@ -94,7 +94,11 @@ mod tests {
         assert_eq!(p.unpark(a), Some("a"));
         let b = p.park("b");
         assert_ne!(a, b);
-        assert_eq!(p.unpark(a), None, "a stale token does not reach the new request");
+        assert_eq!(
+            p.unpark(a),
+            None,
+            "a stale token does not reach the new request"
+        );
         assert_eq!(p.unpark(b), Some("b"));
     }
 }

@@ -36,7 +36,8 @@ pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// What a parked request does with its result (`None`: its timer fired first); returns the
 /// code its request is finalized with.
-pub type Resume = Box<dyn FnOnce(*mut ngx_http_request_t, Option<Box<dyn Any + Send>>) -> ngx_int_t>;
+pub type Resume =
+    Box<dyn FnOnce(*mut ngx_http_request_t, Option<Box<dyn Any + Send>>) -> ngx_int_t>;
 
 static RUNTIME: Mutex<Option<tokio::runtime::Runtime>> = Mutex::new(None);
 static QUEUE: Mutex<Vec<Job>> = Mutex::new(Vec::new());
@@ -226,7 +227,12 @@ impl Drop for ParkState {
 /// # Safety
 /// `r` must be a live main request on the nginx thread, in a content handler (its body read
 /// or discarded).
-pub unsafe fn park<T, F>(r: *mut ngx_http_request_t, timeout_ms: u64, fut: F, resume: Resume) -> bool
+pub unsafe fn park<T, F>(
+    r: *mut ngx_http_request_t,
+    timeout_ms: u64,
+    fut: F,
+    resume: Resume,
+) -> bool
 where
     T: Send + 'static,
     F: Future<Output = T> + Send + 'static,

@@ -9,6 +9,7 @@ use ngx::http::{Merge, MergeConfigError};
 
 use super::peer_guard::Wrapped;
 use crate::core::snapshot::Snapshot;
+use crate::runtime::redis_source::{RedisSettings, SourceSettings};
 
 /// `http`-level configuration.
 #[derive(Default)]
@@ -31,6 +32,10 @@ pub struct MainConf {
     pub limit_zone: Option<NonNull<ngx_shm_zone_t>>,
     /// Whether some block says `ai_gateway_route on` (which needs routes in the config).
     pub route_anywhere: bool,
+    /// `ai_gateway_redis`: the store the worker runtime talks to.
+    pub redis: Option<RedisSettings>,
+    /// `ai_gateway_config_source redis ...`: snapshots come from Redis at run time.
+    pub source: Option<SourceSettings>,
     /// The `upstream {}` blocks whose peer selection is wrapped, with their own.
     pub wrapped_upstreams: Vec<Wrapped>,
 }

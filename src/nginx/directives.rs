@@ -18,8 +18,8 @@ use std::sync::Arc;
 use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_pagesize, ngx_parse_size, ngx_parse_time,
-    ngx_shared_memory_add, ngx_str_t, ngx_uint_t, NGX_CONF_ANY, NGX_CONF_FLAG, NGX_CONF_NOARGS,
-    NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_CONF_TAKE23, NGX_ERROR, NGX_HTTP_LOC_CONF,
+    ngx_shared_memory_add, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_ANY, NGX_CONF_FLAG,
+    NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_CONF_TAKE23, NGX_ERROR, NGX_HTTP_LOC_CONF,
     NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
     NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF, NGX_LOG_EMERG, NGX_OK,
 };
@@ -27,6 +27,8 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
 use super::conf::{LocConf, MainConf, MockSettings};
+use super::config_source::{cmd_config_source, cmd_redis};
+use super::config_status::ngx_http_ai_gateway_config_status_handler;
 use super::ctx::pool_allocate;
 use super::guard::guard;
 use super::limit_zone::{ngx_http_ai_gateway_init_limit_zone, LimitZoneSettings};
@@ -39,7 +41,7 @@ use super::token_service::ngx_http_ai_gateway_token_service_handler;
 use crate::core::snapshot::Source;
 use crate::runtime::load;
 
-pub static mut COMMANDS: [ngx_command_t; 12] = [
+pub static mut COMMANDS: [ngx_command_t; 15] = [
     ngx_command_t {
         name: ngx_string!("ai_gateway_config"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -132,11 +134,35 @@ pub static mut COMMANDS: [ngx_command_t; 12] = [
         offset: 0,
         post: std::ptr::null_mut(),
     },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_redis"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(cmd_redis),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_config_source"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(cmd_config_source),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_config_status"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(cmd_config_status),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
     ngx_command_t::empty(),
 ];
 
 /// Why a directive setter refused its arguments.
-enum SetError {
+pub(super) enum SetError {
     /// nginx prints `"<directive>" directive is duplicate`.
     Duplicate,
     /// Logged as `[emerg]` with the file and line.
@@ -150,7 +176,7 @@ enum SetError {
 ///
 /// # Safety
 /// `cf` must be the configuration being parsed and `conf` a `T` of this module.
-unsafe fn setter<T>(
+pub(super) unsafe fn setter<T>(
     cf: *mut ngx_conf_t,
     conf: *mut c_void,
     body: impl FnOnce(&mut T, &[ngx_str_t]) -> Result<(), SetError>,
@@ -175,7 +201,7 @@ unsafe fn setter<T>(
     }
 }
 
-fn lossy(s: &ngx_str_t) -> String {
+pub(super) fn lossy(s: &ngx_str_t) -> String {
     String::from_utf8_lossy(s.as_bytes()).into_owned()
 }
 
@@ -423,6 +449,25 @@ unsafe extern "C" fn cmd_metrics(
             }
             let clcf = NgxHttpCoreModule::location_conf_mut(&*cf).ok_or(SetError::Failed)?;
             clcf.handler = Some(ngx_http_ai_gateway_metrics_handler);
+            Ok(())
+        })
+    }
+}
+
+/// `ai_gateway_config_status;` serves this worker's configuration status.
+unsafe extern "C" fn cmd_config_status(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx for this directive with our LocConf.
+    unsafe {
+        setter(cf, conf, |_lcf: &mut LocConf, _args| {
+            let clcf = NgxHttpCoreModule::location_conf_mut(&*cf).ok_or(SetError::Failed)?;
+            if clcf.handler.is_some() {
+                return Err(SetError::Duplicate);
+            }
+            clcf.handler = Some(ngx_http_ai_gateway_config_status_handler);
             Ok(())
         })
     }

@@ -13,7 +13,21 @@ use super::log_phase::metrics_store;
 use super::module::Module;
 use super::respond::send_complete;
 use super::snapshot;
-use crate::core::metrics::{render, RenderInfo};
+use crate::core::metrics::{render, RenderInfo, SyncInfo};
+use crate::runtime::redis_source::SyncError;
+
+use super::config_source;
+
+/// The sync error reasons, by index.
+static REASONS: [&str; 7] = [
+    SyncError::ALL[0].reason(),
+    SyncError::ALL[1].reason(),
+    SyncError::ALL[2].reason(),
+    SyncError::ALL[3].reason(),
+    SyncError::ALL[4].reason(),
+    SyncError::ALL[5].reason(),
+    SyncError::ALL[6].reason(),
+];
 
 const SERVER_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
 const CONTENT_TYPE: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";
@@ -53,6 +67,12 @@ unsafe fn serve(r: *mut ngx_http_request_t) -> ngx_int_t {
             &RenderInfo {
                 now_secs: ngx_time() as u64,
                 config_version: label.as_deref(),
+                config_source: snapshot.as_ref().map_or("", |s| s.origin.source.as_str()),
+                config_sha256: snapshot.as_ref().map_or("", |s| s.origin.sha256.as_str()),
+                sync: mcf.and_then(|m| m.source.as_ref()).map(|_| SyncInfo {
+                    reasons: &REASONS,
+                    seconds_behind: config_source::seconds_behind().unwrap_or(0),
+                }),
                 module_version: env!("CARGO_PKG_VERSION"),
                 nginx_version: env!("AI_GATEWAY_NGINX_VERSION").trim_start_matches("nginx/"),
             },

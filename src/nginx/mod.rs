@@ -4,7 +4,10 @@
 
 mod access;
 mod body;
+mod bridge;
 mod conf;
+mod config_source;
+mod config_status;
 mod ctx;
 mod directives;
 mod failover;

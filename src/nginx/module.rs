@@ -16,7 +16,7 @@ use super::conf::{LocConf, MainConf};
 use super::directives::COMMANDS;
 use super::guard::guard;
 use super::log_phase::ngx_http_ai_gateway_log_handler;
-use super::{filter, peer_guard, vars};
+use super::{config_source, filter, peer_guard, vars};
 
 pub struct Module;
 
@@ -72,7 +72,11 @@ impl HttpModule for Module {
         // SAFETY: nginx passes our MainConf after the whole http block was parsed.
         let log = unsafe { (*cf).log };
         guard(log, NGX_CONF_ERROR as *mut c_char, || unsafe {
-            let mcf = &*(conf as *const MainConf);
+            let mcf = &mut *(conf as *mut MainConf);
+            if let Err(e) = config_source::init_main_conf(cf, mcf) {
+                ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
+                return NGX_CONF_ERROR as *mut c_char;
+            }
             let config = mcf.snapshot.as_ref().map(|s| &s.config);
             if mcf.enabled_anywhere && config.is_none() {
                 ngx::ngx_conf_log_error!(
@@ -144,6 +148,23 @@ unsafe extern "C" fn ngx_http_ai_gateway_init_module(cycle: *mut ngx_cycle_t) ->
     })
 }
 
+/// Runs in each worker after the fork: the async bridge and the configuration source start
+/// here (never in the master: a fork does not carry threads).
+unsafe extern "C" fn ngx_http_ai_gateway_init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the worker's cycle.
+    let log = unsafe { (*cycle).log };
+    guard(log, NGX_OK as ngx_int_t, || unsafe {
+        config_source::init_process(cycle);
+        NGX_OK as ngx_int_t
+    })
+}
+
+unsafe extern "C" fn ngx_http_ai_gateway_exit_process(cycle: *mut ngx_cycle_t) {
+    // SAFETY: nginx passes the worker's cycle, on its thread.
+    let log = unsafe { (*cycle).log };
+    guard(log, (), || unsafe { config_source::exit_process() });
+}
+
 // SAFETY: the types match what create_main_conf/create_loc_conf allocate.
 unsafe impl HttpModuleMainConf for Module {
     type MainConf = MainConf;
@@ -175,5 +196,7 @@ pub static mut ngx_http_ai_gateway_module: ngx_module_t = ngx_module_t {
     commands: unsafe { addr_of_mut!(COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as usize,
     init_module: Some(ngx_http_ai_gateway_init_module),
+    init_process: Some(ngx_http_ai_gateway_init_process),
+    exit_process: Some(ngx_http_ai_gateway_exit_process),
     ..ngx_module_t::default()
 };

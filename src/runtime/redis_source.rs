@@ -95,7 +95,7 @@ impl SyncError {
         SyncError::LkgWrite,
     ];
 
-    pub fn reason(self) -> &'static str {
+    pub const fn reason(self) -> &'static str {
         match self {
             SyncError::Unreachable => "unreachable",
             SyncError::BadHead => "bad_head",
@@ -120,6 +120,8 @@ pub trait Sink: Send + Sync + 'static {
     fn apply(&self, snapshot: Arc<Snapshot>) -> tokio::sync::oneshot::Receiver<Result<(), String>>;
     fn log(&self, level: Level, message: String);
     fn error(&self, error: SyncError);
+    /// The worker found itself on the published snapshot at `unix_ms`.
+    fn success(&self, unix_ms: u64);
 }
 
 /// The worker's view of its sync, read by `/metrics` and the status handler.
@@ -193,7 +195,10 @@ pub async fn run(
         if let Ok(mut c) = task.shared.conn.lock() {
             *c = None;
         }
-        task.failed(SyncError::Unreachable, format!("Redis {}: {err}", task.redis.address()));
+        task.failed(
+            SyncError::Unreachable,
+            format!("Redis {}: {err}", task.redis.address()),
+        );
         if !down {
             down = true;
             task.sink.log(
@@ -328,11 +333,13 @@ impl Task {
     }
 
     fn current_now(&self, head: Option<&Head>) {
+        let now = unix_ms();
         if let Ok(mut s) = self.shared.status.lock() {
             s.head = head.cloned();
             s.behind_since_ms = None;
-            s.last_success_ms = unix_ms();
+            s.last_success_ms = now;
         }
+        self.sink.success(now);
     }
 
     /// Reads the head and applies what it names. `Err` only when Redis failed.
@@ -379,7 +386,11 @@ impl Task {
         let key = self.redis.key(&format!("cfg:snap:{}", head.version));
         let doc: Option<Vec<u8>> = timed(t, conn.get(&key)).await?;
         let Some(doc) = doc else {
-            self.refuse(&head, SyncError::MissingSnapshot, format!("{key} does not exist"));
+            self.refuse(
+                &head,
+                SyncError::MissingSnapshot,
+                format!("{key} does not exist"),
+            );
             return Ok(());
         };
         if let Err(e) = check_document(&head, &doc) {
@@ -458,7 +469,11 @@ impl Task {
         let t = self.redis.timeout;
         let key = self.redis.key(&format!("node:{name}"));
         timed(t, conn.set_ex::<_, _, ()>(key, body, ttl)).await?;
-        timed(t, conn.zadd::<_, _, _, ()>(self.redis.key("nodes"), name, now)).await?;
+        timed(
+            t,
+            conn.zadd::<_, _, _, ()>(self.redis.key("nodes"), name, now),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -482,18 +482,43 @@ pub fn render(store: &Store, info: &RenderInfo) -> String {
 fn render_sync(out: &mut String, store: &Store, sync: &SyncInfo) {
     let (applied, success_ms, errors) = store.sync_counts();
     let name = "gateway_config_applied_total";
-    header(out, name, "counter", "Configuration snapshots applied by the workers at run time.");
+    header(
+        out,
+        name,
+        "counter",
+        "Configuration snapshots applied by the workers at run time.",
+    );
     sample(out, name, &[], applied);
     let name = "gateway_config_sync_errors_total";
-    header(out, name, "counter", "Failed configuration sync steps, by reason (each worker syncs).");
+    header(
+        out,
+        name,
+        "counter",
+        "Failed configuration sync steps, by reason (each worker syncs).",
+    );
     for (i, reason) in sync.reasons.iter().enumerate() {
-        sample(out, name, &[("reason", reason)], errors.get(i).copied().unwrap_or(0));
+        sample(
+            out,
+            name,
+            &[("reason", reason)],
+            errors.get(i).copied().unwrap_or(0),
+        );
     }
     let name = "gateway_config_last_success_timestamp_seconds";
-    header(out, name, "gauge", "When a worker last found itself on the published snapshot.");
+    header(
+        out,
+        name,
+        "gauge",
+        "When a worker last found itself on the published snapshot.",
+    );
     sample(out, name, &[], success_ms / 1000);
     let name = "gateway_config_seconds_behind";
-    header(out, name, "gauge", "How long the published snapshot has not been the one this worker serves.");
+    header(
+        out,
+        name,
+        "gauge",
+        "How long the published snapshot has not been the one this worker serves.",
+    );
     sample(out, name, &[], sync.seconds_behind);
 }
 

@@ -71,7 +71,9 @@ impl Snapshot {
             return Err("the gateway config has counting policies (requests, tokens, quota, concurrency) but no \"ai_gateway_limit_zone\" is set in the http block".into());
         }
         if route_anywhere && self.config.routing.is_empty() {
-            return Err("\"ai_gateway_route\" is on but the gateway config has no \"routes\"".into());
+            return Err(
+                "\"ai_gateway_route\" is on but the gateway config has no \"routes\"".into(),
+            );
         }
         Ok(())
     }
