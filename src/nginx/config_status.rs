@@ -20,7 +20,7 @@ use super::module::Module;
 use super::respond::send_complete;
 use super::snapshot;
 use crate::core::snapshot::head::Head;
-use crate::runtime::redis_source::{status_json, SyncStatus};
+use crate::runtime::redis_source::status_json;
 
 const SERVER_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
 const JSON: &[u8] = b"application/json";
