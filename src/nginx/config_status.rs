@@ -56,10 +56,25 @@ unsafe fn handle(r: *mut ngx_http_request_t) -> ngx_int_t {
         };
         let timeout = redis.timeout;
         let key = redis.key("cfg:head");
+        let info = redis.info.clone();
         let read = async move {
+            // the source's connection, else one of its own (the source may be reconnecting)
             let conn = shared.conn.lock().ok().and_then(|c| c.clone());
-            let Some(mut conn) = conn else {
-                return Err("not connected to Redis".to_string()) as Published;
+            let mut conn = match conn {
+                Some(c) => c,
+                None => {
+                    let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+                    match tokio::time::timeout(
+                        timeout * 2,
+                        client.get_multiplexed_async_connection(),
+                    )
+                    .await
+                    {
+                        Ok(Ok(c)) => c,
+                        Ok(Err(e)) => return Err(e.to_string()) as Published,
+                        Err(_) => return Err("no answer".to_string()),
+                    }
+                }
             };
             let raw: Option<Vec<u8>> = match tokio::time::timeout(timeout * 2, conn.get(key)).await
             {
