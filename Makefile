@@ -18,13 +18,15 @@ SDK_PACKAGES := openai==3.54.0 anthropic==2.12.0
 APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libssl-dev openssl \
                 zlib1g-dev curl ca-certificates perl libtest-base-perl libtext-diff-perl \
                 libtest-longstring-perl \
-                nginx nginx-dev prometheus python3 python3-venv
+                nginx nginx-dev prometheus python3 python3-venv redis-server redis-tools
 BENCH_PACKAGES := wrk python3 util-linux valgrind
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The Redis that `make redis` starts when none answers on 127.0.0.1:6379 (for the t/ suite)
+REDIS_DIR    := $(CURDIR)/vendor/redis
 
 .DEFAULT_GOAL := build
 .PHONY: help deps sdk-deps bench-deps build debian run stop check unittest inttest inttest-debian \
-        bench bench-smoke test clean
+        bench bench-smoke test clean redis publish-config
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -105,14 +107,31 @@ sdk-deps: deps ## the OpenAI and Anthropic Python SDKs in vendor/sdk-venv (for t
 	    echo "$(SDK_PACKAGES)" > $(SDK_VENV)/.packages; \
 	fi
 
-inttest: build sdk-deps ## t/ suite (and the runner's own t/selftest) against vendor/objs/nginx with the module
+redis: deps ## make sure a Redis answers on 127.0.0.1:6379 (else start one, data in vendor/redis)
+	@if [ "$$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" != PONG ]; then \
+	    mkdir -p $(REDIS_DIR) && \
+	    redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+	        --pidfile $(REDIS_DIR)/redis.pid --dir $(REDIS_DIR) --logfile $(REDIS_DIR)/redis.log && \
+	    for i in $$(seq 50); do \
+	        [ "$$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ] && break; sleep 0.1; \
+	    done; \
+	    [ "$$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ] \
+	        || { echo "redis-server started but no PONG on 127.0.0.1:6379 within 5 s (see $(REDIS_DIR)/redis.log)"; exit 1; }; \
+	    echo "started redis-server on 127.0.0.1:6379 (pid $$(cat $(REDIS_DIR)/redis.pid), log $(REDIS_DIR)/redis.log)"; \
+	fi
+
+publish-config: ## publish FILE=<json> to Redis (tools/publish-config)
+	@[ -n "$(FILE)" ] || { echo "usage: make publish-config FILE=<json> [PUBLISH_ARGS='-u redis://host:port -p prefix -e epoch']"; exit 1; }
+	tools/publish-config $(PUBLISH_ARGS) $(FILE)
+
+inttest: build sdk-deps redis ## t/ suite (and the runner's own t/selftest) against vendor/objs/nginx with the module
 	AI_GATEWAY_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python \
 	TEST_NGINX_BINARY=$(CURDIR)/$(OBJS)/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(OBJS)/$(MODULE).so \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
 	PERL5LIB=$(CURDIR)/t/lib/compat prove -r t/
 
-inttest-debian: debian sdk-deps ## the same t/ suite with Debian's /usr/sbin/nginx and the Debian-built module
+inttest-debian: debian sdk-deps redis ## the same t/ suite with Debian's /usr/sbin/nginx and the Debian-built module
 	AI_GATEWAY_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python \
 	TEST_NGINX_BINARY=/usr/sbin/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(DEB_DIR)/$(MODULE).so \
