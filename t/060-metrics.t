@@ -41,7 +41,6 @@ Content-Type: text/plain; version=0.0.4; charset=utf-8
     '# TYPE gateway_request_duration_seconds histogram',
     '# TYPE gateway_upstream_requests_total counter',
     'gateway_overhead_seconds_count 0',
-    'gateway_config_info{version="t-1"} 1',
     'gateway_metrics_series 0',
     'gateway_metrics_series_dropped_total 0',
 )

@@ -227,7 +227,9 @@ is_deeply(family($m, 'gateway_tokens_total'), {
 is($m->{gateway_metrics_series}, 8, 'gateway_metrics_series 8');
 is($m->{gateway_metrics_series_max}, 500, 'gateway_metrics_series_max 500');
 is($m->{gateway_metrics_series_dropped_total}, 0, 'nothing dropped');
-is($m->{'gateway_config_info{version="t-1"}'}, 1, 'gateway_config_info names the fixture\'s version');
+my ($info) = grep { /^gateway_config_info\{/ } keys %$m;
+like($info // '', qr/^gateway_config_info\{version="t-1",source="file",sha256="[0-9a-f]{64}"\}$/,
+    'gateway_config_info names the fixture\'s version, its source and sha256');
 my ($build) = grep { /^gateway_build_info\{/ } keys %$m;
 like($build // '', qr/^gateway_build_info\{version="[^"]+",nginx_version="\Q$nginx_version\E"\}$/,
     "gateway_build_info names nginx $nginx_version");

@@ -469,11 +469,17 @@ impl Task {
         let t = self.redis.timeout;
         let key = self.redis.key(&format!("node:{name}"));
         timed(t, conn.set_ex::<_, _, ()>(key, body, ttl)).await?;
-        timed(
-            t,
-            conn.zadd::<_, _, _, ()>(self.redis.key("nodes"), name, now),
-        )
-        .await?;
+        // the index of live workers: stale members are dropped, and it expires with the
+        // last heartbeat, so stopped nodes leave nothing behind
+        let nodes = self.redis.key("nodes");
+        let mut pipe = redis::pipe();
+        pipe.zadd(&nodes, name, now)
+            .ignore()
+            .zrembyscore(&nodes, "-inf", now.saturating_sub(ttl) as i64)
+            .ignore()
+            .expire(&nodes, ttl as i64)
+            .ignore();
+        timed(t, pipe.query_async::<()>(conn)).await?;
         Ok(())
     }
 }
