@@ -188,6 +188,7 @@ pub async fn run(
     };
     let mut backoff = Duration::from_millis(100);
     let mut down = false;
+    let mut last_logged: Option<String> = None;
     loop {
         let started = std::time::Instant::now();
         let err = task.session(&mut down).await;
@@ -199,8 +200,9 @@ pub async fn run(
             SyncError::Unreachable,
             format!("Redis {}: {err}", task.redis.address()),
         );
-        if !down {
+        if !down || last_logged.as_deref() != Some(err.as_str()) {
             down = true;
+            last_logged = Some(err.clone());
             task.sink.log(
                 Level::Warn,
                 format!(
@@ -259,18 +261,20 @@ impl Task {
             *c = Some(conn.clone());
         }
         self.set_connected(true);
+        if let Err(e) = self.check(&mut conn).await {
+            return e;
+        }
+        if let Err(e) = self.heartbeat(&mut conn).await {
+            return e;
+        }
+        // back only once it answered what the worker asks (a user without the rights
+        // connects, then fails: that stays one warning, not one per retry)
         if *down {
             *down = false;
             self.sink.log(
                 Level::Notice,
                 format!("Redis {} reachable again", self.redis.address()),
             );
-        }
-        if let Err(e) = self.check(&mut conn).await {
-            return e;
-        }
-        if let Err(e) = self.heartbeat(&mut conn).await {
-            return e;
         }
         let mut messages = pubsub.on_message();
         let mut poll = tokio::time::interval(self.source.poll);
@@ -512,6 +516,7 @@ pub fn status_json(node: &str, worker: usize, s: &SyncStatus) -> serde_json::Val
 /// Writes `bytes` to `path` through a temporary file in the same directory.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8], worker: usize) -> Result<(), String> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     let name = path
         .file_name()
@@ -519,7 +524,13 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8], worker: usize) -> 
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.{worker}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        // the snapshot may hold provider keys: readable by the worker user only
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -544,6 +555,9 @@ mod tests {
         write_atomically(&path, b"one", 0).unwrap();
         write_atomically(&path, b"two", 1).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the file may hold provider keys");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         let err = write_atomically(&dir.join("no/such/dir/f"), b"x", 0).unwrap_err();
         assert!(err.contains("no/such/dir/f"), "{err}");
