@@ -41,6 +41,11 @@ fn param<'a>(arg: &'a str, name: &str) -> Option<&'a str> {
     arg.strip_prefix(name)?.strip_prefix('=')
 }
 
+/// A key prefix or node name: 1 to `max` printable ASCII bytes, no spaces.
+fn is_label(v: &str, max: usize) -> bool {
+    !v.is_empty() && v.len() <= max && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// A time argument (`5s`, `500ms`) in milliseconds.
 fn time_ms(value: &str) -> Option<u64> {
     let mut s = ngx_str_t {
@@ -101,7 +106,7 @@ pub unsafe extern "C" fn cmd_redis(
             for a in &args[1..] {
                 let a = lossy(a);
                 if let Some(v) = param(&a, "prefix") {
-                    if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    if !is_label(v, 64) {
                         return Err(SetError::Emerg(format!(
                             "ai_gateway_redis: invalid prefix \"{v}\""
                         )));
@@ -185,7 +190,7 @@ pub unsafe extern "C" fn cmd_config_source(
                     }
                     s.lkg = Some(PathBuf::from(full_path(cf, v, false)?));
                 } else if let Some(v) = param(&a, "node") {
-                    if v.is_empty() || v.len() > 128 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    if !is_label(v, 128) {
                         return Err(bad());
                     }
                     s.node = v.to_string();

@@ -5,10 +5,7 @@
 
 use std::any::Any;
 
-use ngx::ffi::{
-    ngx_http_discard_request_body, ngx_http_request_t, ngx_int_t, NGX_DONE, NGX_HTTP_GET,
-    NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_OK,
-};
+use ngx::ffi::{ngx_http_request_t, ngx_int_t, NGX_DONE, NGX_HTTP_INTERNAL_SERVER_ERROR};
 use ngx::http::HttpModuleMainConf;
 use redis::AsyncCommands;
 use serde_json::{json, Value};
@@ -17,7 +14,7 @@ use super::bridge;
 use super::config_source::shared;
 use super::guard::guard;
 use super::module::Module;
-use super::respond::send_complete;
+use super::respond::{read_only, send_complete};
 use super::snapshot;
 use crate::core::snapshot::head::Head;
 use crate::runtime::redis_source::status_json;
@@ -40,11 +37,7 @@ pub unsafe extern "C" fn ngx_http_ai_gateway_config_status_handler(
 unsafe fn handle(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: r is live, in its content phase.
     unsafe {
-        if (*r).method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
-            return NGX_HTTP_NOT_ALLOWED as ngx_int_t;
-        }
-        let rc = ngx_http_discard_request_body(r);
-        if rc != NGX_OK as ngx_int_t {
+        if let Err(rc) = read_only(r) {
             return rc;
         }
         let local = local_status(r);

@@ -2,16 +2,15 @@
 //! metrics zone (every worker's numbers, since they all write the same shared memory).
 
 use ngx::ffi::{
-    ngx_http_discard_request_body, ngx_http_request_t, ngx_int_t, ngx_time, NGX_HTTP_GET,
-    NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_OK, NGX_LOG_ERR,
-    NGX_OK,
+    ngx_http_request_t, ngx_int_t, ngx_time, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_OK,
+    NGX_LOG_ERR,
 };
 use ngx::http::HttpModuleMainConf;
 
 use super::guard::guard;
 use super::log_phase::metrics_store;
 use super::module::Module;
-use super::respond::send_complete;
+use super::respond::{read_only, send_complete};
 use super::snapshot;
 use crate::core::metrics::{render, RenderInfo, SyncInfo};
 use crate::runtime::redis_source::SyncError;
@@ -44,11 +43,7 @@ pub unsafe extern "C" fn ngx_http_ai_gateway_metrics_handler(
 unsafe fn serve(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: r is live; the response body is copied into the request pool before it is sent.
     unsafe {
-        if (*r).method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
-            return NGX_HTTP_NOT_ALLOWED as ngx_int_t;
-        }
-        let rc = ngx_http_discard_request_body(r);
-        if rc != NGX_OK as ngx_int_t {
+        if let Err(rc) = read_only(r) {
             return rc;
         }
         let Some(store) = metrics_store(r) else {

@@ -1,9 +1,29 @@
 //! Sending a complete response the module built itself (metrics exposition, token service).
 
 use ngx::ffi::{
-    ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_pnalloc,
-    ngx_str_t, NGX_ERROR, NGX_OK,
+    ngx_http_discard_request_body, ngx_http_output_filter, ngx_http_request_t,
+    ngx_http_send_header, ngx_int_t, ngx_pnalloc, ngx_str_t, NGX_ERROR, NGX_HTTP_GET,
+    NGX_HTTP_HEAD, NGX_HTTP_NOT_ALLOWED, NGX_OK,
 };
+
+/// For the module's read-only handlers (metrics, config status): GET and HEAD only (else
+/// `Err(405)`), the request body discarded (`Err` with nginx's code when that fails).
+///
+/// # Safety
+/// `r` must be a live request in its content phase.
+pub unsafe fn read_only(r: *mut ngx_http_request_t) -> Result<(), ngx_int_t> {
+    // SAFETY: as the caller's.
+    unsafe {
+        if (*r).method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
+            return Err(NGX_HTTP_NOT_ALLOWED as ngx_int_t);
+        }
+        let rc = ngx_http_discard_request_body(r);
+        if rc != NGX_OK as ngx_int_t {
+            return Err(rc);
+        }
+    }
+    Ok(())
+}
 
 use super::filter::memory_chain;
 
