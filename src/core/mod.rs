@@ -12,6 +12,7 @@ pub mod matcher;
 pub mod metrics;
 pub mod mock;
 pub mod parked;
+pub mod pipeline;
 pub mod policy;
 pub mod request;
 pub mod routing;

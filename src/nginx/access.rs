@@ -4,13 +4,13 @@
 //! return `NGX_DONE`, and when the body is complete decide, then re-run the phases; the
 //! handler is entered again and returns the decision stored in the context.
 
-use std::borrow::Cow;
 use std::time::Instant;
 
 use ngx::ffi::{
     ngx_http_core_run_phases, ngx_http_finalize_request, ngx_http_read_client_request_body,
-    ngx_http_request_t, ngx_int_t, NGX_DECLINED, NGX_DONE, NGX_ERROR,
+    ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_DECLINED, NGX_DONE, NGX_ERROR,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_LOG_WARN,
 };
 use ngx::http::HttpModuleLocationConf;
 
@@ -18,16 +18,16 @@ use super::body::{replace_request_body, request_body};
 use super::ctx::{self, Phase, RequestCtx};
 use super::failover;
 use super::guard::guard;
-use super::headers::{is_dropped_header, remove_headers, request_header, NgxRequestView};
+use super::headers::{is_dropped_header, remove_headers, request_header, NgxIncoming};
 use super::log_phase::enter;
 use super::module::Module;
-use super::policy::{enforce, PolicyState};
-use super::route::{choose, health_zone};
+use super::policy::{log_denial, PolicyState};
+use super::route::{health_zone, NgxEnv};
 use super::snapshot;
 use crate::core::error::GatewayError;
-use crate::core::identify::{bearer_token, identify, plain_key, ClientKey};
-use crate::core::request::{is_json_content_type, parse_request};
-use crate::core::usage::request_usage;
+use crate::core::identify::{bearer_token, plain_key, ClientKey};
+use crate::core::pipeline::{self, Request, Verdict};
+use crate::core::request::is_json_content_type;
 
 const DECLINED: ngx_int_t = NGX_DECLINED as ngx_int_t;
 const DONE: ngx_int_t = NGX_DONE as ngx_int_t;
@@ -119,7 +119,8 @@ unsafe extern "C" fn ngx_http_ai_gateway_body_handler(r: *mut ngx_http_request_t
     }
 }
 
-/// Parses the body and identifies the namespace; returns `NGX_DECLINED` or a status.
+/// Runs the pipeline on the read body and maps its decision onto the request; returns
+/// `NGX_DECLINED` or a status.
 unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: r is live and its body has been read; ctx was created by the access handler.
     unsafe {
@@ -130,9 +131,7 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
         let Some(snapshot) = ctx.snapshot.clone() else {
             return SERVER_ERROR;
         };
-        let config = &snapshot.config;
         let req = &*r;
-
         let body = match request_body(req) {
             Ok(b) => b,
             Err(msg) => {
@@ -142,102 +141,64 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
         };
         let content_type = (!req.headers_in.content_type.is_null())
             .then(|| (*req.headers_in.content_type).value.as_bytes());
-        let parsed = parse_request(&body, is_json_content_type(content_type));
-
+        let lcf = Module::location_conf(req);
         let key = client_key(req).map(ClientKey::new);
         ctx.key = key;
+        let request = Request {
+            body: &body,
+            json_content_type: is_json_content_type(content_type),
+            key,
+            uri: req.uri.as_bytes(),
+            routed: lcf.is_some_and(|l| l.route()),
+            stream_usage: lcf.is_some_and(|l| l.stream_usage()),
+        };
+        let zone = health_zone(r);
+        let mut env = NgxEnv { zone };
+        let d = pipeline::decide(
+            &snapshot.config,
+            &request,
+            &NgxIncoming { r: req },
+            &mut env,
+        );
 
-        let view = NgxRequestView {
-            r: req,
-            json_body: parsed
-                .as_ref()
-                .is_ok_and(|s| s.is_json)
-                .then_some(&body[..]),
-            document: Default::default(),
-        };
-        // identification first: an unidentified client learns nothing about its body
-        let id = match identify(config, key.as_ref(), &view) {
-            Ok(id) => id,
-            Err(rejected) => {
-                if let Some(found) = rejected.found {
-                    ctx.namespace = Some(found.namespace);
-                    ctx.via = Some(found.via);
+        ctx.namespace = d.namespace;
+        ctx.via = d.via;
+        ctx.summary = d.summary;
+        let code = ctx.namespace_code().unwrap_or("").to_string();
+        let level = lcf.map_or(NGX_LOG_WARN as ngx_uint_t, |l| l.policy_log_level());
+        for denial in &d.policy.denials {
+            log_denial(log, level, &code, denial);
+        }
+        let zone = if d.took_counters { zone } else { None };
+        ctx.policy = Some(Box::new(PolicyState::new(d.policy, zone)));
+        match d.verdict {
+            Verdict::Reject {
+                error,
+                logged: true,
+            } => {
+                let status = error.status() as ngx_int_t;
+                ctx.error = Some(error);
+                status
+            }
+            Verdict::Reject {
+                error,
+                logged: false,
+            } => reject(r, ctx, error),
+            Verdict::Allow => {
+                if d.prompt.is_some() {
+                    ctx.prompt = d.prompt;
                 }
-                return reject(r, ctx, rejected.error);
-            }
-        };
-        ctx.namespace = Some(id.namespace);
-        ctx.via = Some(id.via);
-        let summary = match parsed {
-            Ok(summary) => summary,
-            Err(err) => return reject(r, ctx, err),
-        };
-        let mut state = PolicyState::default();
-        let enforced = enforce(r, config, id.namespace, &body, &summary, &view, &mut state);
-        drop(view);
-        ctx.policy = Some(Box::new(state));
-        let admitted = match enforced {
-            Ok(admitted) => admitted,
-            Err(err) => {
-                // logged by the policy layer, at its own level
-                ctx.summary = Some(summary);
-                let status = err.status() as ngx_int_t;
-                ctx.error = Some(err);
-                return status;
-            }
-        };
-        if admitted.prompt.is_some() {
-            ctx.prompt = admitted.prompt;
-        }
-        if !config.routing.is_empty() && Module::location_conf(req).is_some_and(|l| l.route()) {
-            let path = String::from_utf8_lossy(req.uri.as_bytes());
-            let namespace = config
-                .namespaces
-                .get(id.namespace)
-                .map_or("", |n| n.code.as_str());
-            let zone = health_zone(r);
-            match choose(config, zone, &path, summary.model.as_deref(), namespace) {
-                Some(state) => ctx.route = Some(state),
-                None => {
-                    ctx.summary = Some(summary);
-                    return reject(r, ctx, GatewayError::NoRoute);
+                ctx.route = d.route;
+                if let Some(new_body) = d.body {
+                    if !replace_request_body(r, &new_body) {
+                        return SERVER_ERROR;
+                    }
+                    ctx.added_include_usage = d.added_include_usage;
                 }
+                DECLINED
             }
         }
-        let clamped = admitted.body.is_some();
-        let body: Cow<[u8]> = match admitted.body {
-            Some(b) => Cow::Owned(b),
-            None => body,
-        };
-        // an OpenAI stream without usage: ask the provider for it (the response filter
-        // takes it back out)
-        let with_usage = (summary.stream
-            && is_openai_stream_path(req.uri.as_bytes())
-            && Module::location_conf(req).is_some_and(|l| l.stream_usage()))
-        .then(|| request_usage(&body))
-        .flatten();
-        ctx.summary = Some(summary);
-        let added_usage = with_usage.is_some();
-        let new_body = match with_usage {
-            Some(b) => Some(b),
-            None if clamped => Some(body.into_owned()),
-            None => None,
-        };
-        if let Some(new_body) = new_body {
-            if !replace_request_body(r, &new_body) {
-                return SERVER_ERROR;
-            }
-            ctx.added_include_usage = added_usage;
-        }
-        DECLINED
     }
-}
-
-/// OpenAI's chat completions and (legacy) completions: the APIs with
-/// `stream_options.include_usage`.
-fn is_openai_stream_path(uri: &[u8]) -> bool {
-    let path = uri.strip_suffix(b"/").unwrap_or(uri);
-    path.ends_with(b"/completions")
 }
 
 /// The client key: `Authorization: Bearer`, then `x-api-key`, then `api-key`.

@@ -13,7 +13,7 @@ use ngx::ffi::{
 use super::ctx::RequestCtx;
 use super::headers::find_header;
 use super::route::record_outcome;
-use crate::core::error::GatewayError;
+use crate::core::pipeline::failover::{self as decide, Next};
 
 /// Whether the request came back after its upstream attempt (an internal redirect since the
 /// access phase let it through).
@@ -48,55 +48,50 @@ pub unsafe fn next_attempt(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> 
             return status as ngx_int_t;
         };
         state.uri_changes = (*r).uri_changes();
-        let routing = &config.routing;
-        let route = routing.routes.get(state.route);
-        let failed = state
-            .target()
-            .and_then(|t| routing.targets.get(t))
-            .map_or("", |t| t.name.as_str());
-        // no response at all (connection refused, reset, timeout) always moves on
-        let retryable = matches!(status, 502 | 504)
-            || route.is_some_and(|r| r.retry_statuses.contains(&status));
         if let Some(t) = state.target() {
             record_outcome(r, config, t, true, retry_after.filter(|_| status == 429));
         }
         let Some(state) = ctx.route.as_mut() else {
             return status as ngx_int_t;
         };
-        if retryable && state.attempt + 1 < state.order.len() {
-            state.attempt += 1;
-            state.retry_after_s = retry_after;
-            let next = state
-                .target()
-                .and_then(|t| routing.targets.get(t))
-                .map_or("", |t| t.name.as_str());
-            ngx::ngx_log_error!(
-                NGX_LOG_WARN,
-                log,
-                "ai_gateway: target \"{}\" failed with {}, trying \"{}\" (attempt {})",
+        match decide::next_attempt(&config.routing, state, status, retry_after) {
+            Next::Retry {
                 failed,
-                status,
                 next,
-                state.attempt + 1
-            );
-            return NGX_DECLINED as ngx_int_t;
+                attempt,
+            } => {
+                ngx::ngx_log_error!(
+                    NGX_LOG_WARN,
+                    log,
+                    "ai_gateway: target \"{}\" failed with {}, trying \"{}\" (attempt {})",
+                    failed,
+                    status,
+                    next,
+                    attempt
+                );
+                NGX_DECLINED as ngx_int_t
+            }
+            Next::Answer {
+                failed,
+                attempts,
+                error,
+            } => {
+                ngx::ngx_log_error!(
+                    NGX_LOG_WARN,
+                    log,
+                    "ai_gateway: target \"{}\" failed with {}, no target left after {} attempts",
+                    failed,
+                    status,
+                    attempts
+                );
+                let code = error.status();
+                ctx.error = Some(error);
+                ctx.status = code as ngx_int_t;
+                // the gateway's own answer must not go through error_page again
+                (*r).set_error_page(1);
+                code as ngx_int_t
+            }
         }
-        state.retry_after_s = retry_after;
-        ngx::ngx_log_error!(
-            NGX_LOG_WARN,
-            log,
-            "ai_gateway: target \"{}\" failed with {}, no target left after {} attempts",
-            failed,
-            status,
-            state.attempt + 1
-        );
-        let err = GatewayError::TargetsFailed { status };
-        let code = err.status();
-        ctx.error = Some(err);
-        ctx.status = code as ngx_int_t;
-        // the gateway's own answer must not go through error_page again
-        (*r).set_error_page(1);
-        code as ngx_int_t
     }
 }
 

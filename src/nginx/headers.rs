@@ -1,16 +1,14 @@
 //! Reading and removing request headers.
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
 
 use ngx::ffi::{
     ngx_http_request_t, ngx_list_part_t, ngx_list_push, ngx_list_t, ngx_palloc, ngx_pnalloc,
     ngx_pool_t, ngx_str_t, ngx_table_elt_t,
 };
-use serde_json::Value;
 
-use crate::core::matcher::{find_query_arg, RequestView};
-use crate::core::request::parse_document;
+use crate::core::matcher::find_query_arg;
+use crate::core::pipeline::Incoming;
 
 /// Client headers in this family belong to the gateway and are removed before proxying.
 pub const GATEWAY_HEADER_PREFIX: &[u8] = b"x-ai-gateway-";
@@ -161,16 +159,12 @@ pub unsafe fn remove_headers(
     }
 }
 
-/// A [`RequestView`] over a live nginx request. The JSON body is parsed into a document
-/// only if a body matcher asks for it.
-pub struct NgxRequestView<'a> {
+/// The headers and query arguments of a live nginx request, for the pipeline's matchers.
+pub struct NgxIncoming<'a> {
     pub r: &'a ngx_http_request_t,
-    /// The body, when it is (valid) JSON.
-    pub json_body: Option<&'a [u8]>,
-    pub document: OnceCell<Option<Value>>,
 }
 
-impl RequestView for NgxRequestView<'_> {
+impl Incoming for NgxIncoming<'_> {
     fn header(&self, lowercase_name: &str) -> Option<Cow<'_, str>> {
         // SAFETY: self.r is a live request for the lifetime of the view.
         unsafe { request_header(self.r, lowercase_name.as_bytes()) }.map(String::from_utf8_lossy)
@@ -178,12 +172,6 @@ impl RequestView for NgxRequestView<'_> {
 
     fn query_arg(&self, name: &str) -> Option<Cow<'_, str>> {
         find_query_arg(self.r.args.as_bytes(), name)
-    }
-
-    fn body(&self) -> Option<&Value> {
-        self.document
-            .get_or_init(|| self.json_body.and_then(parse_document))
-            .as_ref()
     }
 }
 

@@ -22,79 +22,28 @@ use super::limit_zone::{now_ms, LimitZone};
 use super::module::Module;
 use super::snapshot::with_routing;
 use crate::core::config::GatewayConfig;
-use crate::core::policy::slot::Shape;
-use crate::core::routing::health::{health_key, is_cooling, record_failure, record_success};
-use crate::core::routing::{attempt_order, upstream_uri, Provider};
+use crate::core::pipeline::{record_attempt, Env};
+use crate::core::policy::Table;
+use crate::core::routing::{upstream_uri, Provider, Route};
 
-/// Where a routed request is in its attempts.
-pub struct RouteState {
-    pub route: usize,
-    /// Target indexes to try, in order.
-    pub order: Vec<usize>,
-    /// Index into `order` of the current attempt.
-    pub attempt: usize,
-    /// `r->uri_changes` when the request was last sent upstream: a lower value later means it
-    /// came back through `error_page` (0: not sent yet).
-    pub uri_changes: u32,
-    /// The last provider's `Retry-After` (for the gateway's 429 when every target failed).
-    pub retry_after_s: Option<u64>,
-    /// The target whose `active` count this request's current attempt holds.
-    pub holding: Option<usize>,
+/// The pipeline's environment in a worker: the clock, the limit zone (counters and targets'
+/// health), the worker's routing rotation.
+pub struct NgxEnv {
+    pub zone: Option<LimitZone>,
 }
 
-impl RouteState {
-    /// The target of the current attempt.
-    pub fn target(&self) -> Option<usize> {
-        self.order.get(self.attempt).copied()
+impl Env for NgxEnv {
+    fn now_ms(&self) -> u64 {
+        now_ms()
     }
-}
 
-/// Chooses the route and the attempt order for a request (access phase): targets cooling
-/// down go last. `None` when the config has routes and none serves the request.
-pub fn choose(
-    config: &GatewayConfig,
-    zone: Option<LimitZone>,
-    path: &str,
-    model: Option<&str>,
-    namespace: &str,
-) -> Option<RouteState> {
-    let routing = &config.routing;
-    let route = routing.route_for(path, model, namespace)?;
-    let turn = with_routing(|w| w.next_turn(&routing.routes[route], route));
-    let mut order = attempt_order(&routing.routes[route], turn);
-    if let Some(zone) = zone {
-        let now = now_ms();
-        let cooling: Vec<bool> = zone
-            .with_table(|t| {
-                order
-                    .iter()
-                    .map(|i| {
-                        routing.targets.get(*i).is_some_and(|target| {
-                            t.find(health_key(target))
-                                .and_then(|r| t.get(r))
-                                .is_some_and(|slot| is_cooling(slot, now))
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        if cooling.iter().any(|c| *c) {
-            let (mut ok, cool): (Vec<_>, Vec<_>) = order
-                .iter()
-                .zip(cooling.iter().chain(std::iter::repeat(&false)))
-                .partition(|(_, c)| !**c);
-            ok.extend(cool);
-            order = ok.into_iter().map(|(i, _)| *i).collect();
-        }
+    fn with_table<T>(&mut self, f: impl FnOnce(&mut Table) -> T) -> Option<T> {
+        self.zone?.with_table(f)
     }
-    Some(RouteState {
-        route,
-        order,
-        attempt: 0,
-        uri_changes: 0,
-        retry_after_s: None,
-        holding: None,
-    })
+
+    fn next_turn(&mut self, route: &Route, index: usize) -> u64 {
+        with_routing(|w| w.next_turn(route, index))
+    }
 }
 
 /// The limit zone, where targets' health is kept (none: no passive health).
@@ -123,25 +72,14 @@ pub unsafe fn record_outcome(
     retry_after_s: Option<u64>,
 ) {
     // SAFETY: r is live (caller).
-    let Some(zone) = (unsafe { health_zone(r) }) else {
+    let zone = unsafe { health_zone(r) };
+    if zone.is_none() {
         return;
-    };
+    }
+    let cooled = record_attempt(config, &mut NgxEnv { zone }, target, failed, retry_after_s);
     let Some(t) = config.routing.targets.get(target) else {
         return;
     };
-    let now = now_ms();
-    let cooled = zone
-        .with_table(|table| {
-            let slot_ref = table.lookup(health_key(t), Shape::Health, now)?;
-            let slot = table.get(slot_ref)?;
-            if failed {
-                record_failure(slot, t, now, retry_after_s.map(|s| s * 1000))
-            } else {
-                record_success(slot, now);
-                None
-            }
-        })
-        .flatten();
     if let Some(ms) = cooled {
         // SAFETY: r is live (caller).
         let log = unsafe { (*(*r).connection).log };
