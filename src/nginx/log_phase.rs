@@ -21,6 +21,7 @@ use super::route;
 use super::shm;
 use super::usage;
 use crate::core::metrics::{RequestSample, Store, UpstreamAttempt, Usage};
+use crate::core::pipeline::finish;
 
 const DECLINED: ngx_int_t = NGX_DECLINED as ngx_int_t;
 
@@ -88,30 +89,27 @@ unsafe fn record(r: *mut ngx_http_request_t) {
             req.headers_out.status
         };
         if let (Some(route), Some(config)) = (ctx.route.as_ref(), ctx.config()) {
-            // the last attempt answered: its target is healthy again (failures were recorded
-            // when the request failed over)
-            let answered = req.upstream_states.as_ref().is_some_and(|s| {
-                s.nelts > 0 && {
-                    let states = std::slice::from_raw_parts(
-                        s.elts as *const ngx_http_upstream_state_t,
-                        s.nelts,
-                    );
-                    states
+            let last = req.upstream_states.as_ref().and_then(|s| {
+                (s.nelts > 0 && !s.elts.is_null())
+                    .then(|| {
+                        std::slice::from_raw_parts(
+                            s.elts as *const ngx_http_upstream_state_t,
+                            s.nelts,
+                        )
                         .last()
-                        .is_some_and(|st| st.status != 0 && st.status < 500 && st.status != 429)
-                }
+                        .map(|st| st.status.min(999) as u16)
+                    })
+                    .flatten()
             });
-            if answered && ctx.error.is_none() {
+            if finish::answered(last, ctx.error.is_some()) {
                 if let Some(t) = route.target() {
                     route::record_outcome(r, config, t, false, None);
                 }
             }
         }
         if let Some(state) = ctx.policy.as_deref_mut() {
-            // a failed request whose usage is unknown used nothing (providers do not bill
-            // errors); a success with unknown usage keeps its reservation
-            let actual = tokens.total().or((status >= 400).then_some(0));
-            policy::settle_tokens(state, actual);
+            let status = status.clamp(0, 999) as u16;
+            policy::settle_tokens(state, finish::settled_tokens(tokens.total(), status));
         }
         let Some(store) = metrics_store(r) else {
             return;
@@ -140,13 +138,11 @@ unsafe fn record(r: *mut ngx_http_request_t) {
             store.record_dry_run(namespace, reason);
         }
         // routed requests: each attempt is labelled with its target's name
-        let targets: Option<Vec<&str>> = ctx.route.as_ref().zip(ctx.config()).map(|(st, cfg)| {
-            st.order
-                .iter()
-                .take(st.attempt + 1)
-                .map(|t| cfg.routing.targets.get(*t).map_or("", |t| t.name.as_str()))
-                .collect()
-        });
+        let targets: Option<Vec<&str>> = ctx
+            .route
+            .as_ref()
+            .zip(ctx.config())
+            .map(|(st, cfg)| finish::attempted_targets(cfg, st));
         record_upstreams(req, &store, targets.as_deref());
         let ns = ctx.overhead_ns + started.elapsed().as_nanos() as u64;
         store.observe_overhead(ns);

@@ -8,6 +8,7 @@
 //! are decided here too.
 
 pub mod failover;
+pub mod finish;
 mod prompt;
 mod view;
 
