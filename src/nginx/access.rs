@@ -164,10 +164,12 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
         ctx.namespace = d.namespace;
         ctx.via = d.via;
         ctx.summary = d.summary;
-        let code = ctx.namespace_code().unwrap_or("").to_string();
-        let level = lcf.map_or(NGX_LOG_WARN as ngx_uint_t, |l| l.policy_log_level());
-        for denial in &d.policy.denials {
-            log_denial(log, level, &code, denial);
+        if !d.policy.denials.is_empty() {
+            let code = ctx.namespace_code().unwrap_or("");
+            let level = lcf.map_or(NGX_LOG_WARN as ngx_uint_t, |l| l.policy_log_level());
+            for denial in &d.policy.denials {
+                log_denial(log, level, code, denial);
+            }
         }
         let zone = if d.took_counters { zone } else { None };
         ctx.policy = Some(Box::new(PolicyState::new(d.policy, zone)));

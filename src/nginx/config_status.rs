@@ -83,7 +83,8 @@ unsafe fn handle(r: *mut ngx_http_request_t) -> ngx_int_t {
         let ms = timeout.as_millis() as u64;
         let resume: bridge::Resume = Box::new(move |r, value: Option<Box<dyn Any + Send>>| {
             let published = value.and_then(|v| v.downcast::<Published>().ok());
-            // the bridge resumes a live, parked request on the nginx thread
+            // the bridge resumes a live, parked request on the nginx thread; an error answer
+            // still says what the worker serves
             match published.map(|p| *p) {
                 None => answer(
                     r,
@@ -91,9 +92,10 @@ unsafe fn handle(r: *mut ngx_http_request_t) -> ngx_int_t {
                     error_json(
                         "store_timeout",
                         &format!("Redis did not answer within {ms} ms"),
+                        Some(local),
                     ),
                 ),
-                Some(Err(e)) => answer(r, 503, error_json("store_unavailable", &e)),
+                Some(Err(e)) => answer(r, 503, error_json("store_unavailable", &e, Some(local))),
                 Some(Ok(head)) => answer(r, 200, with_published(local, Some(head))),
             }
         });
@@ -101,7 +103,11 @@ unsafe fn handle(r: *mut ngx_http_request_t) -> ngx_int_t {
             return answer(
                 r,
                 503,
-                error_json("store_unavailable", "the worker runtime is not running"),
+                error_json(
+                    "store_unavailable",
+                    "the worker runtime is not running",
+                    None,
+                ),
             );
         }
         NGX_DONE as ngx_int_t
@@ -159,8 +165,13 @@ fn with_published(mut local: Value, head: Option<Option<Head>>) -> Value {
     local
 }
 
-fn error_json(code: &str, message: &str) -> Value {
-    json!({"error": {"code": code, "message": message}})
+/// An error answer; `worker` is this worker's own status, when known.
+fn error_json(code: &str, message: &str, worker: Option<Value>) -> Value {
+    let mut v = json!({"error": {"code": code, "message": message}});
+    if let Some(w) = worker {
+        v["worker"] = w;
+    }
+    v
 }
 
 /// # Safety

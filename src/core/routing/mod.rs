@@ -129,6 +129,8 @@ impl Target {
 /// Requests a route serves and the targets that serve them.
 #[derive(Debug)]
 pub struct Route {
+    /// What the worker's routing state knows the route by (see `worker::route_key`).
+    pub key: String,
     pub name: String,
     pub path_prefix: String,
     /// Model globs (empty: every model, and requests without one).

@@ -36,9 +36,9 @@ pub fn parse_routing(
     }
     for (i, r) in routes.iter().enumerate() {
         let path = format!("routes[{i}]");
-        routing
-            .routes
-            .push(parse_route(r, &path, &names, namespaces)?);
+        let mut route = parse_route(r, &path, &names, namespaces)?;
+        route.key = super::worker::route_key(&route, i);
+        routing.routes.push(route);
     }
     Ok(routing)
 }
@@ -388,6 +388,7 @@ fn parse_route(
         Some(distinct.len() as u64),
     )? as usize;
     Ok(Route {
+        key: String::new(),
         name,
         path_prefix,
         models,

@@ -14,8 +14,9 @@ pub struct WorkerRouting {
     active: HashMap<String, u32>,
 }
 
-/// The key of a route's rotation.
-fn route_key(route: &Route, index: usize) -> String {
+/// The key of a route's rotation: its name, or its position and path when it has none
+/// (made once, when the config is parsed: `Route::key`).
+pub fn route_key(route: &Route, index: usize) -> String {
     if route.name.is_empty() {
         format!("#{index} {}", route.path_prefix)
     } else {
@@ -26,8 +27,10 @@ fn route_key(route: &Route, index: usize) -> String {
 impl WorkerRouting {
     /// The route's turn for this request (0, 1, 2, ... per worker).
     pub fn next_turn(&mut self, route: &Route, index: usize) -> u64 {
-        let key = route_key(route, index);
-        let n = self.turns.entry(key).or_insert(0);
+        let n = match self.turns.get_mut(route.key.as_str()) {
+            Some(n) => n,
+            None => self.turns.entry(route_key(route, index)).or_insert(0),
+        };
         let turn = *n;
         *n = n.wrapping_add(1);
         turn
@@ -61,13 +64,8 @@ impl WorkerRouting {
     /// Forgets what `routing` (the new snapshot's) no longer names, except targets that
     /// still have requests in flight (they give their places back when they end).
     pub fn retain(&mut self, routing: &Routing) {
-        let routes: Vec<String> = routing
-            .routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| route_key(r, i))
-            .collect();
-        self.turns.retain(|k, _| routes.contains(k));
+        self.turns
+            .retain(|k, _| routing.routes.iter().any(|r| &r.key == k));
         self.active
             .retain(|k, n| *n > 0 || routing.targets.iter().any(|t| &t.name == k));
     }
