@@ -10,30 +10,34 @@ use super::limit_zone::{now_ms, LimitZone};
 use crate::core::error::GatewayError;
 use crate::core::pipeline::PolicyOutcome;
 use crate::core::policy::slot::Shape;
-use crate::core::policy::{release, reset_text, settle, Denial, RateHeaders, Take};
+use crate::core::policy::{release, reset_text, settle, Denial};
 
-/// What the policies decided for a request; dropped with the request context.
-#[derive(Default)]
+/// What the policies decided for a request (the pipeline's outcome, read through `Deref`),
+/// and the zone its counters were taken from; dropped with the request context, which gives
+/// concurrency back.
 pub struct PolicyState {
     zone: Option<LimitZone>,
-    takes: Vec<Take>,
-    pub headers: RateHeaders,
-    pub retry_after_s: Option<u64>,
-    /// The policy that refused the request, or that would have (dry run).
-    pub policy: Option<String>,
-    /// The reason a dry-run policy would have refused with.
-    pub dry_run: Option<&'static str>,
-    /// Every reason a dry-run policy would have refused with (for the metrics).
-    pub dry_run_reasons: Vec<&'static str>,
-    /// The output cap a stream is ended at.
-    pub output_cap: Option<u64>,
+    outcome: PolicyOutcome,
+}
+
+impl std::ops::Deref for PolicyState {
+    type Target = PolicyOutcome;
+    fn deref(&self) -> &PolicyOutcome {
+        &self.outcome
+    }
+}
+
+impl std::ops::DerefMut for PolicyState {
+    fn deref_mut(&mut self) -> &mut PolicyOutcome {
+        &mut self.outcome
+    }
 }
 
 impl Drop for PolicyState {
     fn drop(&mut self) {
         if let Some(zone) = self.zone {
             if self.takes.iter().any(|t| t.shape == Shape::Concurrency) {
-                zone.with_table(|t| release(t, &self.takes));
+                zone.with_table(|t| release(t, &self.outcome.takes));
             }
         }
     }
@@ -42,17 +46,10 @@ impl Drop for PolicyState {
 impl PolicyState {
     /// The state of what the pipeline decided; `zone` is the table counters were taken
     /// from (given back through it).
-    pub fn new(outcome: PolicyOutcome, zone: Option<LimitZone>) -> PolicyState {
-        PolicyState {
-            zone,
-            takes: outcome.takes,
-            headers: outcome.headers,
-            retry_after_s: outcome.retry_after_s,
-            policy: outcome.policy,
-            dry_run: outcome.dry_run,
-            dry_run_reasons: outcome.dry_run_reasons,
-            output_cap: outcome.output_cap,
-        }
+    pub fn new(mut outcome: PolicyOutcome, zone: Option<LimitZone>) -> PolicyState {
+        // logged already: not kept for the request's life
+        outcome.denials = Vec::new();
+        PolicyState { zone, outcome }
     }
 }
 

@@ -280,15 +280,12 @@ pub fn precheck(
         } else {
             ""
         };
-        // what defines the counter: a snapshot that changes only a limit keeps its count,
-        // one that changes the kind or the window starts it again
-        let kind: &[u8] = if tokens { b"tokens" } else { b"requests" };
+        // the policy's identity (id, kind, window: see rules::counter_identity), the
+        // namespace and the model
         let key = counter_key(&[
             facts.namespace.as_bytes(),
-            p.id.as_bytes(),
+            &p.identity.to_le_bytes(),
             model.as_bytes(),
-            kind,
-            &shape.code().to_le_bytes(),
         ]);
         plan.charges.push(Charge {
             index,

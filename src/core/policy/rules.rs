@@ -18,7 +18,8 @@
 use serde_json::Value;
 
 use super::glob::Glob;
-use super::slot::Period;
+use super::slot::{Period, Shape};
+use super::table::counter_key;
 use crate::core::config_error::ConfigError;
 use crate::core::fields::{at, duration_ms, err, flag, integer, object, required, string, Object};
 use crate::core::matcher::{Matcher, Operator, Source};
@@ -34,6 +35,25 @@ pub struct Policy {
     pub per_model: bool,
     pub dry_run: bool,
     pub rule: Rule,
+    /// What defines the policy's counters: its id, its kind (requests or tokens) and its
+    /// window or period, hashed once (see [`counter_identity`]).
+    pub identity: u64,
+}
+
+/// The identity of a policy's counters: a snapshot that changes only a limit keeps it (and
+/// the counts), one that changes the kind, the window or the name starts new counters.
+pub fn counter_identity(id: &str, rule: &Rule) -> u64 {
+    let (kind, shape): (&[u8], u64) = match rule {
+        Rule::Concurrency { .. } => (b"concurrency", Shape::Concurrency.code()),
+        Rule::Requests { window_ms, .. } => (b"requests", Shape::Window { ms: *window_ms }.code()),
+        Rule::Tokens { window_ms, .. } => (b"tokens", Shape::Window { ms: *window_ms }.code()),
+        Rule::Quota { period, tokens, .. } => (
+            if *tokens { b"tokens" } else { b"requests" },
+            Shape::Quota(*period).code(),
+        ),
+        _ => (b"", 0),
+    };
+    counter_key(&[id.as_bytes(), kind, &shape.to_le_bytes()])
 }
 
 /// What a policy checks.
@@ -243,6 +263,7 @@ fn parse_policy(v: &Value, path: &str) -> Result<Policy, ConfigError> {
         None => derived_id(&rule, &models, per_model),
     };
     Ok(Policy {
+        identity: counter_identity(&id, &rule),
         id,
         models,
         per_model,

@@ -5,13 +5,40 @@
 //! forgotten once nothing is in flight to them.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::{Route, Routing, Target};
 
+/// FNV-1a: the keys are names from the operator's config (not chosen by clients), short,
+/// and looked up on every routed request, where SipHash costs more than the lookup.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Names<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
+
 #[derive(Debug, Default)]
 pub struct WorkerRouting {
-    turns: HashMap<String, u64>,
-    active: HashMap<String, u32>,
+    turns: Names<u64>,
+    active: Names<u32>,
 }
 
 /// The key of a route's rotation: its name, or its position and path when it has none
