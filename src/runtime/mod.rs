@@ -1,7 +1,8 @@
-//! What the gateway does off the event loop, with no nginx types and no `unsafe`: making
-//! snapshots (files, DNS, credentials), and the tasks of the per-worker runtime (the Redis
-//! configuration source, the node's heartbeat). Results reach nginx through the one async
-//! bridge (`nginx::bridge`); nothing here touches nginx memory.
+//! What the gateway does off the event loop, with no nginx types and no unchecked code (the
+//! crate root forbids it here, as for `core`): making snapshots (files, DNS, credentials),
+//! and the tasks of the per-worker runtime (the Redis configuration source, the node's
+//! heartbeat). Results reach nginx through the one async bridge (`nginx::bridge`); nothing
+//! here touches nginx memory.
 
 pub mod load;
 pub mod redis_source;

@@ -69,14 +69,7 @@ mod tests {
                 "routes":[{"targets":["a","b"]}]}"#,
         )
         .unwrap();
-        let mut st = RouteState {
-            route: 0,
-            order: vec![1, 0],
-            attempt: 0,
-            uri_changes: 0,
-            retry_after_s: None,
-            holding: None,
-        };
+        let mut st = RouteState::new(0, vec![1, 0]);
         assert_eq!(attempted_targets(&cfg, &st), ["b"]);
         st.attempt = 1;
         assert_eq!(attempted_targets(&cfg, &st), ["b", "a"]);

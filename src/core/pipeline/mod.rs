@@ -72,6 +72,18 @@ pub struct RouteState {
 }
 
 impl RouteState {
+    /// A request routed by `route`, to try `order`, before its first attempt.
+    pub fn new(route: usize, order: Vec<usize>) -> RouteState {
+        RouteState {
+            route,
+            order,
+            attempt: 0,
+            uri_changes: 0,
+            retry_after_s: None,
+            holding: None,
+        }
+    }
+
     /// The target of the current attempt.
     pub fn target(&self) -> Option<usize> {
         self.order.get(self.attempt).copied()
@@ -353,14 +365,7 @@ fn choose<E: Env>(
         ok.extend(cool);
         order = ok.into_iter().map(|(i, _)| *i).collect();
     }
-    Some(RouteState {
-        route,
-        order,
-        attempt: 0,
-        uri_changes: 0,
-        retry_after_s: None,
-        holding: None,
-    })
+    Some(RouteState::new(route, order))
 }
 
 /// Records an attempt's outcome in the target's passive health; returns the cool-down (ms)

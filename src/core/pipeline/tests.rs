@@ -234,14 +234,7 @@ fn routing_rotates_puts_cooling_targets_last_and_refuses_what_no_route_serves() 
 #[test]
 fn failover_moves_on_for_retryable_statuses_then_answers() {
     let cfg = config();
-    let mut state = RouteState {
-        route: 0,
-        order: vec![0, 1],
-        attempt: 0,
-        uri_changes: 0,
-        retry_after_s: None,
-        holding: None,
-    };
+    let mut state = RouteState::new(0, vec![0, 1]);
     assert_eq!(
         next_attempt(&cfg.routing, &mut state, 429, Some(7)),
         Next::Retry {
