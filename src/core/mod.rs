@@ -17,6 +17,7 @@ pub mod policy;
 pub mod request;
 pub mod routing;
 pub mod snapshot;
+pub mod stream_rewrite;
 pub mod strict_json;
 pub mod tokens;
 pub mod usage;

@@ -170,9 +170,19 @@ unsafe fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_chain_t) -> ng
             return next(r, input);
         };
         if r == (*r).main {
+            // a rewritten stream is read by the tracker as it is rewritten (one pass)
+            if let (Some(st), Some(tracker)) =
+                (ctx.rewrite.as_deref_mut(), ctx.tracker.as_deref_mut())
+            {
+                if !st.off {
+                    let rc = rewrite::filter(r, st, tracker, input, next);
+                    ctx.tracker_skipped |= st.missed;
+                    return rc;
+                }
+            }
             usage::feed(ctx, input);
-            if let Some(st) = ctx.rewrite.as_mut() {
-                return rewrite::filter(r, st, input, next);
+            if ctx.rewrite.is_some() {
+                return next(r, input);
             }
         }
         let Some(body) = ctx.error_body.as_ref() else {

@@ -1,7 +1,9 @@
 //! Rewriting an event stream on its way to the client, in one body filter with buffers of
 //! its own: the include_usage strip (`ai_gateway_stream_usage`: the client gets the stream it
 //! asked for) and the output cap (`output_tokens` policies: the stream ends cleanly at the
-//! cap). The tracker reads the provider's bytes before either (usage is the provider's).
+//! cap), both in the core's [`StreamRewriter`], which also feeds the usage tracker: each
+//! event is read once. Bytes the client never gets (after the cap's ending, or still held
+//! when the request ends) are read by the tracker all the same (usage is the provider's).
 //!
 //! Buffers follow nginx's own discipline: the rewritten bytes go out in buffers of the request
 //! pool tagged as the module's, taken from a free list (`ngx_chain_get_free_buf`) and moved
@@ -25,8 +27,9 @@ use ngx::http::HttpModule;
 use super::ctx::RequestCtx;
 use super::module::Module;
 use crate::core::policy::stream_cap::{StreamApi, StreamCap};
+use crate::core::stream_rewrite::StreamRewriter;
 use crate::core::tokens::Encoding;
-use crate::core::usage::{Framing, UsageStripper};
+use crate::core::usage::{Framing, ResponseTracker};
 
 /// Rewritten bytes not yet sent past which no more of the provider's bytes are taken, when
 /// the request has no upstream to take `proxy_buffer_size` from.
@@ -37,8 +40,7 @@ const MIN_BUF: usize = 1024;
 
 /// The stages, the provider's buffers not yet taken, and the module's output buffers.
 pub struct RewriteState {
-    stripper: Option<UsageStripper>,
-    cap: Option<StreamCap>,
+    rewriter: StreamRewriter,
     /// Output buffers sent (free) and still going out (busy), as nginx's filters keep them.
     free: *mut ngx_chain_t,
     busy: *mut ngx_chain_t,
@@ -50,9 +52,10 @@ pub struct RewriteState {
     hold_at: usize,
     /// Output of the stages, reused from call to call.
     out: Vec<u8>,
-    mid: Vec<u8>,
     /// Rewriting stopped (a buffer in a file came): the rest passes unchanged.
-    off: bool,
+    pub off: bool,
+    /// A buffer in a file went by: the tracker did not read it.
+    pub missed: bool,
     /// The stream was ended at the cap and its last buffer sent: the rest is dropped.
     done: bool,
 }
@@ -84,10 +87,14 @@ pub unsafe fn start(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
         }
         _ => None,
     };
-    let stripper = ctx.added_include_usage.then(UsageStripper::default);
-    if stripper.is_none() && cap.is_none() {
+    let strip = ctx.added_include_usage;
+    if !strip && cap.is_none() {
         return;
     }
+    let Some(tracker) = ctx.tracker.as_deref_mut() else {
+        return;
+    };
+    let rewriter = StreamRewriter::new(strip, cap, tracker);
     // SAFETY: headers_out is plain data of the live request; r->upstream is null or live,
     // its conf outlives the request.
     let hold_at = unsafe {
@@ -103,50 +110,42 @@ pub unsafe fn start(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
             .map_or(DEFAULT_HOLD, |c| c.buffer_size.max(MIN_BUF))
     };
     ctx.rewrite = Some(Box::new(RewriteState {
-        stripper,
-        cap,
+        rewriter,
         free: std::ptr::null_mut(),
         busy: std::ptr::null_mut(),
         held: VecDeque::new(),
         hold_at,
         out: Vec::new(),
-        mid: Vec::new(),
         off: false,
+        missed: false,
         done: false,
     }));
 }
 
 impl RewriteState {
-    /// Runs `data` through the stages into `out`.
-    fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        match (&mut self.stripper, &mut self.cap) {
-            (Some(s), Some(c)) => {
-                self.mid.clear();
-                s.feed(data, &mut self.mid);
-                c.feed(&self.mid, out);
-            }
-            (Some(s), None) => s.feed(data, out),
-            (None, Some(c)) => c.feed(data, out),
-            (None, None) => out.extend_from_slice(data),
-        }
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        match (&mut self.stripper, &mut self.cap) {
-            (Some(s), Some(c)) => {
-                self.mid.clear();
-                s.finish(&mut self.mid);
-                c.feed(&self.mid, out);
-                c.finish(out);
-            }
-            (Some(s), None) => s.finish(out),
-            (None, Some(c)) => c.finish(out),
-            (None, None) => {}
-        }
-    }
-
     fn capped(&self) -> bool {
-        self.cap.as_ref().is_some_and(StreamCap::ended)
+        self.rewriter.ended()
+    }
+
+    /// The provider's bytes still held when the request ends, and the rewriter's incomplete
+    /// event, go to the tracker (the client never gets them; the usage is still the
+    /// provider's). Called once, from the log phase, before the usage is settled.
+    ///
+    /// # Safety
+    /// The held buffers are the provider's, unconsumed, in the request pool.
+    pub unsafe fn track_unsent(&mut self, tracker: &mut ResponseTracker) {
+        let held = std::mem::take(&mut self.held);
+        for b in held {
+            // SAFETY: see above.
+            let b = unsafe { &mut *b };
+            // SAFETY: an unconsumed in-memory buffer's bytes are valid.
+            match unsafe { memory_of(b) } {
+                Some(data) => self.rewriter.track_unsent(data, tracker),
+                None => self.missed |= b.in_file() != 0,
+            }
+            consume(b);
+        }
+        self.rewriter.track_unsent(&[], tracker);
     }
 
     /// Rewritten bytes handed to nginx and not sent yet.
@@ -178,6 +177,42 @@ fn in_memory(b: &ngx_buf_t) -> bool {
     b.temporary() != 0 || b.memory() != 0 || b.mmap() != 0
 }
 
+/// The bytes of an in-memory buffer (`None` for one only in a file).
+///
+/// # Safety
+/// `b` is a live buffer whose pos..last are valid.
+unsafe fn memory_of(b: &ngx_buf_t) -> Option<&[u8]> {
+    if !in_memory(b) {
+        return None;
+    }
+    if b.pos.is_null() || b.last <= b.pos {
+        return Some(&[]);
+    }
+    // SAFETY: see above.
+    unsafe {
+        Some(std::slice::from_raw_parts(
+            b.pos,
+            b.last.offset_from(b.pos) as usize,
+        ))
+    }
+}
+
+/// The tracker reads a buffer that does not go through the stages (the stream was ended at
+/// the cap, or rewriting stopped); the end of the provider's stream finishes the tracker.
+///
+/// # Safety
+/// `b` is a live buffer of the provider's.
+unsafe fn track_only(st: &mut RewriteState, tracker: &mut ResponseTracker, b: &ngx_buf_t) {
+    // SAFETY: see above.
+    match unsafe { memory_of(b) } {
+        Some(data) => st.rewriter.track_unsent(data, tracker),
+        None => st.missed |= b.in_file() != 0,
+    }
+    if b.last_buf() != 0 {
+        tracker.finish();
+    }
+}
+
 /// Marks a buffer as consumed.
 fn consume(b: &mut ngx_buf_t) {
     b.pos = b.last;
@@ -198,6 +233,7 @@ fn consume(b: &mut ngx_buf_t) {
 pub unsafe fn filter(
     r: *mut ngx_http_request_t,
     st: &mut RewriteState,
+    tracker: &mut ResponseTracker,
     input: *mut ngx_chain_t,
     next: unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_chain_t) -> ngx_int_t,
 ) -> ngx_int_t {
@@ -207,13 +243,11 @@ pub unsafe fn filter(
     // request pool; a buffer is written again only once ngx_chain_update_chains moved it to
     // the free list (sent).
     unsafe {
-        if st.off {
-            return next(r, input);
-        }
         let mut cl = input;
         while !cl.is_null() {
             let b = (*cl).buf;
             if st.done {
+                track_only(st, tracker, &*b);
                 consume(&mut *b);
             } else {
                 st.held.push_back(b);
@@ -222,7 +256,7 @@ pub unsafe fn filter(
         }
         let mut rc;
         loop {
-            let (last, flush, passed) = take_held(r, st);
+            let (last, flush, passed) = take_held(r, st, tracker);
             let nothing = st.out.is_empty() && !last && !flush && passed.is_null();
             let mut chain = if nothing {
                 std::ptr::null_mut()
@@ -254,6 +288,7 @@ pub unsafe fn filter(
 unsafe fn take_held(
     r: *mut ngx_http_request_t,
     st: &mut RewriteState,
+    tracker: &mut ResponseTracker,
 ) -> (bool, bool, *mut ngx_chain_t) {
     // SAFETY: as for filter.
     unsafe {
@@ -271,19 +306,21 @@ unsafe fn take_held(
                 // pass this buffer and the rest on as they are
                 st.held.push_front(b);
                 st.off = true;
-                st.finish(&mut out);
+                st.rewriter.stop(tracker, &mut out);
+                let passed: Vec<*mut ngx_buf_t> = st.held.iter().copied().collect();
+                for b in passed {
+                    track_only(st, tracker, &*b);
+                }
                 st.out = out;
                 return (false, true, held_chain(r, st));
             }
-            if !b.pos.is_null() && b.last > b.pos && !st.capped() {
-                let len = b.last.offset_from(b.pos) as usize;
-                let data = std::slice::from_raw_parts(b.pos, len);
-                st.feed(data, &mut out);
+            if let Some(data) = memory_of(b) {
+                st.rewriter.feed(data, tracker, &mut out);
             }
             consume(b);
             if b.last_buf() != 0 || b.last_in_chain() != 0 && r != (*r).main {
                 last = true;
-                st.finish(&mut out);
+                st.rewriter.finish(tracker, &mut out);
             }
             if b.flush() != 0 {
                 flush = true;
@@ -291,12 +328,13 @@ unsafe fn take_held(
             if st.capped() {
                 // the stream is complete for the client
                 if !last {
-                    let oversized = st.cap.as_ref().is_some_and(StreamCap::oversized);
+                    let cap = st.rewriter.cap();
+                    let oversized = cap.is_some_and(StreamCap::oversized);
                     ngx::ngx_log_error!(
                         NGX_LOG_INFO,
                         (*(*r).connection).log,
                         "ai_gateway: stream ended at the output cap ({} tokens sent{})",
-                        st.cap.as_ref().map_or(0, StreamCap::tokens_sent),
+                        cap.map_or(0, StreamCap::tokens_sent),
                         if oversized {
                             "; an event larger than 1 MiB cannot be counted before it goes out"
                         } else {
@@ -306,7 +344,8 @@ unsafe fn take_held(
                 }
                 last = true;
                 st.done = true;
-                for b in st.held.drain(..) {
+                for b in std::mem::take(&mut st.held) {
+                    track_only(st, tracker, &*b);
                     consume(&mut *b);
                 }
                 break;

@@ -137,6 +137,11 @@ fn refused(r: &ngx_http_request_t) -> bool {
 /// `r` must be a live request.
 pub unsafe fn settle_final(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> TokenUsage {
     if ctx.usage.is_none() {
+        if let (Some(st), Some(t)) = (ctx.rewrite.as_deref_mut(), ctx.tracker.as_deref_mut()) {
+            // SAFETY: the held buffers are the provider's, unconsumed, in the live pool.
+            unsafe { st.track_unsent(t) };
+            ctx.tracker_skipped |= st.missed;
+        }
         if ctx.tracker_skipped {
             // part of the body was never seen: what was seen is not the whole completion
             if let Some(t) = ctx.tracker.as_mut() {

@@ -7,13 +7,15 @@
 //! copy of the response (only the completion text, bounded by [`TEXT_MAX`]) and never changes
 //! what the client receives.
 
+mod event;
 mod scan;
 mod sse;
 pub(crate) mod stream_usage;
 
-pub use scan::{Name, Scanner, Visitor};
+pub use event::{EventFacts, EventType, FactsWanted, StreamApi};
+pub use scan::{Kind, Name, Scanner, Visitor};
 pub use sse::SseLines;
-pub use stream_usage::{request_usage, UsageStripper};
+pub use stream_usage::{request_usage, Rewrite, UsageStripper};
 
 use crate::core::tokens::{Encoding, PromptCount, Source};
 
@@ -140,20 +142,39 @@ struct Sink {
     saw_text: bool,
     /// Tool call arguments were part of the completion: a count of them is an estimate.
     saw_tool_json: bool,
+    /// Facts of the current event are collected (a stream being rewritten).
+    collect: bool,
+    want: FactsWanted,
+    facts: EventFacts,
 }
 
 impl Visitor for Sink {
+    fn value(&mut self, path: &[Name], kind: Kind) {
+        if self.collect {
+            self.facts.value(path, kind);
+        }
+    }
+
     fn number(&mut self, path: &[Name], value: u64) {
         self.reported.number(path, value);
+        if self.collect {
+            self.facts.number(path, value);
+        }
     }
 
     fn wants_string(&self, path: &[Name]) -> bool {
-        completion_text(path).is_some()
+        completion_text(path).is_some() || self.collect && self.facts.wants(&self.want, path)
     }
 
     fn string(&mut self, path: &[Name], piece: &str, _last: bool) {
+        if self.collect {
+            self.facts.string(&self.want, path, piece);
+        }
+        let Some(plain) = completion_text(path) else {
+            return;
+        };
         self.saw_text = true;
-        if completion_text(path) == Some(false) {
+        if !plain {
             self.saw_tool_json = true;
         }
         if self.text.len() + piece.len() > TEXT_MAX {
@@ -164,6 +185,13 @@ impl Visitor for Sink {
             self.text_tokens += self.enc.count(piece);
         } else {
             self.text.push_str(piece);
+        }
+    }
+
+    fn event_end(&mut self, data_lines: u32, complete: bool) {
+        if self.collect {
+            self.facts.data_lines = data_lines;
+            self.facts.complete = complete;
         }
     }
 }
@@ -199,6 +227,9 @@ impl ResponseTracker {
                 text_tokens: 0,
                 saw_text: false,
                 saw_tool_json: false,
+                collect: false,
+                want: FactsWanted::default(),
+                facts: EventFacts::default(),
             },
             complete: false,
             missed: false,
@@ -217,6 +248,32 @@ impl ResponseTracker {
             Framing::Json => self.scanner.feed(data, &mut self.sink),
             Framing::Sse => self.lines.feed(data, &mut self.scanner, &mut self.sink),
         }
+    }
+
+    /// Collects the facts of each event fed with [`feed_event`](Self::feed_event) (an event
+    /// stream being rewritten).
+    pub fn want_facts(&mut self, want: FactsWanted) {
+        self.sink.collect = true;
+        self.sink.want = want;
+    }
+
+    /// Whether id, model and creation time are collected.
+    pub fn want_head(&mut self, head: bool) {
+        self.sink.want.head = head;
+    }
+
+    /// One whole event of the stream (ending with its blank line, or the last bytes of the
+    /// stream), read in one pass: its usage and text as [`feed`](Self::feed) reads them, and
+    /// its facts.
+    pub fn feed_event(&mut self, event: &[u8]) -> &EventFacts {
+        self.sink.facts.reset();
+        self.feed(event);
+        &self.sink.facts
+    }
+
+    /// The facts of the last event fed with [`feed_event`](Self::feed_event).
+    pub fn facts(&self) -> &EventFacts {
+        &self.sink.facts
     }
 
     /// The body is complete.

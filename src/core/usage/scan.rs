@@ -34,6 +34,15 @@ pub enum Name {
     ToolCalls,
     Function,
     Arguments,
+    Id,
+    Model,
+    Created,
+    Index,
+    Type,
+    ReasoningContent,
+    Reasoning,
+    Refusal,
+    PartialJson,
     PromptTokens,
     CompletionTokens,
     TotalTokens,
@@ -50,7 +59,7 @@ pub enum Name {
 }
 
 impl Name {
-    fn of(key: &[u8]) -> Name {
+    pub fn of(key: &[u8]) -> Name {
         match key {
             b"usage" => Name::Usage,
             b"response" => Name::Response,
@@ -63,6 +72,15 @@ impl Name {
             b"tool_calls" => Name::ToolCalls,
             b"function" => Name::Function,
             b"arguments" => Name::Arguments,
+            b"id" => Name::Id,
+            b"model" => Name::Model,
+            b"created" => Name::Created,
+            b"index" => Name::Index,
+            b"type" => Name::Type,
+            b"reasoning_content" => Name::ReasoningContent,
+            b"reasoning" => Name::Reasoning,
+            b"refusal" => Name::Refusal,
+            b"partial_json" => Name::PartialJson,
             b"prompt_tokens" => Name::PromptTokens,
             b"completion_tokens" => Name::CompletionTokens,
             b"total_tokens" => Name::TotalTokens,
@@ -81,9 +99,27 @@ impl Name {
     }
 }
 
+/// The kind of a value, reported for values at most [`SHAPE_DEPTH`] levels deep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Object,
+    Array,
+    String,
+    Number,
+    /// `true`, `false` or `null` (`null` is reported as [`Kind::Null`]).
+    Literal,
+    Null,
+}
+
+/// Values at most this deep (path length) are reported to [`Visitor::value`].
+pub const SHAPE_DEPTH: usize = 2;
+
 /// What the scanner reports. `path` names the value from the root: object keys, `Item` for
 /// array elements.
 pub trait Visitor {
+    /// A value begins at `path` (at most [`SHAPE_DEPTH`] long): what the document looks like
+    /// near its top, e.g. whether `usage` is null or `choices` empty.
+    fn value(&mut self, _path: &[Name], _kind: Kind) {}
     /// A non-negative integer (no fraction, no exponent, fits in u64).
     fn number(&mut self, path: &[Name], value: u64);
     /// Whether the string value at `path` should be captured.
@@ -91,6 +127,9 @@ pub trait Visitor {
     /// A captured string value, unescaped, in one or more pieces (each valid UTF-8);
     /// `last` is set on the final piece.
     fn string(&mut self, path: &[Name], piece: &str, last: bool);
+    /// An event of a stream ended (see [`SseLines`](super::SseLines)): its data lines and
+    /// whether they held one complete document.
+    fn event_end(&mut self, _data_lines: u32, _complete: bool) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +280,17 @@ impl Scanner {
             if c.is_ascii_whitespace() {
                 continue;
             }
+            if c == b'"' && matches!(self.state, State::Key | State::KeyOrEnd) {
+                // the usual key: short, unescaped and whole in this piece
+                if let Some(len) = short_key(&data[i..]) {
+                    if self.depth > 0 {
+                        self.path[self.depth - 1] = Name::of(&data[i..i + len]);
+                    }
+                    self.state = State::Colon;
+                    i += len + 1;
+                    continue;
+                }
+            }
             self.structural(c, v);
         }
     }
@@ -255,15 +305,28 @@ impl Scanner {
     fn structural<V: Visitor>(&mut self, c: u8, v: &mut V) {
         use State::*;
         match (self.state, c) {
-            (Value | ValueOrEnd, b'{') => self.open(true),
-            (Value | ValueOrEnd, b'[') => self.open(false),
-            (Value | ValueOrEnd, b'"') => self.begin_string(false, v),
+            (Value | ValueOrEnd, b'{') => {
+                self.shape(Kind::Object, v);
+                self.open(true)
+            }
+            (Value | ValueOrEnd, b'[') => {
+                self.shape(Kind::Array, v);
+                self.open(false)
+            }
+            (Value | ValueOrEnd, b'"') => {
+                self.shape(Kind::String, v);
+                self.begin_string(false, v)
+            }
             (Value | ValueOrEnd, b'-' | b'0'..=b'9') => {
+                self.shape(Kind::Number, v);
                 self.state = Number;
                 self.num_ok = c != b'-';
                 self.num = if c == b'-' { 0 } else { u64::from(c - b'0') };
             }
-            (Value | ValueOrEnd, b't' | b'f' | b'n') => self.state = Literal,
+            (Value | ValueOrEnd, b't' | b'f' | b'n') => {
+                self.shape(if c == b'n' { Kind::Null } else { Kind::Literal }, v);
+                self.state = Literal
+            }
             (ValueOrEnd, b']') => self.close(false),
             (KeyOrEnd, b'}') => self.close(true),
             (KeyOrEnd | Key, b'"') => self.begin_string(true, v),
@@ -278,6 +341,14 @@ impl Scanner {
             (AfterValue, b'}') => self.close(true),
             (AfterValue, b']') => self.close(false),
             _ => self.state = Stopped,
+        }
+    }
+
+    /// Reports a value near the top of the document.
+    #[inline]
+    fn shape<V: Visitor>(&mut self, kind: Kind, v: &mut V) {
+        if self.depth <= SHAPE_DEPTH {
+            v.value(&self.path[..self.depth], kind);
         }
     }
 
@@ -340,8 +411,7 @@ impl Scanner {
             match self.esc {
                 Esc::No => {
                     // plain bytes up to the next quote or backslash, in one go
-                    let stop =
-                        memchr::memchr2(b'"', b'\\', &data[i..]).map_or(data.len(), |p| i + p);
+                    let stop = string_stop(data, i);
                     if stop > i {
                         if !skipping {
                             self.push_slice(&data[i..stop], v);
@@ -508,6 +578,36 @@ impl Scanner {
     }
 }
 
+/// The length of a key that ends (with its closing quote) within the first [`KEY_MAX`] bytes
+/// of `rest`, without an escape; `None` otherwise (the general path reads it).
+#[inline]
+fn short_key(rest: &[u8]) -> Option<usize> {
+    for (n, &b) in rest.iter().take(KEY_MAX + 1).enumerate() {
+        match b {
+            b'"' => return Some(n),
+            b'\\' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Where the next quote or backslash is in `data[from..]` (or `data.len()`): a plain loop for
+/// the short strings most values are, `memchr2` past them.
+#[inline]
+fn string_stop(data: &[u8], from: usize) -> usize {
+    let end = data.len().min(from + 16);
+    for (k, &b) in data[from..end].iter().enumerate() {
+        if b == b'"' || b == b'\\' {
+            return from + k;
+        }
+    }
+    if end == data.len() {
+        return end;
+    }
+    memchr::memchr2(b'"', b'\\', &data[end..]).map_or(data.len(), |p| end + p)
+}
+
 /// How many bytes at the end of `b` are the start of a UTF-8 sequence that is not complete.
 fn incomplete_utf8_tail(b: &[u8]) -> usize {
     for back in 1..=3.min(b.len()) {
@@ -578,7 +678,7 @@ mod tests {
         assert_eq!(
             r.numbers,
             vec![
-                (vec![Choices, Item, Other], 0),
+                (vec![Choices, Item, Index], 0),
                 (vec![Usage, PromptTokens], 12),
                 (vec![Usage, CompletionTokens], 3),
                 (vec![Usage, TotalTokens], 15),

@@ -130,6 +130,7 @@ impl SseLines {
     fn end_event<V: Visitor>(&mut self, scanner: &mut Scanner, v: &mut V) {
         if self.data_lines > 0 {
             scanner.finish(v);
+            v.event_end(self.data_lines, scanner.is_done());
             scanner.reset();
             self.events += 1;
         }

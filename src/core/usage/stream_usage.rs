@@ -10,6 +10,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::event::EventFacts;
+use super::scan::Kind;
+
 /// Where a borrowed JSON value lies in the text it was parsed from.
 fn span(text: &str, value: &RawValue) -> (usize, usize) {
     let start = value.get().as_ptr() as usize - text.as_ptr() as usize;
@@ -85,15 +88,20 @@ pub fn request_usage(body: &[u8]) -> Option<Vec<u8>> {
 /// stripping stops for the rest of the response.
 pub const EVENT_MAX: usize = 1 << 20;
 
+/// What to do with one event of a stream whose usage the gateway asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    Keep,
+    Drop,
+    /// Remove bytes a..b of the event.
+    Cut(usize, usize),
+}
+
 /// Rewrites an OpenAI stream the gateway asked usage for into the stream the client asked
-/// for. Complete events go out at once; only an event still arriving is held back.
+/// for, one whole event at a time, from the facts the tracker read in it
+/// ([`ResponseTracker::feed_event`](super::ResponseTracker::feed_event)).
 #[derive(Debug, Default)]
 pub struct UsageStripper {
-    pending: Vec<u8>,
-    /// Where to continue looking for the end of the pending event.
-    scanned: usize,
-    /// Stopped after an oversized event: everything passes unchanged.
-    off: bool,
     dropped_events: u32,
 }
 
@@ -103,61 +111,23 @@ impl UsageStripper {
         self.dropped_events
     }
 
-    /// The next bytes of the upstream response; appends what the client gets to `out`.
-    pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        if self.off {
-            out.extend_from_slice(data);
-            return;
+    /// What to do with `ev` (one whole event): the usage-only chunk (a `usage` object and an
+    /// empty `choices`) is dropped, a top-level `"usage":null` member removed; events with
+    /// several data lines, or whose data is not one JSON object, are kept as they are.
+    pub fn rewrite(&mut self, ev: &[u8], facts: &EventFacts) -> Rewrite {
+        if facts.data_lines != 1 || !facts.complete || !facts.object {
+            return Rewrite::Keep;
         }
-        if self.pending.is_empty() {
-            // the usual case: complete events straight from `data`, only a tail is kept
-            let (start, resume) = self.events(data, 0, out);
-            self.pending.extend_from_slice(&data[start..]);
-            self.scanned = resume - start;
-        } else {
-            self.pending.extend_from_slice(data);
-            let pending = std::mem::take(&mut self.pending);
-            let (start, resume) = self.events(&pending, self.scanned, out);
-            self.pending = pending;
-            self.pending.drain(..start);
-            self.scanned = resume - start;
-        }
-        if self.pending.len() > EVENT_MAX {
-            self.off = true;
-            self.scanned = 0;
-            out.append(&mut self.pending);
-        }
-    }
-
-    /// Rewrites the complete events of `buf` (looking for their ends from `from`, a line
-    /// start); returns where the incomplete rest starts and where to look again.
-    fn events(&mut self, buf: &[u8], from: usize, out: &mut Vec<u8>) -> (usize, usize) {
-        let mut start = 0;
-        let mut scanned = from;
-        loop {
-            match event_end(buf, scanned) {
-                Ok(end) => {
-                    let ev = &buf[start..end];
-                    match rewrite_event(ev) {
-                        Rewrite::Keep => out.extend_from_slice(ev),
-                        Rewrite::Drop => self.dropped_events += 1,
-                        Rewrite::Cut(a, b) => {
-                            out.extend_from_slice(&ev[..a]);
-                            out.extend_from_slice(&ev[b..]);
-                        }
-                    }
-                    start = end;
-                    scanned = end;
-                }
-                Err(resume) => return (start, resume),
+        match facts.usage {
+            Some(Kind::Object) if facts.choices == Some(0) => {
+                self.dropped_events += 1;
+                Rewrite::Drop
             }
+            Some(Kind::Null) => {
+                usage_null_span(ev).map_or(Rewrite::Keep, |(a, b)| Rewrite::Cut(a, b))
+            }
+            _ => Rewrite::Keep,
         }
-    }
-
-    /// The response ended: whatever is held goes out as it is.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        out.append(&mut self.pending);
-        self.scanned = 0;
     }
 }
 
@@ -175,101 +145,49 @@ pub(crate) fn event_end(buf: &[u8], from: usize) -> Result<usize, usize> {
             }
         }
         let c = buf[i];
-        if c == b'\n' || c == b'\r' {
-            let after = if c == b'\r' && buf.get(i + 1) == Some(&b'\n') {
-                i + 2
-            } else if c == b'\r' && i + 1 == buf.len() {
-                return Err(line_start); // a CR at the end: an LF may follow
-            } else {
-                i + 1
-            };
-            if i == line_start {
-                return Ok(after); // a blank line
-            }
-            i = after;
-            line_start = after;
+        let after = if c == b'\r' && buf.get(i + 1) == Some(&b'\n') {
+            i + 2
+        } else if c == b'\r' && i + 1 == buf.len() {
+            return Err(line_start); // a CR at the end: an LF may follow
         } else {
-            i += 1;
+            i + 1
+        };
+        if i == line_start {
+            return Ok(after); // a blank line
         }
+        i = after;
+        line_start = after;
     }
     Err(line_start)
-}
-
-enum Rewrite {
-    Keep,
-    Drop,
-    /// Remove bytes a..b of the event.
-    Cut(usize, usize),
-}
-
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(borrow, default)]
-    choices: Option<Vec<&'a RawValue>>,
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
 }
 
 /// OpenAI's member in every chunk but the last when usage was asked for.
 const USAGE_NULL: &[u8] = b",\"usage\":null}";
 
-/// What to do with one event: an event with a single `data:` line holding a chunk.
-fn rewrite_event(ev: &[u8]) -> Rewrite {
-    // fast paths for OpenAI's own layout: `data: {...,"usage":null}` and a blank line
+/// The bytes of `ev` (one data line whose JSON has a top-level `"usage":null`) to remove.
+fn usage_null_span(ev: &[u8]) -> Option<(usize, usize)> {
+    // OpenAI's own layout: `data: {...,"usage":null}` and a blank line
     if let Some(json) = ev.strip_prefix(b"data: ") {
         let body = json.trim_ascii_end();
-        let single_line = memchr::memchr2(b'\n', b'\r', body).is_none();
-        if single_line && body.ends_with(USAGE_NULL) {
+        if body.ends_with(USAGE_NULL) && memchr::memchr2(b'\n', b'\r', body).is_none() {
             let start = 6 + body.len() - USAGE_NULL.len();
             // keep the closing brace
-            return Rewrite::Cut(start, start + USAGE_NULL.len() - 1);
-        }
-        if single_line && memchr::memmem::find(body, b"\"usage\"").is_none() {
-            return Rewrite::Keep;
+            return Some((start, start + USAGE_NULL.len() - 1));
         }
     }
-    rewrite_event_slow(ev)
-}
-
-/// The general case: parse the event's data.
-fn rewrite_event_slow(ev: &[u8]) -> Rewrite {
-    let Ok(text) = std::str::from_utf8(ev) else {
-        return Rewrite::Keep;
-    };
-    let mut data = None;
+    let text = std::str::from_utf8(ev).ok()?;
     let mut offset = 0;
     for line in text.split_inclusive(['\n', '\r']) {
         if let Some(rest) = line.strip_prefix("data:") {
-            if data.is_some() {
-                return Rewrite::Keep; // multi-line data: leave it alone
-            }
             let rest = rest.strip_prefix(' ').unwrap_or(rest);
             let start = offset + (line.len() - rest.len());
-            let value = rest.trim_end_matches(['\n', '\r']);
-            data = Some((start, value));
+            let json = rest.trim_end_matches(['\n', '\r']);
+            let (a, b) = member_span(json, "usage")?;
+            return Some((start + a, start + b));
         }
         offset += line.len();
     }
-    let Some((data_start, json)) = data else {
-        return Rewrite::Keep;
-    };
-    let Ok(chunk) = serde_json::from_str::<Chunk<'_>>(json) else {
-        return Rewrite::Keep;
-    };
-    match chunk.usage {
-        Some(u) if u.get().starts_with('{') => {
-            if chunk.choices.is_some_and(|c| c.is_empty()) {
-                Rewrite::Drop
-            } else {
-                Rewrite::Keep // usage on a chunk that also carries choices: keep it
-            }
-        }
-        None if json.contains("\"usage\"") => match member_span(json, "usage") {
-            Some((a, b)) => Rewrite::Cut(data_start + a, data_start + b),
-            None => Rewrite::Keep,
-        },
-        _ => Rewrite::Keep,
-    }
+    None
 }
 
 /// The bytes to remove to delete the top-level member `key` of a JSON object (with the comma
@@ -392,97 +310,5 @@ mod tests {
         assert_eq!(inject(r#"{"stream_options":{"include_usage":null}}"#), None);
         assert_eq!(inject("[]"), None);
         assert_eq!(inject("{"), None);
-    }
-
-    const WITH_USAGE: &str = concat!(
-        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n",
-        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
-        "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6}}\n\n",
-        "data: [DONE]\n\n",
-    );
-    const WITHOUT_USAGE: &str = concat!(
-        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
-        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
-        "data: [DONE]\n\n",
-    );
-
-    fn strip(stream: &str, cuts: &[usize]) -> String {
-        let mut s = UsageStripper::default();
-        let mut out = Vec::new();
-        let b = stream.as_bytes();
-        let mut start = 0;
-        for &c in cuts {
-            s.feed(&b[start..c], &mut out);
-            start = c;
-        }
-        s.feed(&b[start..], &mut out);
-        s.finish(&mut out);
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn gives_back_the_stream_the_client_asked_for() {
-        assert_eq!(strip(WITH_USAGE, &[]), WITHOUT_USAGE);
-        for cut in 0..=WITH_USAGE.len() {
-            assert_eq!(strip(WITH_USAGE, &[cut]), WITHOUT_USAGE, "cut at {cut}");
-        }
-        let all: Vec<usize> = (1..WITH_USAGE.len()).collect();
-        assert_eq!(strip(WITH_USAGE, &all), WITHOUT_USAGE);
-    }
-
-    #[test]
-    fn complete_events_go_out_at_once() {
-        let mut s = UsageStripper::default();
-        let mut out = Vec::new();
-        let first_end = WITH_USAGE.find("\n\n").unwrap() + 2;
-        s.feed(&WITH_USAGE.as_bytes()[..first_end + 10], &mut out);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            WITHOUT_USAGE[..WITHOUT_USAGE.find("\n\n").unwrap() + 2]
-        );
-    }
-
-    #[test]
-    fn other_line_ends_and_layouts() {
-        let crlf = WITH_USAGE.replace('\n', "\r\n");
-        assert_eq!(strip(&crlf, &[]), WITHOUT_USAGE.replace('\n', "\r\n"));
-        for cut in 0..=crlf.len() {
-            assert_eq!(
-                strip(&crlf, &[cut]),
-                WITHOUT_USAGE.replace('\n', "\r\n"),
-                "cut {cut}"
-            );
-        }
-        // usage first, spaces around the colon and comma
-        let ev = "data: {\"usage\" : null , \"id\":\"c\"}\n\n";
-        assert_eq!(strip(ev, &[]), "data: {\"id\":\"c\"}\n\n");
-        // the only member
-        assert_eq!(strip("data: {\"usage\":null}\n\n", &[]), "data: {}\n\n");
-        // nested usage keys are not top-level members
-        let nested = "data: {\"a\":{\"usage\":null},\"b\":\"\\\"usage\\\"\"}\n\n";
-        assert_eq!(strip(nested, &[]), nested);
-        // comments, event names, [DONE] and non-JSON pass through
-        let other = ": ping\n\nevent: x\ndata: hello\n\ndata: [DONE]\n\n";
-        assert_eq!(strip(other, &[]), other);
-        // a final chunk with choices and usage (some providers): kept
-        let both = "data: {\"choices\":[{\"index\":0}],\"usage\":{\"total_tokens\":1}}\n\n";
-        assert_eq!(strip(both, &[]), both);
-    }
-
-    #[test]
-    fn an_unfinished_event_is_passed_on_at_the_end() {
-        let partial = "data: {\"id\":\"c\",\"usage\":null}";
-        assert_eq!(strip(partial, &[]), partial);
-    }
-
-    #[test]
-    fn an_oversized_event_turns_stripping_off() {
-        let big = format!("data: {{\"x\":\"{}\"", "a".repeat(EVENT_MAX + 10));
-        let mut s = UsageStripper::default();
-        let mut out = Vec::new();
-        s.feed(big.as_bytes(), &mut out);
-        assert_eq!(out.len(), big.len());
-        s.feed(b",\"usage\":null}\n\n", &mut out);
-        assert!(out.ends_with(b",\"usage\":null}\n\n"));
     }
 }
