@@ -9,11 +9,13 @@
 
 mod event;
 mod scan;
+mod scan_whole;
 mod sse;
 pub(crate) mod stream_usage;
 
 pub use event::{EventFacts, EventType, FactsWanted, StreamApi};
 pub use scan::{Kind, Name, Scanner, Visitor};
+use scan_whole::{scan_whole, Whole};
 pub use sse::SseLines;
 pub use stream_usage::{request_usage, Rewrite, UsageStripper};
 
@@ -267,7 +269,16 @@ impl ResponseTracker {
     /// its facts.
     pub fn feed_event(&mut self, event: &[u8]) -> &EventFacts {
         self.sink.facts.reset();
-        self.feed(event);
+        match single_data_line(event) {
+            Some((json, cr_end)) if self.framing == Framing::Sse && self.lines.at_event_start() => {
+                // the usual event, `data: {...}` and a blank line: the whole-document scan
+                self.bytes += event.len() as u64;
+                let complete = scan_whole(json, &mut self.sink) == Whole::Done;
+                self.sink.event_end(1, complete);
+                self.lines.skip_event(cr_end);
+            }
+            _ => self.feed(event),
+        }
         &self.sink.facts
     }
 
@@ -323,6 +334,19 @@ impl ResponseTracker {
                 Source::Estimated
             },
         ))
+    }
+}
+
+/// The data of an event that is one `data:` line and a blank line (LF, CRLF or CR line
+/// ends), and whether it ends with a CR.
+fn single_data_line(ev: &[u8]) -> Option<(&[u8], bool)> {
+    let rest = ev.strip_prefix(b"data:")?;
+    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    let end = memchr::memchr2(b'\n', b'\r', rest)?;
+    match &rest[end..] {
+        b"\n\n" | b"\r\n\r\n" => Some((&rest[..end], false)),
+        b"\r\r" => Some((&rest[..end], true)),
+        _ => None,
     }
 }
 

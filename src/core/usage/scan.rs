@@ -245,23 +245,23 @@ impl Scanner {
                     continue;
                 }
                 State::Number => {
-                    let c = data[i];
-                    match c {
-                        b'0'..=b'9' => {
-                            let d = u64::from(c - b'0');
-                            // an integer past u64 is held at u64::MAX: it is reported
-                            // (and judged implausible), not dropped
-                            self.num = self.num.saturating_mul(10).saturating_add(d);
-                            i += 1;
+                    // the digits in this piece, in one go
+                    while let Some(&c) = data.get(i) {
+                        match c {
+                            b'0'..=b'9' => {
+                                let d = u64::from(c - b'0');
+                                // an integer past u64 is held at u64::MAX: it is reported
+                                // (and judged implausible), not dropped
+                                self.num = self.num.saturating_mul(10).saturating_add(d);
+                            }
+                            b'.' | b'e' | b'E' | b'+' | b'-' => self.num_ok = false,
+                            _ => break,
                         }
-                        b'.' | b'e' | b'E' | b'+' | b'-' => {
-                            self.num_ok = false;
-                            i += 1;
-                        }
-                        _ => {
-                            self.end_number(v);
-                            // `c` is structural: read it again in the new state
-                        }
+                        i += 1;
+                    }
+                    if i < data.len() {
+                        // the byte after the number is structural: read in the new state
+                        self.end_number(v);
                     }
                     continue;
                 }
@@ -280,18 +280,47 @@ impl Scanner {
             if c.is_ascii_whitespace() {
                 continue;
             }
-            if c == b'"' && matches!(self.state, State::Key | State::KeyOrEnd) {
-                // the usual key: short, unescaped and whole in this piece
-                if let Some(len) = short_key(&data[i..]) {
-                    if self.depth > 0 {
-                        self.path[self.depth - 1] = Name::of(&data[i..i + len]);
+            if c == b'"' {
+                // the usual strings: unescaped and whole in this piece, read in place
+                match self.state {
+                    State::Key | State::KeyOrEnd => {
+                        if let Some(len) = short_key(&data[i..]) {
+                            if self.depth > 0 {
+                                self.path[self.depth - 1] = Name::of(&data[i..i + len]);
+                            }
+                            self.state = State::Colon;
+                            i += len + 1;
+                            continue;
+                        }
                     }
-                    self.state = State::Colon;
-                    i += len + 1;
-                    continue;
+                    State::Value | State::ValueOrEnd => {
+                        let stop = string_stop(data, i);
+                        if stop < data.len() && data[stop] == b'"' && stop - i <= STRING_MAX {
+                            self.shape(Kind::String, v);
+                            let path = &self.path[..self.depth];
+                            if v.wants_string(path) {
+                                v.string(path, &String::from_utf8_lossy(&data[i..stop]), true);
+                            }
+                            self.end_value();
+                            i = stop + 1;
+                            continue;
+                        }
+                    }
+                    _ => {}
                 }
             }
-            self.structural(c, v);
+            match (c, self.state) {
+                // the two most frequent: after a key, and between members
+                (b':', State::Colon) => self.state = State::Value,
+                (b',', State::AfterValue) if self.depth > 0 => {
+                    self.state = if self.objects[self.depth - 1] {
+                        State::Key
+                    } else {
+                        State::Value
+                    };
+                }
+                _ => self.structural(c, v),
+            }
         }
     }
 
@@ -582,30 +611,41 @@ impl Scanner {
 /// of `rest`, without an escape; `None` otherwise (the general path reads it).
 #[inline]
 fn short_key(rest: &[u8]) -> Option<usize> {
-    for (n, &b) in rest.iter().take(KEY_MAX + 1).enumerate() {
-        match b {
-            b'"' => return Some(n),
-            b'\\' => return None,
-            _ => {}
-        }
-    }
-    None
+    let stop = string_stop(&rest[..rest.len().min(KEY_MAX + 1)], 0);
+    (rest.get(stop) == Some(&b'"')).then_some(stop)
 }
 
-/// Where the next quote or backslash is in `data[from..]` (or `data.len()`): a plain loop for
-/// the short strings most values are, `memchr2` past them.
+/// Where the next quote or backslash is in `data[from..]` (or `data.len()`): eight bytes at a
+/// time for the short strings most values are, `memchr2` past 32 bytes.
 #[inline]
-fn string_stop(data: &[u8], from: usize) -> usize {
-    let end = data.len().min(from + 16);
-    for (k, &b) in data[from..end].iter().enumerate() {
-        if b == b'"' || b == b'\\' {
-            return from + k;
+pub(super) fn string_stop(data: &[u8], from: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut at = from;
+    let short_end = data.len().min(from + 32);
+    while at + 8 <= short_end {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&data[at..at + 8]);
+        let x = u64::from_le_bytes(word);
+        let hit = zero(x ^ QUOTES) | zero(x ^ BACKSLASHES);
+        if hit != 0 {
+            return at + (hit.trailing_zeros() / 8) as usize;
         }
+        at += 8;
     }
-    if end == data.len() {
-        return end;
+    while at < short_end {
+        if data[at] == b'"' || data[at] == b'\\' {
+            return at;
+        }
+        at += 1;
     }
-    memchr::memchr2(b'"', b'\\', &data[end..]).map_or(data.len(), |p| end + p)
+    if short_end == data.len() {
+        return short_end;
+    }
+    memchr::memchr2(b'"', b'\\', &data[short_end..]).map_or(data.len(), |p| short_end + p)
 }
 
 /// How many bytes at the end of `b` are the start of a UTF-8 sequence that is not complete.

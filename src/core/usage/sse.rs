@@ -42,6 +42,18 @@ impl SseLines {
         self.events
     }
 
+    /// Whether nothing of an event was read yet (a line start between events).
+    pub fn at_event_start(&self) -> bool {
+        self.mode == Mode::Field && self.field_len == 0 && self.data_lines == 0
+    }
+
+    /// A whole event was read elsewhere (one data line and a blank line ending with a CR when
+    /// `cr_end`): the state after it.
+    pub fn skip_event(&mut self, cr_end: bool) {
+        self.after_cr = cr_end;
+        self.events += 1;
+    }
+
     pub fn feed<V: Visitor>(&mut self, data: &[u8], scanner: &mut Scanner, v: &mut V) {
         let mut i = 0;
         while i < data.len() {
