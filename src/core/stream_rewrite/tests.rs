@@ -362,3 +362,54 @@ fn strip_and_cap_together() {
     assert_eq!(String::from_utf8(out).unwrap(), expected);
     assert_eq!(t.reported().input, Some(5));
 }
+
+/// Events that repeat the layout of the one before are read from the memo of that layout:
+/// the tracker and the cap read the same as from a scan of every event, whatever the cuts.
+#[test]
+fn repeated_layouts_read_the_same_as_a_full_scan() {
+    let delta = |i: u32, d: &str| {
+        format!(
+            "data: {{\"id\":\"c3\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"gpt-4o\",\"choices\":[{{\"index\":{i},\"delta\":{d},\"finish_reason\":null}}]}}\n\n"
+        )
+    };
+    let s = [
+        delta(0, r#"{"role":"assistant","content":""}"#),
+        delta(0, r#"{"content":"Hello"}"#),
+        delta(0, r#"{"content":" wor\"ld"}"#),
+        delta(0, r#"{"content":" \u00e9\ud83d\ude00"}"#),
+        delta(0, r#"{"content":""}"#),
+        delta(
+            0,
+            r#"{"content":"  again, a longer piece of text than before"}"#,
+        ),
+        delta(1, r#"{"content":"other choice"}"#),
+        delta(0, r#"{"content":"back"}"#),
+        delta(
+            0,
+            r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"q\":"}}]}"#,
+        ),
+        delta(
+            0,
+            r#"{"tool_calls":[{"index":0,"function":{"arguments":"1}"}}]}"#,
+        ),
+        delta(0, r#"{"content":"x\u12"}"#),
+        delta(0, r#"{"content":"end"}"#),
+        "data: [DONE]\n\n".to_string(),
+    ]
+    .concat();
+    let mut direct = tracker();
+    direct.feed(s.as_bytes());
+    direct.finish();
+    let direct_usage = crate::core::usage::settle(Some(&direct), || None);
+    assert!(direct_usage.completion.is_some());
+    let mut sent = None;
+    for cut in (0..=s.len()).step_by(7) {
+        let c = StreamCap::new(1_000, StreamApi::OpenAiChat, Encoding::O200k);
+        let (out, w, t) = rewrite_at(false, Some(c), s.as_bytes(), &[cut]);
+        assert_eq!(String::from_utf8(out).unwrap(), s, "cut {cut}");
+        let usage = crate::core::usage::settle(Some(&t), || None);
+        assert_eq!(usage, direct_usage, "cut {cut}");
+        let tokens = capped(&w).tokens_sent();
+        assert_eq!(*sent.get_or_insert(tokens), tokens, "cut {cut}");
+    }
+}

@@ -127,6 +127,32 @@ impl EventFacts {
         self.index = None;
     }
 
+    /// Takes `other`'s facts but its text (reusing this one's memory).
+    pub(crate) fn copy_layout_from(&mut self, other: &EventFacts) {
+        self.data_lines = other.data_lines;
+        self.complete = other.complete;
+        self.object = other.object;
+        self.usage = other.usage;
+        self.choices = other.choices;
+        self.indexes.clone_from(&other.indexes);
+        self.id.clone_from(&other.id);
+        self.model.clone_from(&other.model);
+        self.created = other.created;
+        self.event_type = other.event_type;
+        self.index = other.index;
+    }
+
+    /// Whether a string at `path` is completion text the cap counts.
+    pub(crate) fn is_text(&self, want: &FactsWanted, path: &[Name]) -> bool {
+        match path {
+            [Name::Type] | [Name::Id | Name::Model] | [Name::Message, Name::Id | Name::Model] => {
+                false
+            }
+            [.., last] => want.api.is_some_and(|api| api.counts(*last)),
+            [] => false,
+        }
+    }
+
     /// The event begins a value at `path` (at most two names deep).
     pub(crate) fn value(&mut self, path: &[Name], kind: Kind) {
         match path {

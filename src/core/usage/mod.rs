@@ -8,12 +8,14 @@
 //! what the client receives.
 
 mod event;
+mod event_memo;
 mod scan;
 mod scan_whole;
 mod sse;
 pub(crate) mod stream_usage;
 
 pub use event::{EventFacts, EventType, FactsWanted, StreamApi};
+use event_memo::EventMemo;
 pub use scan::{Kind, Name, Scanner, Visitor};
 use scan_whole::{scan_whole, Whole};
 pub use sse::SseLines;
@@ -190,6 +192,15 @@ impl Visitor for Sink {
         }
     }
 
+    fn is_text(&self, path: &[Name]) -> bool {
+        completion_text(path).is_some() || self.collect && self.facts.is_text(&self.want, path)
+    }
+
+    fn keeps_number(&self, path: &[Name]) -> bool {
+        use Name::*;
+        matches!(path, [Usage, ..] | [Response | Message, Usage, ..])
+    }
+
     fn event_end(&mut self, data_lines: u32, complete: bool) {
         if self.collect {
             self.facts.data_lines = data_lines;
@@ -211,6 +222,8 @@ pub struct ResponseTracker {
     missed: bool,
     /// Bytes seen.
     bytes: u64,
+    /// The layout of the last event read whole (see `event_memo`).
+    memo: EventMemo,
 }
 
 impl ResponseTracker {
@@ -236,6 +249,7 @@ impl ResponseTracker {
             complete: false,
             missed: false,
             bytes: 0,
+            memo: EventMemo::default(),
         }
     }
 
@@ -261,7 +275,10 @@ impl ResponseTracker {
 
     /// Whether id, model and creation time are collected.
     pub fn want_head(&mut self, head: bool) {
-        self.sink.want.head = head;
+        if self.sink.want.head != head {
+            self.sink.want.head = head;
+            self.memo.clear();
+        }
     }
 
     /// One whole event of the stream (ending with its blank line, or the last bytes of the
@@ -271,10 +288,20 @@ impl ResponseTracker {
         self.sink.facts.reset();
         match single_data_line(event) {
             Some((json, cr_end)) if self.framing == Framing::Sse && self.lines.at_event_start() => {
-                // the usual event, `data: {...}` and a blank line: the whole-document scan
+                // the usual event, `data: {...}` and a blank line: its text if it has the
+                // layout of the one before, otherwise the whole-document scan
                 self.bytes += event.len() as u64;
-                let complete = scan_whole(json, &mut self.sink) == Whole::Done;
-                self.sink.event_end(1, complete);
+                if let Some(text) = self.memo.text_of(json) {
+                    self.sink.facts.copy_layout_from(self.memo.facts());
+                    self.sink.string(self.memo.path(), &text, true);
+                    self.sink.event_end(1, self.memo.complete());
+                } else {
+                    let (end, layout) = scan_whole(json, &mut self.sink);
+                    let complete = end == Whole::Done;
+                    self.sink.event_end(1, complete);
+                    self.memo
+                        .remember(json, &layout, &self.sink.facts, complete);
+                }
                 self.lines.skip_event(cr_end);
             }
             _ => self.feed(event),

@@ -130,6 +130,17 @@ pub trait Visitor {
     /// An event of a stream ended (see [`SseLines`](super::SseLines)): its data lines and
     /// whether they held one complete document.
     fn event_end(&mut self, _data_lines: u32, _complete: bool) {}
+    /// Whether a captured string at `path` is text that varies from event to event (what a
+    /// memo of the event's layout leaves out, see `event_memo`); other captured strings are
+    /// facts the layout determines.
+    fn is_text(&self, _path: &[Name]) -> bool {
+        false
+    }
+    /// Whether a number at `path` changes what the visitor has read so far beyond the event
+    /// (e.g. usage); an event with such a number is not memoised.
+    fn keeps_number(&self, _path: &[Name]) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,34 @@
 
 use super::scan::{string_stop, Kind, Name, Visitor, KEY_MAX, MAX_DEPTH, SHAPE_DEPTH};
 
+/// Where the text strings of a document are (see [`Visitor::is_text`]), and whether a number
+/// the visitor keeps was read: what a memo of the document's layout needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// Text strings captured.
+    pub texts: u32,
+    /// The first one: its contents `start..end` (between the quotes) and its path.
+    pub start: usize,
+    pub end: usize,
+    pub path: [Name; MAX_DEPTH],
+    pub depth: usize,
+    /// A number the visitor keeps was read.
+    pub kept_number: bool,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            texts: 0,
+            start: 0,
+            end: 0,
+            path: [Name::Other; MAX_DEPTH],
+            depth: 0,
+            kept_number: false,
+        }
+    }
+}
+
 /// How a whole-document scan ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Whole {
@@ -23,26 +51,29 @@ struct Walk<'d, 'v, V> {
     path: [Name; MAX_DEPTH],
     depth: usize,
     v: &'v mut V,
+    layout: Layout,
 }
 
 /// Scans `doc`, one whole JSON document.
-pub fn scan_whole<V: Visitor>(doc: &[u8], v: &mut V) -> Whole {
+pub fn scan_whole<V: Visitor>(doc: &[u8], v: &mut V) -> (Whole, Layout) {
     let mut w = Walk {
         d: doc,
         i: 0,
         path: [Name::Other; MAX_DEPTH],
         depth: 0,
         v,
+        layout: Layout::default(),
     };
     if w.value().is_none() {
-        return Whole::Stopped;
+        return (Whole::Stopped, w.layout);
     }
     w.ws();
-    if w.i == doc.len() {
+    let end = if w.i == doc.len() {
         Whole::Done
     } else {
         Whole::Stopped
-    }
+    };
+    (end, w.layout)
 }
 
 impl<V: Visitor> Walk<'_, '_, V> {
@@ -215,6 +246,16 @@ impl<V: Visitor> Walk<'_, '_, V> {
         self.i = end + 1;
         let path = &self.path[..self.depth];
         if self.v.wants_string(path) {
+            if self.v.is_text(path) {
+                let l = &mut self.layout;
+                if l.texts == 0 {
+                    l.start = end - raw.len();
+                    l.end = end;
+                    l.path = self.path;
+                    l.depth = self.depth;
+                }
+                l.texts += 1;
+            }
             if escaped {
                 let text = unescape(raw)?;
                 self.v.string(path, &text, true);
@@ -237,7 +278,9 @@ impl<V: Visitor> Walk<'_, '_, V> {
             self.i += 1;
         }
         if ok {
-            self.v.number(&self.path[..self.depth], n);
+            let path = &self.path[..self.depth];
+            self.layout.kept_number |= self.v.keeps_number(path);
+            self.v.number(path, n);
         }
         if self.i == self.d.len() && self.depth > 0 {
             // cut short inside a container
@@ -250,7 +293,7 @@ impl<V: Visitor> Walk<'_, '_, V> {
 /// The text of a JSON string's contents, escapes resolved as the incremental scanner does
 /// (lone surrogates become U+FFFD, unknown escapes stand for themselves); `None` for a
 /// `\u` escape without four hex digits.
-fn unescape(raw: &[u8]) -> Option<String> {
+pub(super) fn unescape(raw: &[u8]) -> Option<String> {
     let mut out: Vec<u8> = Vec::with_capacity(raw.len());
     let mut high: Option<u32> = None;
     let mut i = 0;
@@ -385,7 +428,7 @@ mod tests {
 
     fn whole(doc: &[u8]) -> (Record, bool) {
         let mut r = Record::default();
-        let done = scan_whole(doc, &mut r) == Whole::Done;
+        let done = scan_whole(doc, &mut r).0 == Whole::Done;
         r.pending.clear();
         (r, done)
     }
