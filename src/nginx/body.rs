@@ -25,7 +25,18 @@ pub unsafe fn request_body<'a>(r: &'a ngx_http_request_t) -> Result<Cow<'a, [u8]
         if (*first).next.is_null() && (*(*first).buf).in_file() == 0 {
             return Ok(Cow::Borrowed(memory_bytes(&*(*first).buf)));
         }
-        let mut out = Vec::new();
+        let mut total = 0usize;
+        let mut cl = first;
+        while !cl.is_null() {
+            let b = &*(*cl).buf;
+            total += if b.in_file() != 0 {
+                (b.file_last - b.file_pos).max(0) as usize
+            } else {
+                memory_bytes(b).len()
+            };
+            cl = (*cl).next;
+        }
+        let mut out = Vec::with_capacity(total);
         let mut cl = first;
         while !cl.is_null() {
             let b = &*(*cl).buf;

@@ -115,7 +115,8 @@ pub unsafe fn start(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
         busy: std::ptr::null_mut(),
         held: VecDeque::new(),
         hold_at,
-        out: Vec::new(),
+        // what one buffer of the provider's becomes, without reallocating
+        out: Vec::with_capacity(hold_at),
         off: false,
         missed: false,
         done: false,

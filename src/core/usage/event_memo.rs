@@ -20,10 +20,10 @@ const MEMO_MAX: usize = 4096;
 #[derive(Debug, Default)]
 pub(super) struct EventMemo {
     valid: bool,
-    /// The data up to the text string's contents (its opening quote included).
-    prefix: Vec<u8>,
-    /// The data from the text string's closing quote on.
-    suffix: Vec<u8>,
+    /// The data but the text string's contents: up to them (the opening quote included),
+    /// then from the closing quote on, in one buffer split at `split`.
+    layout: Vec<u8>,
+    split: usize,
     path: Vec<Name>,
     /// The facts of the memoised event (its text left out) and whether it was one whole
     /// document.
@@ -48,10 +48,10 @@ impl EventMemo {
         if layout.texts != 1 || layout.kept_number || json.len() > MEMO_MAX {
             return;
         }
-        self.prefix.clear();
-        self.prefix.extend_from_slice(&json[..layout.start]);
-        self.suffix.clear();
-        self.suffix.extend_from_slice(&json[layout.end..]);
+        self.layout.clear();
+        self.layout.extend_from_slice(&json[..layout.start]);
+        self.layout.extend_from_slice(&json[layout.end..]);
+        self.split = layout.start;
         self.path.clear();
         self.path
             .extend_from_slice(&layout.path[..layout.depth.min(MAX_DEPTH)]);
@@ -62,13 +62,11 @@ impl EventMemo {
 
     /// The text of `json` when it has the memoised layout.
     pub(super) fn text_of<'j>(&self, json: &'j [u8]) -> Option<Cow<'j, str>> {
-        if !self.valid
-            || json.len() < self.prefix.len() + self.suffix.len()
-            || !json.starts_with(&self.prefix)
-        {
+        let (prefix, suffix) = self.layout.split_at(self.split);
+        if !self.valid || json.len() < self.layout.len() || !json.starts_with(prefix) {
             return None;
         }
-        let start = self.prefix.len();
+        let start = prefix.len();
         let mut at = start;
         let mut escaped = false;
         let end = loop {
@@ -81,7 +79,7 @@ impl EventMemo {
                 }
             }
         };
-        if json[end..] != self.suffix[..] {
+        if json[end..] != *suffix {
             return None;
         }
         let raw = &json[start..end];

@@ -26,6 +26,9 @@ use crate::core::tokens::{Encoding, PromptCount, Source};
 /// Completion text kept for counting; past it the text is counted in slices as it comes.
 pub const TEXT_MAX: usize = 256 * 1024;
 
+/// Room made for completion text at first.
+const TEXT_START: usize = 512;
+
 /// What a provider reported, field by field (the last value seen wins: Anthropic's
 /// `message_delta` carries the running output count).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -238,7 +241,8 @@ impl ResponseTracker {
                 reported: Reported::default(),
                 enc: model_encoding.unwrap_or(Encoding::O200k),
                 exact_encoding: model_encoding.is_some(),
-                text: String::new(),
+                // the usual completion without reallocating
+                text: String::with_capacity(TEXT_START),
                 text_tokens: 0,
                 saw_text: false,
                 saw_tool_json: false,
