@@ -12,13 +12,13 @@ mod event_memo;
 mod scan;
 mod scan_whole;
 mod sse;
+mod sse_reader;
 pub(crate) mod stream_usage;
 
 pub use event::{EventFacts, EventType, FactsWanted, StreamApi};
-use event_memo::EventMemo;
 pub use scan::{Kind, Name, Scanner, Visitor};
-use scan_whole::{scan_whole, Whole};
 pub use sse::SseLines;
+use sse_reader::SseReader;
 pub use stream_usage::{request_usage, Rewrite, UsageStripper};
 
 use crate::core::tokens::{Encoding, PromptCount, Source};
@@ -217,7 +217,7 @@ impl Visitor for Sink {
 pub struct ResponseTracker {
     framing: Framing,
     scanner: Scanner,
-    lines: SseLines,
+    sse: SseReader,
     sink: Sink,
     /// The whole body went through (the last buffer was seen).
     complete: bool,
@@ -225,8 +225,6 @@ pub struct ResponseTracker {
     missed: bool,
     /// Bytes seen.
     bytes: u64,
-    /// The layout of the last event read whole (see `event_memo`).
-    memo: EventMemo,
 }
 
 impl ResponseTracker {
@@ -236,7 +234,7 @@ impl ResponseTracker {
         ResponseTracker {
             framing,
             scanner: Scanner::new(),
-            lines: SseLines::default(),
+            sse: SseReader::default(),
             sink: Sink {
                 reported: Reported::default(),
                 enc: model_encoding.unwrap_or(Encoding::O200k),
@@ -253,7 +251,6 @@ impl ResponseTracker {
             complete: false,
             missed: false,
             bytes: 0,
-            memo: EventMemo::default(),
         }
     }
 
@@ -266,7 +263,7 @@ impl ResponseTracker {
         self.bytes += data.len() as u64;
         match self.framing {
             Framing::Json => self.scanner.feed(data, &mut self.sink),
-            Framing::Sse => self.lines.feed(data, &mut self.scanner, &mut self.sink),
+            Framing::Sse => self.sse.feed(data, &mut self.scanner, &mut self.sink),
         }
     }
 
@@ -281,7 +278,7 @@ impl ResponseTracker {
     pub fn want_head(&mut self, head: bool) {
         if self.sink.want.head != head {
             self.sink.want.head = head;
-            self.memo.clear();
+            self.sse.forget_layout();
         }
     }
 
@@ -290,25 +287,12 @@ impl ResponseTracker {
     /// its facts.
     pub fn feed_event(&mut self, event: &[u8]) -> &EventFacts {
         self.sink.facts.reset();
-        match single_data_line(event) {
-            Some((json, cr_end)) if self.framing == Framing::Sse && self.lines.at_event_start() => {
-                // the usual event, `data: {...}` and a blank line: its text if it has the
-                // layout of the one before, otherwise the whole-document scan
+        match self.framing {
+            Framing::Sse => {
                 self.bytes += event.len() as u64;
-                if let Some(text) = self.memo.text_of(json) {
-                    self.sink.facts.copy_layout_from(self.memo.facts());
-                    self.sink.string(self.memo.path(), &text, true);
-                    self.sink.event_end(1, self.memo.complete());
-                } else {
-                    let (end, layout) = scan_whole(json, &mut self.sink);
-                    let complete = end == Whole::Done;
-                    self.sink.event_end(1, complete);
-                    self.memo
-                        .remember(json, &layout, &self.sink.facts, complete);
-                }
-                self.lines.skip_event(cr_end);
+                self.sse.event(event, &mut self.scanner, &mut self.sink);
             }
-            _ => self.feed(event),
+            Framing::Json => self.feed(event),
         }
         &self.sink.facts
     }
@@ -326,7 +310,7 @@ impl ResponseTracker {
         self.complete = true;
         match self.framing {
             Framing::Json => self.scanner.finish(&mut self.sink),
-            Framing::Sse => self.lines.finish(&mut self.scanner, &mut self.sink),
+            Framing::Sse => self.sse.finish(&mut self.scanner, &mut self.sink),
         }
     }
 
@@ -349,7 +333,7 @@ impl ResponseTracker {
     fn counted_completion(&self) -> Option<(u64, Source)> {
         let readable = match self.framing {
             Framing::Json => self.scanner.is_done(),
-            Framing::Sse => self.lines.events() > 0 || self.bytes == 0,
+            Framing::Sse => self.sse.events() > 0 || self.bytes == 0,
         };
         if !readable && !self.sink.saw_text {
             return None;
@@ -365,19 +349,6 @@ impl ResponseTracker {
                 Source::Estimated
             },
         ))
-    }
-}
-
-/// The data of an event that is one `data:` line and a blank line (LF, CRLF or CR line
-/// ends), and whether it ends with a CR.
-fn single_data_line(ev: &[u8]) -> Option<(&[u8], bool)> {
-    let rest = ev.strip_prefix(b"data:")?;
-    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-    let end = memchr::memchr2(b'\n', b'\r', rest)?;
-    match &rest[end..] {
-        b"\n\n" | b"\r\n\r\n" => Some((&rest[..end], false)),
-        b"\r\r" => Some((&rest[..end], true)),
-        _ => None,
     }
 }
 

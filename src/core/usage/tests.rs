@@ -78,7 +78,7 @@ fn openai_chat_stream() {
     );
     assert_eq!((r.cached(), r.reasoning), (Some(3), Some(0)));
     assert_eq!(t.sink.text, "Hello world");
-    assert_eq!(t.lines.events(), 6);
+    assert_eq!(t.sse.events(), 6);
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn sse_framing_variants() {
     let t = every_split(Framing::Sse, body);
     let r = t.reported();
     assert_eq!((r.input, r.output, r.total), (Some(4), Some(6), Some(10)));
-    assert_eq!(t.lines.events(), 3);
+    assert_eq!(t.sse.events(), 3);
 }
 
 #[test]
@@ -364,4 +364,21 @@ fn cache_and_reasoning_numbers_are_checked_against_their_whole() {
         (u.prompt, u.cached, u.implausible),
         (Some(52), Some(40), None)
     );
+}
+
+#[test]
+fn an_event_too_large_to_hold_is_read_as_it_comes() {
+    let text = "long words ".repeat(3 * sse_reader::HELD_MAX / 11);
+    let body = format!(
+        "data: {{\"choices\":[{{\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\ndata: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":3,\"completion_tokens\":4}}}}\n\ndata: [DONE]\n\n"
+    );
+    let mut t = ResponseTracker::new(Framing::Sse, Some(Encoding::O200k));
+    for piece in body.as_bytes().chunks(4096) {
+        t.feed(piece);
+        assert!(t.sse.held() <= sse_reader::HELD_MAX + 4096);
+    }
+    t.finish();
+    assert_eq!(t.reported().input, Some(3));
+    assert_eq!(t.reported().output, Some(4));
+    assert_eq!(t.sink.text, text);
 }
