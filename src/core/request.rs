@@ -2,8 +2,9 @@
 //!
 //! The parse validates the whole document (syntax and UTF-8) but materialises only what the
 //! gateway acts on: `model`, `stream`, `max_tokens`, `max_completion_tokens`,
-//! and the raw JSON of `messages` and `tools` for later phases (token counting). Other fields
-//! are skipped without allocating. Type errors in these fields are 400s with `param` set; the
+//! and where the raw JSON of the prompt's fields and `stream_options` lies in the body, so
+//! that later steps (the prompt's bound and count, the include_usage insertion) read only
+//! those. Other fields are skipped without allocating. Type errors in these fields are 400s with `param` set; the
 //! body itself is forwarded upstream byte for byte by nginx.
 
 use serde::de::IgnoredAny;
@@ -26,10 +27,26 @@ pub struct RequestSummary {
     pub max_completion_tokens: Option<u64>,
     /// The Responses API's output limit.
     pub max_output_tokens: Option<u64>,
-    /// The `messages` array as raw JSON (OpenAI chat, Anthropic messages).
-    pub messages: Option<Box<RawValue>>,
-    /// The `tools` array as raw JSON.
-    pub tools: Option<Box<RawValue>>,
+    /// Where the top-level fields later steps read lie in the body.
+    pub spans: BodySpans,
+}
+
+/// A byte range of the body.
+pub type Span = (usize, usize);
+
+/// Where the raw JSON values of the top-level fields that make the prompt (and
+/// `stream_options`) lie in the body; `None` for a field that is absent (a `null` has a span).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BodySpans {
+    pub model: Option<Span>,
+    pub messages: Option<Span>,
+    pub system: Option<Span>,
+    pub tools: Option<Span>,
+    pub functions: Option<Span>,
+    pub input: Option<Span>,
+    pub instructions: Option<Span>,
+    pub prompt: Option<Span>,
+    pub stream_options: Option<Span>,
 }
 
 impl RequestSummary {
@@ -48,15 +65,21 @@ impl RequestSummary {
         .max()
     }
 
-    /// The raw JSON of `messages`, e.g. for token counting.
-    pub fn messages_json(&self) -> Option<&str> {
-        self.messages.as_deref().map(RawValue::get)
+    /// The raw JSON of `messages` in `body` (the body this summary was made of).
+    pub fn messages_json<'b>(&self, body: &'b [u8]) -> Option<&'b str> {
+        span_text(body, self.spans.messages)
     }
 
-    /// The raw JSON of `tools`.
-    pub fn tools_json(&self) -> Option<&str> {
-        self.tools.as_deref().map(RawValue::get)
+    /// The raw JSON of `tools` in `body`.
+    pub fn tools_json<'b>(&self, body: &'b [u8]) -> Option<&'b str> {
+        span_text(body, self.spans.tools)
     }
+}
+
+/// The text of a span of a body that was validated as UTF-8.
+pub fn span_text(body: &[u8], span: Option<Span>) -> Option<&str> {
+    let (a, b) = span?;
+    std::str::from_utf8(body.get(a..b)?).ok()
 }
 
 /// Whether a body with this `Content-Type` is expected to be JSON. Everything is, except
@@ -89,6 +112,29 @@ struct TopLevel<'a> {
     messages: Option<&'a RawValue>,
     #[serde(borrow, default)]
     tools: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    system: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    functions: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    instructions: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream_options: Present<'a>,
+}
+
+/// A field's raw JSON when it is present, `null` included (`Option` would read `null` as
+/// absent).
+#[derive(Default)]
+pub(crate) struct Present<'a>(pub Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Present<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(|r| Present(Some(r)))
+    }
 }
 
 /// Parses a request body. An empty body yields an empty summary.
@@ -137,8 +183,25 @@ pub fn parse_request(body: &[u8], json_expected: bool) -> Result<RequestSummary,
         count,
     )?;
     summary.max_output_tokens = field(top.max_output_tokens, "max_output_tokens", COUNT, count)?;
-    summary.messages = array(top.messages, "messages")?;
-    summary.tools = array(top.tools, "tools")?;
+    array(top.messages, "messages")?;
+    array(top.tools, "tools")?;
+    let span = |v: Option<&RawValue>| {
+        v.map(|v| {
+            let start = v.get().as_ptr() as usize - text.as_ptr() as usize;
+            (start, start + v.get().len())
+        })
+    };
+    summary.spans = BodySpans {
+        model: span(top.model),
+        messages: span(top.messages),
+        system: span(top.system),
+        tools: span(top.tools),
+        functions: span(top.functions),
+        input: span(top.input),
+        instructions: span(top.instructions),
+        prompt: span(top.prompt),
+        stream_options: span(top.stream_options.0),
+    };
     Ok(summary)
 }
 
@@ -165,17 +228,10 @@ fn field<T>(
     convert(value).ok_or(GatewayError::InvalidField { param, expected })
 }
 
-/// Keeps an array field as raw JSON.
-fn array(
-    raw: Option<&RawValue>,
-    param: &'static str,
-) -> Result<Option<Box<RawValue>>, GatewayError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    match raw.get().as_bytes().first() {
-        Some(b'[') => Ok(Some(raw.to_owned())),
-        Some(b'n') => Ok(None),
+/// Checks that a field is an array (or null).
+fn array(raw: Option<&RawValue>, param: &'static str) -> Result<(), GatewayError> {
+    match raw.map(|r| r.get().as_bytes().first()) {
+        None | Some(Some(b'[' | b'n')) => Ok(()),
         _ => Err(GatewayError::InvalidField {
             param,
             expected: "an array",
@@ -224,20 +280,25 @@ mod tests {
 
     #[test]
     fn summary_fields() {
-        let s = ok(r#"{"model":"gpt-4o","stream":true,"max_tokens":64,
+        let body = r#"{"model":"gpt-4o","stream":true,"max_tokens":64,
                        "max_completion_tokens":32, "extra": {"deep": [1, {"x": null}]},
                        "messages":[{"role":"user","content":"hi"}],
-                       "tools":[{"type":"function"}]}"#);
+                       "tools":[{"type":"function"}], "stream_options" : null}"#;
+        let s = ok(body);
+        let b = body.as_bytes();
         assert!(s.is_json);
         assert_eq!(s.model.as_deref(), Some("gpt-4o"));
         assert!(s.stream);
         assert_eq!(s.max_tokens, Some(64));
         assert_eq!(s.max_completion_tokens, Some(32));
         assert_eq!(
-            s.messages_json(),
+            s.messages_json(b),
             Some(r#"[{"role":"user","content":"hi"}]"#)
         );
-        assert_eq!(s.tools_json(), Some(r#"[{"type":"function"}]"#));
+        assert_eq!(s.tools_json(b), Some(r#"[{"type":"function"}]"#));
+        assert_eq!(span_text(b, s.spans.stream_options), Some("null"));
+        assert_eq!(span_text(b, s.spans.model), Some(r#""gpt-4o""#));
+        assert_eq!(s.spans.system, None);
         assert!(s.body_bytes > 0);
     }
 
@@ -287,9 +348,9 @@ mod tests {
         let s = ok("");
         assert!(!s.is_json && s.model.is_none() && !s.stream);
         let s = ok("{}");
-        assert!(s.is_json && s.messages.is_none());
+        assert!(s.is_json && s.spans.messages.is_none());
         let s = ok(r#"{"model":null,"stream":null,"max_tokens":null,"messages":null}"#);
-        assert!(s.model.is_none() && !s.stream && s.max_tokens.is_none() && s.messages.is_none());
+        assert!(s.model.is_none() && !s.stream && s.max_tokens.is_none());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::request::{parse_request, RequestSummary};
 use super::routing::health::{health_key, is_cooling, record_failure, record_success};
 use super::routing::{attempt_order, Route};
 use super::tokens::PromptCount;
-use super::usage::request_usage;
+use super::usage::{request_usage, request_usage_at};
 
 pub use prompt::BodyPrompt;
 pub use view::{BodyView, Incoming};
@@ -218,7 +218,11 @@ pub fn decide<I: Incoming, E: Env>(
     };
     // an OpenAI stream without usage: ask the provider for it
     let with_usage = (summary.stream && req.stream_usage && is_openai_stream_path(req.uri))
-        .then(|| request_usage(&body))
+        .then(|| match was_clamped {
+            // the lowered body was written anew: read it again
+            true => request_usage(&body),
+            false => request_usage_at(&body, summary.spans.stream_options),
+        })
         .flatten();
     d.added_include_usage = with_usage.is_some();
     d.body = match with_usage {
@@ -262,7 +266,7 @@ fn enforce<I: Incoming, E: Env>(
         max_output: summary.max_output(),
         view,
     };
-    let mut prompt = BodyPrompt::new(summary.is_json.then_some(req.body), model);
+    let mut prompt = BodyPrompt::new(summary.is_json.then_some(req.body), &summary.spans, model);
     let mut plan = match precheck(&ns.policies, &facts, &mut prompt) {
         Ok(plan) => plan,
         Err(denial) => {

@@ -1,20 +1,33 @@
 //! The request body's prompt for the policy engine: a bound without the tokenizer, or the
-//! exact count (kept, so the log phase does not count again).
+//! exact count (kept, so the log phase does not count again). Both read the prompt's fields
+//! where the request's parse found them in the body (no second parse of the body).
 
 use crate::core::policy::PromptTokens;
-use crate::core::tokens::{count_prompt, prompt_bound, PromptCount};
+use crate::core::request::{span_text, BodySpans};
+use crate::core::tokens::{bound_fields, count_fields, PromptCount, PromptFields};
 
 pub struct BodyPrompt<'a> {
-    body: Option<&'a [u8]>,
+    /// The prompt's fields (`None`: the body is not JSON, no prompt).
+    fields: Option<PromptFields<'a>>,
     model: Option<&'a str>,
     counted: Option<Option<PromptCount>>,
 }
 
 impl<'a> BodyPrompt<'a> {
-    /// `body` is the request's JSON body (`None`: not JSON, no prompt).
-    pub fn new(body: Option<&'a [u8]>, model: Option<&'a str>) -> Self {
+    /// `body` is the request's JSON body (`None`: not JSON, no prompt) and `spans` where its
+    /// parse found the prompt's fields.
+    pub fn new(body: Option<&'a [u8]>, spans: &BodySpans, model: Option<&'a str>) -> Self {
+        let fields = body.map(|b| PromptFields {
+            messages: span_text(b, spans.messages),
+            system: span_text(b, spans.system),
+            tools: span_text(b, spans.tools),
+            functions: span_text(b, spans.functions),
+            input: span_text(b, spans.input),
+            instructions: span_text(b, spans.instructions),
+            prompt: span_text(b, spans.prompt),
+        });
         BodyPrompt {
-            body,
+            fields,
             model,
             counted: None,
         }
@@ -36,17 +49,18 @@ impl PromptTokens for BodyPrompt<'_> {
         if let Some(Some(c)) = self.counted {
             return c.tokens;
         }
-        self.body
-            .and_then(|b| prompt_bound(b, self.model))
+        self.fields
+            .as_ref()
+            .and_then(|f| bound_fields(f, self.model))
             .unwrap_or(0)
     }
 
     fn exact(&mut self) -> u64 {
-        let body = self.body;
+        let fields = self.fields;
         let model = self.model;
         let counted = *self
             .counted
-            .get_or_insert_with(|| body.and_then(|b| count_prompt(b, model)));
+            .get_or_insert_with(|| fields.as_ref().and_then(|f| count_fields(f, model)));
         counted.map_or(0, |c| c.tokens)
     }
 }

@@ -11,7 +11,9 @@ mod oracle;
 mod prompt;
 pub mod service;
 
-pub use prompt::{count_prompt, prompt_bound, PromptCount};
+pub use prompt::{
+    bound_fields, count_fields, count_prompt, prompt_bound, PromptCount, PromptFields,
+};
 
 /// An OpenAI encoding the gateway counts exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -102,25 +102,27 @@ impl Tally {
     }
 
     /// A JSON value the gateway cannot frame exactly: its text, and the count is estimated.
-    fn json(&mut self, raw: &RawValue) {
+    fn json(&mut self, raw: &str) {
         self.exact = false;
-        self.text(raw.get());
+        self.text(raw);
     }
 
-    fn is_null(raw: &RawValue) -> bool {
-        raw.get() == "null"
+    fn is_null(raw: &str) -> bool {
+        raw == "null"
     }
 
     /// A string, or an array of content parts (OpenAI chat, Responses, Anthropic).
-    fn content(&mut self, raw: &RawValue) {
+    fn content(&mut self, raw: &str) {
         if Self::is_null(raw) {
             return;
         }
-        if let Ok(s) = serde_json::from_str::<Cow<'_, str>>(raw.get()) {
-            self.text(&s);
-            return;
+        if raw.starts_with('"') {
+            if let Ok(s) = serde_json::from_str::<Cow<'_, str>>(raw) {
+                self.text(&s);
+                return;
+            }
         }
-        let Ok(parts) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+        let Ok(parts) = serde_json::from_str::<Vec<&RawValue>>(raw) else {
             self.json(raw);
             return;
         };
@@ -136,7 +138,7 @@ impl Tally {
                     self.exact = false;
                     self.tokens += PER_IMAGE;
                 }
-                _ => self.json(part),
+                _ => self.json(part.get()),
             }
         }
     }
@@ -147,7 +149,7 @@ impl Tally {
             self.text(role);
         }
         if let Some(content) = m.content {
-            self.content(content);
+            self.content(content.get());
         }
         if let Some(name) = &m.name {
             self.text(name);
@@ -158,15 +160,15 @@ impl Tally {
             self.exact = false;
         }
         for raw in [m.tool_calls, m.function_call].into_iter().flatten() {
-            if !Self::is_null(raw) {
-                self.json(raw);
+            if !Self::is_null(raw.get()) {
+                self.json(raw.get());
             }
         }
     }
 
     /// A `messages` array (OpenAI chat, Anthropic) or a Responses `input` array.
-    fn messages(&mut self, raw: &RawValue) -> bool {
-        let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+    fn messages(&mut self, raw: &str) -> bool {
+        let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw) else {
             return false;
         };
         for item in items {
@@ -175,7 +177,7 @@ impl Tally {
                 _ => {
                     // a Responses item that is not a message (function_call, ...)
                     self.tokens += PER_MESSAGE;
-                    self.json(item);
+                    self.json(item.get());
                 }
             }
         }
@@ -184,14 +186,14 @@ impl Tally {
 
     /// A string or an array of strings (completions `prompt`, embeddings `input`); arrays of
     /// token ids count one token each.
-    fn plain(&mut self, raw: &RawValue) {
-        if let Ok(s) = serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+    fn plain(&mut self, raw: &str) {
+        if let Ok(s) = serde_json::from_str::<Cow<'_, str>>(raw) {
             self.text(&s);
-        } else if let Ok(list) = serde_json::from_str::<Vec<Cow<'_, str>>>(raw.get()) {
+        } else if let Ok(list) = serde_json::from_str::<Vec<Cow<'_, str>>>(raw) {
             list.iter().for_each(|s| self.text(s));
-        } else if let Ok(ids) = serde_json::from_str::<Vec<u64>>(raw.get()) {
+        } else if let Ok(ids) = serde_json::from_str::<Vec<u64>>(raw) {
             self.tokens += ids.len() as u64;
-        } else if let Ok(lists) = serde_json::from_str::<Vec<Vec<u64>>>(raw.get()) {
+        } else if let Ok(lists) = serde_json::from_str::<Vec<Vec<u64>>>(raw) {
             self.tokens += lists.iter().map(|l| l.len() as u64).sum::<u64>();
         } else {
             self.json(raw);
@@ -199,28 +201,72 @@ impl Tally {
     }
 }
 
-fn present(r: Option<&RawValue>) -> Option<&RawValue> {
+fn present(r: Option<&str>) -> Option<&str> {
     r.filter(|r| !Tally::is_null(r))
+}
+
+/// The raw JSON of the top-level fields of a request body that make its prompt.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PromptFields<'a> {
+    pub messages: Option<&'a str>,
+    pub system: Option<&'a str>,
+    pub tools: Option<&'a str>,
+    pub functions: Option<&'a str>,
+    pub input: Option<&'a str>,
+    pub instructions: Option<&'a str>,
+    pub prompt: Option<&'a str>,
+}
+
+impl<'a> PromptFields<'a> {
+    /// Parses a body for them; `None` when it is not a JSON object. The body's own `model`
+    /// comes with them.
+    fn of_body(body: &'a [u8]) -> Option<(PromptFields<'a>, Option<Cow<'a, str>>)> {
+        let text = std::str::from_utf8(body).ok()?;
+        let b: Body<'a> = serde_json::from_str(text).ok()?;
+        let get = |r: Option<&'a RawValue>| r.map(RawValue::get);
+        Some((
+            PromptFields {
+                messages: get(b.messages),
+                system: get(b.system),
+                tools: get(b.tools),
+                functions: get(b.functions),
+                input: get(b.input),
+                instructions: get(b.instructions),
+                prompt: get(b.prompt),
+            },
+            b.model,
+        ))
+    }
 }
 
 /// The prompt tokens of a request body for `model` (the body's own `model` when `None`).
 /// `None` when the body has nothing a model reads (no messages, input or prompt) or is not
 /// a JSON object.
 pub fn count_prompt(body: &[u8], model: Option<&str>) -> Option<PromptCount> {
-    tally(body, model, false)
+    let (fields, own) = PromptFields::of_body(body)?;
+    tally(&fields, model.or(own.as_deref()), false)
 }
 
 /// An upper bound of [`count_prompt`] made without the tokenizer (text bytes instead of
 /// tokens, the same framing): about 30 times cheaper, for limit checks that do not need the
 /// exact number when the bound already fits.
 pub fn prompt_bound(body: &[u8], model: Option<&str>) -> Option<u64> {
-    tally(body, model, true).map(|c| c.tokens)
+    let (fields, own) = PromptFields::of_body(body)?;
+    tally(&fields, model.or(own.as_deref()), true).map(|c| c.tokens)
 }
 
-fn tally(body: &[u8], model: Option<&str>, bound: bool) -> Option<PromptCount> {
-    let text = std::str::from_utf8(body).ok()?;
-    let parsed: Body<'_> = serde_json::from_str(text).ok()?;
-    let model = model.or(parsed.model.as_deref()).unwrap_or("");
+/// [`count_prompt`] of fields already found in the body (see `request::BodySpans`).
+pub fn count_fields(fields: &PromptFields<'_>, model: Option<&str>) -> Option<PromptCount> {
+    tally(fields, model, false)
+}
+
+/// [`prompt_bound`] of fields already found in the body.
+pub fn bound_fields(fields: &PromptFields<'_>, model: Option<&str>) -> Option<u64> {
+    tally(fields, model, true).map(|c| c.tokens)
+}
+
+fn tally(parsed: &PromptFields<'_>, model: Option<&str>, bound: bool) -> Option<PromptCount> {
+    let model = model.unwrap_or("");
     let (enc, known) = match Encoding::for_model(model) {
         Some(e) => (e, true),
         None => (Encoding::O200k, false),
@@ -254,7 +300,7 @@ fn tally(body: &[u8], model: Option<&str>, bound: bool) -> Option<PromptCount> {
     if let Some(input) = present(parsed.input) {
         if model.contains("embedding") {
             t.plain(input);
-        } else if input.get().starts_with('"') {
+        } else if input.starts_with('"') {
             // Responses API: a string input is one user message
             t.tokens += PER_MESSAGE;
             t.text("user");

@@ -19,7 +19,7 @@ pub use event::{EventFacts, EventType, FactsWanted, StreamApi};
 pub use scan::{Kind, Name, Scanner, Visitor};
 pub use sse::SseLines;
 use sse_reader::SseReader;
-pub use stream_usage::{request_usage, Rewrite, UsageStripper};
+pub use stream_usage::{request_usage, request_usage_at, Rewrite, UsageStripper};
 
 use crate::core::tokens::{Encoding, PromptCount, Source};
 

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use super::event::EventFacts;
 use super::scan::Kind;
+use crate::core::request::Present;
 
 /// Where a borrowed JSON value lies in the text it was parsed from.
 fn span(text: &str, value: &RawValue) -> (usize, usize) {
@@ -22,7 +23,7 @@ fn span(text: &str, value: &RawValue) -> (usize, usize) {
 #[derive(Deserialize)]
 struct Top<'a> {
     #[serde(borrow, default)]
-    stream_options: Option<&'a RawValue>,
+    stream_options: Present<'a>,
 }
 
 #[derive(Deserialize)]
@@ -37,12 +38,16 @@ struct StreamOptions<'a> {
 pub fn request_usage(body: &[u8]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(body).ok()?;
     let top: Top<'_> = serde_json::from_str(text).ok()?;
+    request_usage_at(body, top.stream_options.0.map(|so| span(text, so)))
+}
+
+/// [`request_usage`] of a body whose parse found `stream_options` at `stream_options` (a
+/// byte range; `None` when absent): only that member is read.
+pub fn request_usage_at(body: &[u8], stream_options: Option<(usize, usize)>) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?;
     let mut out = Vec::with_capacity(body.len() + 40);
-    match top.stream_options {
+    match stream_options {
         None => {
-            if text.contains("\"stream_options\"") {
-                return None; // present but null
-            }
             let open = text.find('{')?;
             out.extend_from_slice(&body[..=open]);
             out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
@@ -51,11 +56,10 @@ pub fn request_usage(body: &[u8]) -> Option<Vec<u8>> {
             }
             out.extend_from_slice(&body[open + 1..]);
         }
-        Some(so) => {
-            let (so_start, so_end) = span(text, so);
-            let so_text = &text[so_start..so_end];
+        Some((so_start, so_end)) => {
+            let so_text = text.get(so_start..so_end)?;
             if !so_text.starts_with('{') {
-                return None;
+                return None; // null, or not an object
             }
             let opts: StreamOptions<'_> = serde_json::from_str(so_text).ok()?;
             match opts.include_usage {
@@ -300,6 +304,31 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(&inject(body).unwrap()).unwrap();
             assert_eq!(v["stream_options"]["include_usage"], true);
         }
+    }
+
+    #[test]
+    fn the_spans_of_the_request_parse_give_the_same_body() {
+        for body in [
+            r#"{"model":"m","stream":true}"#,
+            r#"{"messages":[{"content":"\"stream_options\":null"}],"stream":true}"#,
+            r#"{"stream_options":{"include_obfuscation":false},"a":1}"#,
+            r#"{"stream_options": {"include_usage" : false}}"#,
+            r#"{"stream_options":{"include_usage":true}}"#,
+            r#"{"stream_options":null}"#,
+            r#"{"stream_options":{"include_usage":null}}"#,
+            r#" { } "#,
+        ] {
+            let spans = crate::core::request::parse_request(body.as_bytes(), true)
+                .unwrap()
+                .spans;
+            assert_eq!(
+                request_usage_at(body.as_bytes(), spans.stream_options),
+                request_usage(body.as_bytes()),
+                "{body}"
+            );
+        }
+        // a key inside a string is not the member
+        assert!(inject(r#"{"messages":[{"content":"\"stream_options\""}]}"#).is_some());
     }
 
     #[test]
