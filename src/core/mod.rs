@@ -8,6 +8,7 @@ pub mod config_error;
 pub mod error;
 pub(crate) mod fields;
 pub mod identify;
+pub mod json_bytes;
 pub mod matcher;
 pub mod metrics;
 pub mod mock;

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{Encoding, Source};
+use crate::core::json_bytes::string_stop;
 
 /// Tokens per message, per `name`, and for the reply priming (OpenAI's chat framing).
 const PER_MESSAGE: u64 = 3;
@@ -168,6 +169,17 @@ impl Tally {
 
     /// A `messages` array (OpenAI chat, Anthropic) or a Responses `input` array.
     fn messages(&mut self, raw: &str) -> bool {
+        if self.bound {
+            if let Some(n) = plain_messages_bound(raw.as_bytes()) {
+                self.tokens += n;
+                return true;
+            }
+        }
+        self.messages_general(raw)
+    }
+
+    /// [`messages`](Self::messages), message by message.
+    fn messages_general(&mut self, raw: &str) -> bool {
         let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw) else {
             return false;
         };
@@ -199,6 +211,149 @@ impl Tally {
             self.json(raw);
         }
     }
+}
+
+/// The bound of a `messages` array whose items are all plain messages (objects of `role`,
+/// `content` and `name` strings, each at most once), read in one pass without a parse: what
+/// [`Tally::messages`] adds in bound mode for it. `None` for any other array (the general
+/// reading then adds the same or more).
+fn plain_messages_bound(b: &[u8]) -> Option<u64> {
+    let mut r = Reader { b, i: 0 };
+    let mut tokens = 0u64;
+    r.expect(b'[')?;
+    if r.peek()? == b']' {
+        r.i += 1;
+        return r.end().then_some(0);
+    }
+    loop {
+        r.expect(b'{')?;
+        tokens += PER_MESSAGE;
+        let mut seen = [false; 3];
+        if r.peek()? != b'}' {
+            loop {
+                let key = r.string()?;
+                r.expect(b':')?;
+                let text = r.string()?;
+                let which = match key {
+                    b"role" => 0,
+                    b"content" => 1,
+                    b"name" => 2,
+                    _ => return None,
+                };
+                if std::mem::replace(&mut seen[which], true) {
+                    return None; // a duplicate: the general reading refuses the message
+                }
+                tokens += unescaped_len(text)? as u64 + u64::from(which == 2) * PER_NAME;
+                match r.next()? {
+                    b',' => continue,
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        } else {
+            r.i += 1;
+        }
+        match r.next()? {
+            b',' => continue,
+            b']' => return r.end().then_some(tokens),
+            _ => return None,
+        }
+    }
+}
+
+/// A cursor over JSON text that skips whitespace before each token.
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn peek(&mut self) -> Option<u8> {
+        while self.b.get(self.i).is_some_and(u8::is_ascii_whitespace) {
+            self.i += 1;
+        }
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn expect(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    /// The raw contents of a string (escapes unresolved).
+    fn string(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let start = self.i;
+        let mut at = start;
+        loop {
+            let stop = string_stop(self.b, at);
+            match self.b.get(stop)? {
+                b'"' => {
+                    self.i = stop + 1;
+                    return Some(&self.b[start..stop]);
+                }
+                _ => at = stop + 2,
+            }
+        }
+    }
+
+    fn end(&mut self) -> bool {
+        self.peek().is_none()
+    }
+}
+
+/// The length in bytes of a JSON string's contents (UTF-8) once unescaped, as serde_json
+/// decodes them; `None` for what it refuses (a lone surrogate, a bad escape).
+fn unescaped_len(raw: &[u8]) -> Option<usize> {
+    let mut n = 0;
+    let mut i = 0;
+    while i < raw.len() {
+        let stop = string_stop(raw, i);
+        n += stop - i;
+        if stop >= raw.len() {
+            break;
+        }
+        match *raw.get(stop + 1)? {
+            b'u' => {
+                let unit = hex4(raw.get(stop + 2..stop + 6)?)?;
+                i = stop + 6;
+                n += match unit {
+                    0xD800..=0xDBFF => {
+                        // a high surrogate must have its low half next
+                        if raw.get(i..i + 2)? != b"\\u" {
+                            return None;
+                        }
+                        let low = hex4(raw.get(i + 2..i + 6)?)?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return None;
+                        }
+                        i += 6;
+                        4
+                    }
+                    0xDC00..=0xDFFF => return None,
+                    0..=0x7F => 1,
+                    0x80..=0x7FF => 2,
+                    _ => 3,
+                };
+            }
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
+                n += 1;
+                i = stop + 2;
+            }
+            _ => return None,
+        }
+    }
+    Some(n)
+}
+
+fn hex4(h: &[u8]) -> Option<u32> {
+    h.iter()
+        .try_fold(0u32, |acc, &c| Some(acc * 16 + (c as char).to_digit(16)?))
 }
 
 fn present(r: Option<&str>) -> Option<&str> {
@@ -339,6 +494,44 @@ fn tally(parsed: &PromptFields<'_>, model: Option<&str>, bound: bool) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_messages_are_bounded_as_the_general_reading_bounds_them() {
+        let general = |raw: &str| {
+            let mut t = Tally {
+                enc: Encoding::O200k,
+                tokens: 0,
+                exact: true,
+                bound: true,
+            };
+            t.messages_general(raw).then_some(t.tokens)
+        };
+        for raw in [
+            r#"[]"#,
+            r#" [ ] "#,
+            r#"[{}]"#,
+            r#"[{"role":"user","content":"Hello"}]"#,
+            r#"[ { "content" : "a\nb\"c\\d\/e" , "role":"system" } , {"role":"user","content":"x","name":"bob"} ]"#,
+            r#"[{"role":"user","content":"caf\u00e9 \u65e5 \ud83d\ude00 \u0041"}]"#,
+            r#"[{"role":"user","content":"日本語 é"}]"#,
+        ] {
+            assert_eq!(plain_messages_bound(raw.as_bytes()), general(raw), "{raw}");
+        }
+        // anything else is left to the general reading
+        for raw in [
+            r#"[{"role":"user","content":null}]"#,
+            r#"[{"role":"user","content":[{"type":"text","text":"hi"}]}]"#,
+            r#"[{"role":"user","content":"a","role":"b"}]"#,
+            r#"[{"role":"user","content":"a","tool_calls":[]}]"#,
+            r#"[{"r\u006fle":"user"}]"#,
+            r#"[{"role":"user","content":"lone \ud800"}]"#,
+            r#"[{"role":"user","content":"bad \x"}]"#,
+            r#"["text"]"#,
+            r#"[{"type":"message","role":"user","content":"hi"}]"#,
+        ] {
+            assert_eq!(plain_messages_bound(raw.as_bytes()), None, "{raw}");
+        }
+    }
 
     #[test]
     fn the_bound_is_never_below_the_count() {

@@ -9,6 +9,8 @@
 //! one that is not JSON (`[DONE]`, an HTML error page), stops the scan: what was found before
 //! stays found.
 
+pub(crate) use crate::core::json_bytes::string_stop;
+
 /// Deepest nesting followed; a deeper document stops the scan.
 pub const MAX_DEPTH: usize = 32;
 /// Longest key recognised (longer keys are [`Name::Other`]).
@@ -624,39 +626,6 @@ impl Scanner {
 fn short_key(rest: &[u8]) -> Option<usize> {
     let stop = string_stop(&rest[..rest.len().min(KEY_MAX + 1)], 0);
     (rest.get(stop) == Some(&b'"')).then_some(stop)
-}
-
-/// Where the next quote or backslash is in `data[from..]` (or `data.len()`): eight bytes at a
-/// time for the short strings most values are, `memchr2` past 32 bytes.
-#[inline]
-pub(super) fn string_stop(data: &[u8], from: usize) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
-    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let mut at = from;
-    let short_end = data.len().min(from + 32);
-    while at + 8 <= short_end {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&data[at..at + 8]);
-        let x = u64::from_le_bytes(word);
-        let hit = zero(x ^ QUOTES) | zero(x ^ BACKSLASHES);
-        if hit != 0 {
-            return at + (hit.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    while at < short_end {
-        if data[at] == b'"' || data[at] == b'\\' {
-            return at;
-        }
-        at += 1;
-    }
-    if short_end == data.len() {
-        return short_end;
-    }
-    memchr::memchr2(b'"', b'\\', &data[short_end..]).map_or(data.len(), |p| short_end + p)
 }
 
 /// How many bytes at the end of `b` are the start of a UTF-8 sequence that is not complete.
