@@ -33,3 +33,13 @@ pub fn string_stop(data: &[u8], from: usize) -> usize {
     }
     memchr::memchr2(b'"', b'\\', &data[short_end..]).map_or(data.len(), |p| short_end + p)
 }
+
+/// Bytes as text, invalid UTF-8 replaced: validated first (fast for the valid text nearly
+/// all of it is), replaced only when that fails.
+#[inline]
+pub fn lossy(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(raw) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(raw),
+    }
+}

@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod request;
 pub mod routing;
+pub mod short_text;
 pub mod snapshot;
 pub mod stream_rewrite;
 pub mod strict_json;

@@ -11,6 +11,7 @@ use crate::core::error::GatewayError;
 use crate::core::pipeline::PolicyOutcome;
 use crate::core::policy::slot::Shape;
 use crate::core::policy::{release, reset_text, settle, Denial};
+use crate::core::short_text::decimal;
 
 /// What the policies decided for a request (the pipeline's outcome, read through `Deref`),
 /// and the zone its counters were taken from; dropped with the request context, which gives
@@ -118,27 +119,27 @@ pub unsafe fn add_headers(r: *mut ngx_http_request_t, state: &PolicyState) -> bo
             k.len() > 12 && k[..12].eq_ignore_ascii_case(b"x-ratelimit-")
         });
         let mut ok = true;
-        for (kind, gauge) in [("requests", h.requests), ("tokens", h.tokens)] {
+        const NAMES: [[&str; 3]; 2] = [
+            [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+            [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+        ];
+        for (names, gauge) in NAMES.iter().zip([h.requests, h.tokens]) {
             let Some(g) = gauge else { continue };
-            ok &= add_response_header(
-                r,
-                &format!("x-ratelimit-limit-{kind}"),
-                &g.limit.to_string(),
-            );
-            ok &= add_response_header(
-                r,
-                &format!("x-ratelimit-remaining-{kind}"),
-                &g.remaining.to_string(),
-            );
-            ok &= add_response_header(
-                r,
-                &format!("x-ratelimit-reset-{kind}"),
-                &reset_text(g.reset_ms),
-            );
+            ok &= add_response_header(r, names[0], decimal(g.limit).as_str());
+            ok &= add_response_header(r, names[1], decimal(g.remaining).as_str());
+            ok &= add_response_header(r, names[2], reset_text(g.reset_ms).as_str());
         }
         if status == 429 {
             if let Some(s) = state.retry_after_s {
-                ok &= add_response_header(r, "Retry-After", &s.to_string());
+                ok &= add_response_header(r, "Retry-After", decimal(s).as_str());
             }
         }
         ok

@@ -3,10 +3,12 @@
 //! that connects to whichever target the request was routed to (so one block, with nginx's
 //! `keepalive`, serves every provider and pools their connections).
 
+use std::borrow::Cow;
 use std::ffi::{c_char, c_void};
 use std::net::SocketAddr;
 
 use ngx::core::NGX_CONF_ERROR;
+
 use ngx::ffi::{
     ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_http_upstream_module,
     ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_peer_connection_t,
@@ -25,6 +27,7 @@ use crate::core::config::GatewayConfig;
 use crate::core::pipeline::{record_attempt, Env};
 use crate::core::policy::Table;
 use crate::core::routing::{upstream_uri, Provider, Route};
+use crate::core::short_text::decimal;
 
 /// The pipeline's environment in a worker: the clock, the limit zone (counters and targets'
 /// health), the worker's routing rotation.
@@ -373,11 +376,11 @@ pub enum RouteVar {
 ///
 /// # Safety
 /// `r` must be the live main request of `ctx`.
-pub unsafe fn variable(
+pub unsafe fn variable<'c>(
     r: *mut ngx_http_request_t,
-    ctx: &ctx::RequestCtx,
+    ctx: &'c ctx::RequestCtx,
     var: RouteVar,
-) -> Option<String> {
+) -> Option<Cow<'c, str>> {
     let state = ctx.route.as_ref()?;
     let config = ctx.config()?;
     let routing = &config.routing;
@@ -388,18 +391,26 @@ pub unsafe fn variable(
     unsafe {
         let req = &*r;
         let resolved = ctx.snapshot.as_ref().and_then(|s| s.targets.get(index));
-        let header = |name: &str| -> Option<String> { Some(resolved?.header(name)?.to_string()) };
+        let header =
+            |name: &str| -> Option<Cow<'c, str>> { Some(Cow::Borrowed(resolved?.header(name)?)) };
         match var {
-            RouteVar::Route => Some(route.name.clone()).filter(|n| !n.is_empty()),
-            RouteVar::Target => Some(target.name.clone()),
-            RouteVar::Attempts => Some((state.attempt + 1).to_string()),
-            RouteVar::Scheme => Some(if target.https { "https" } else { "http" }.to_string()),
-            RouteVar::Host => resolved.map(|t| t.host_header.clone()),
-            RouteVar::Sni => Some(target.host.clone()),
+            RouteVar::Route => Some(Cow::Borrowed(route.name.as_str())).filter(|n| !n.is_empty()),
+            RouteVar::Target => Some(Cow::Borrowed(target.name.as_str())),
+            RouteVar::Attempts => Some(Cow::Owned(
+                decimal(state.attempt as u64 + 1).as_str().to_string(),
+            )),
+            RouteVar::Scheme => Some(Cow::Borrowed(if target.https { "https" } else { "http" })),
+            RouteVar::Host => resolved.map(|t| Cow::Borrowed(t.host_header.as_str())),
+            RouteVar::Sni => Some(Cow::Borrowed(target.host.as_str())),
             RouteVar::Uri => {
                 let path = escape_path(req.uri.as_bytes());
                 let args = (req.args.len > 0).then(|| String::from_utf8_lossy(req.args.as_bytes()));
-                Some(upstream_uri(route, target, &path, args.as_deref()))
+                Some(Cow::Owned(upstream_uri(
+                    route,
+                    target,
+                    &path,
+                    args.as_deref(),
+                )))
             }
             RouteVar::Authorization => header("Authorization"),
             RouteVar::ApiKey => header("api-key"),
@@ -407,8 +418,11 @@ pub unsafe fn variable(
             // the client's own version goes to an Anthropic target as it is
             RouteVar::AnthropicVersion => (target.provider == Provider::Anthropic)
                 .then(|| match request_header(req, b"anthropic-version") {
-                    Some(v) => Some(String::from_utf8_lossy(v).into_owned()),
-                    None => resolved?.default_anthropic_version.clone(),
+                    Some(v) => Some(Cow::Owned(String::from_utf8_lossy(v).into_owned())),
+                    None => resolved?
+                        .default_anthropic_version
+                        .as_deref()
+                        .map(Cow::Borrowed),
                 })
                 .flatten(),
         }
@@ -417,14 +431,22 @@ pub unsafe fn variable(
 
 /// The request path as it goes upstream: bytes outside RFC 3986's unreserved set, `/` and a
 /// few sub-delimiters are percent-encoded (nginx has decoded `$uri`).
-fn escape_path(path: &[u8]) -> String {
-    let mut out = String::with_capacity(path.len());
+fn escape_path(path: &[u8]) -> Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b);
+    if path.iter().all(|&b| plain(b)) {
+        // nothing to escape: all ASCII
+        return String::from_utf8_lossy(path);
+    }
+    let mut out = String::with_capacity(path.len() + 16);
     for &b in path {
-        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+        if plain(b) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
         }
     }
-    out
+    Cow::Owned(out)
 }

@@ -39,7 +39,11 @@ pub unsafe fn start_tracking(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
         }
         let model = ctx.summary.as_ref().and_then(|s| s.model.as_deref());
         let enc = model.and_then(Encoding::for_model);
-        ctx.tracker = Some(Box::new(ResponseTracker::new(framing, enc)));
+        let mut tracker = ResponseTracker::new(framing, enc);
+        if let Ok(len) = u64::try_from(out.content_length_n) {
+            tracker.expect_len(len);
+        }
+        ctx.tracker = Some(Box::new(tracker));
     }
 }
 

@@ -133,8 +133,9 @@ unsafe extern "C" fn ngx_http_ai_gateway_upstream_variable(
             })
             .map(|(_, var)| *var);
         let main = (*r).main;
-        let text = which.and_then(|var| ctx::get(main).and_then(|c| route::variable(main, c, var)));
-        set_value(r, v, text)
+        let ctx = ctx::get(main);
+        let text = which.and_then(|var| route::variable(main, ctx?, var));
+        set_value(r, v, text.as_deref())
     })
 }
 
@@ -190,7 +191,7 @@ unsafe fn value(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, var: Var) -> O
             _ => None,
         },
         // SAFETY: r is live (caller).
-        Var::Route(v) => unsafe { route::variable(r, ctx, v) },
+        Var::Route(v) => unsafe { route::variable(r, ctx, v).map(|t| t.into_owned()) },
         Var::Policy => ctx.policy.as_ref().and_then(|p| p.policy.clone()),
         Var::DryRun => ctx
             .policy
@@ -213,7 +214,7 @@ unsafe extern "C" fn ngx_http_ai_gateway_variable(
         let found = VARIABLES
             .get(data)
             .and_then(|(_, var)| ctx::get(main).and_then(|c| value(main, c, *var)));
-        set_value(r, v, found)
+        set_value(r, v, found.as_deref())
     })
 }
 
@@ -224,7 +225,7 @@ unsafe extern "C" fn ngx_http_ai_gateway_variable(
 unsafe fn set_value(
     r: *mut ngx_http_request_t,
     v: *mut ngx_variable_value_t,
-    text: Option<String>,
+    text: Option<&str>,
 ) -> ngx_int_t {
     // SAFETY: pool allocation of the request; v is the slot nginx gave.
     unsafe {

@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use super::event::EventFacts;
 use super::scan::{string_stop, Name, MAX_DEPTH};
 use super::scan_whole::{unescape, Layout};
+use crate::core::json_bytes::lossy;
 
 /// Longest event data memoised.
 const MEMO_MAX: usize = 4096;
@@ -86,7 +87,7 @@ impl EventMemo {
         if escaped {
             unescape(raw).map(Cow::Owned)
         } else {
-            Some(String::from_utf8_lossy(raw))
+            Some(lossy(raw))
         }
     }
 

@@ -17,6 +17,7 @@ pub(crate) mod stream_usage;
 
 pub use event::{EventFacts, EventType, FactsWanted, StreamApi};
 pub use scan::{Kind, Name, Scanner, Visitor};
+use scan_whole::{scan_whole, Whole};
 pub use sse::SseLines;
 use sse_reader::SseReader;
 pub use stream_usage::{request_usage, request_usage_at, Rewrite, UsageStripper};
@@ -225,6 +226,10 @@ pub struct ResponseTracker {
     missed: bool,
     /// Bytes seen.
     bytes: u64,
+    /// The body's length, when its headers gave one.
+    expected: Option<u64>,
+    /// A JSON body read whole in one piece: whether it was one complete document.
+    json_whole: Option<bool>,
 }
 
 impl ResponseTracker {
@@ -251,6 +256,8 @@ impl ResponseTracker {
             complete: false,
             missed: false,
             bytes: 0,
+            expected: None,
+            json_whole: None,
         }
     }
 
@@ -262,9 +269,26 @@ impl ResponseTracker {
     pub fn feed(&mut self, data: &[u8]) {
         self.bytes += data.len() as u64;
         match self.framing {
-            Framing::Json => self.scanner.feed(data, &mut self.sink),
+            Framing::Json => {
+                if self.bytes == data.len() as u64 && self.expected == Some(self.bytes) {
+                    // the whole body in one piece (its length says so): the fast scan
+                    let (end, _) = scan_whole(data, &mut self.sink);
+                    self.json_whole = Some(end == Whole::Done);
+                } else if self.json_whole.is_some() {
+                    // more than the length said: not one document after all
+                    self.json_whole = Some(false);
+                } else {
+                    self.scanner.feed(data, &mut self.sink);
+                }
+            }
             Framing::Sse => self.sse.feed(data, &mut self.scanner, &mut self.sink),
         }
+    }
+
+    /// The body's length from its headers (`Content-Length`): a JSON body that comes in one
+    /// piece of that length is read by the whole-document scan.
+    pub fn expect_len(&mut self, len: u64) {
+        self.expected = Some(len);
     }
 
     /// Collects the facts of each event fed with [`feed_event`](Self::feed_event) (an event
@@ -309,6 +333,7 @@ impl ResponseTracker {
         }
         self.complete = true;
         match self.framing {
+            Framing::Json if self.json_whole.is_some() => {}
             Framing::Json => self.scanner.finish(&mut self.sink),
             Framing::Sse => self.sse.finish(&mut self.scanner, &mut self.sink),
         }
@@ -332,7 +357,7 @@ impl ResponseTracker {
     /// body could not be read as JSON or events (e.g. it was not JSON at all).
     fn counted_completion(&self) -> Option<(u64, Source)> {
         let readable = match self.framing {
-            Framing::Json => self.scanner.is_done(),
+            Framing::Json => self.json_whole.unwrap_or_else(|| self.scanner.is_done()),
             Framing::Sse => self.sse.events() > 0 || self.bytes == 0,
         };
         if !readable && !self.sink.saw_text {

@@ -9,6 +9,7 @@
 //! one that is not JSON (`[DONE]`, an HTML error page), stops the scan: what was found before
 //! stays found.
 
+use crate::core::json_bytes::lossy;
 pub(crate) use crate::core::json_bytes::string_stop;
 
 /// Deepest nesting followed; a deeper document stops the scan.
@@ -312,7 +313,7 @@ impl Scanner {
                             self.shape(Kind::String, v);
                             let path = &self.path[..self.depth];
                             if v.wants_string(path) {
-                                v.string(path, &String::from_utf8_lossy(&data[i..stop]), true);
+                                v.string(path, &lossy(&data[i..stop]), true);
                             }
                             self.end_value();
                             i = stop + 1;
@@ -592,7 +593,7 @@ impl Scanner {
             incomplete_utf8_tail(&self.captured)
         };
         let cut = self.captured.len() - keep;
-        let text = String::from_utf8_lossy(&self.captured[..cut]);
+        let text = lossy(&self.captured[..cut]);
         v.string(&self.path[..self.depth], &text, last);
         self.captured.drain(..cut);
     }

@@ -6,6 +6,7 @@
 //! corpus of documents).
 
 use super::scan::{string_stop, Kind, Name, Visitor, KEY_MAX, MAX_DEPTH, SHAPE_DEPTH};
+use crate::core::json_bytes::lossy;
 
 /// Where the text strings of a document are (see [`Visitor::is_text`]), and whether a number
 /// the visitor keeps was read: what a memo of the document's layout needs.
@@ -260,7 +261,7 @@ impl<V: Visitor> Walk<'_, '_, V> {
                 let text = unescape(raw)?;
                 self.v.string(path, &text, true);
             } else {
-                self.v.string(path, &String::from_utf8_lossy(raw), true);
+                self.v.string(path, &lossy(raw), true);
             }
         }
         Some(())

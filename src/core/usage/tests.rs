@@ -65,6 +65,14 @@ fn every_split(framing: Framing, body: &str) -> ResponseTracker {
     let t = track(framing, body, &bytes);
     assert_eq!(t.reported(), whole.reported(), "byte by byte");
     assert_eq!(t.sink.text, whole.sink.text, "byte by byte");
+    // one piece of the length the headers gave: the whole-document scan
+    let mut w = ResponseTracker::new(framing, Some(Encoding::O200k));
+    w.expect_len(body.len() as u64);
+    w.feed(body.as_bytes());
+    w.finish();
+    assert_eq!(w.reported(), whole.reported(), "whole");
+    assert_eq!(w.sink.text, whole.sink.text, "whole");
+    assert_eq!(w.counted_completion(), whole.counted_completion(), "whole");
     whole
 }
 
