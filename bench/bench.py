@@ -3,7 +3,9 @@
 
 Three nginx instances of the same binary (vendor/objs/nginx):
   mock     canned OpenAI JSON (with usage) and a canned SSE stream of 20 chunks + [DONE],
-           served with `return`, never the bottleneck; pinned with wrk to the load CPU;
+           served with `return` in one buffer, and the module's own mock provider streaming
+           one event per write 1 ms apart (chunked, include_usage honoured, as providers
+           do); never the bottleneck; pinned with wrk to the load CPU;
   plain      proxy_pass to the mock with upstream keepalive (the floor); gateway CPU;
   nometrics  the same proxying with the module but no metrics zone; gateway CPU;
   gateway    the module doing everything that has landed, metrics included; gateway CPU;
@@ -12,8 +14,9 @@ Three nginx instances of the same binary (vendor/objs/nginx):
              credential injected); gateway CPU.
 
 Rounds interleave the targets (plain, nometrics, gateway, ...) for each scenario:
-JSON and SSE at concurrency 32 (req/s, CPU microseconds per request from the target's
-process tree utime+stime) and at concurrency 1 (p50/p99 latency). Ratios are taken per round
+JSON, SSE in one buffer and SSE one event per write at concurrency 32 (req/s, CPU
+microseconds per request from the target's process tree utime+stime), JSON and SSE at
+concurrency 1 (p50/p99 latency). Ratios are taken per round
 against plain from the same round, and medians over rounds are reported. Micro-benchmarks of
 the pure core come from `cargo bench`.
 
@@ -47,16 +50,23 @@ CPU_GATEWAY, CPU_LOAD = "0", "1"
 SCENARIOS = [  # name, path, streaming, connections
     ("json_c32", "/v1/chat/completions", False, 32),
     ("sse_c32", "/v1/sse/chat/completions", True, 32),
+    ("chunked_c32", "/v1/chunked/chat/completions", True, 32),
     ("json_c1", "/v1/chat/completions", False, 1),
     ("sse_c1", "/v1/sse/chat/completions", True, 1),
 ]
+C32 = [s for s in SCENARIOS if s[3] == 32]
+LABELS = {"json_c32": "JSON", "sse_c32": "SSE, one buffer",
+          "chunked_c32": "SSE, one write per event"}
+# the module's own mock streams one event per write, 1 ms apart (as a provider does)
+CHUNK_INTERVAL = "1ms"
 TARGETS = ["plain", "nometrics", "gateway", "full"]
 
 TARGETS_TEXT = """\
-- Key -> namespace + metrics only: <= 1.05x plain proxy_pass CPU/request.
+- Gateway without policies and routing: <= 1.10x plain proxy_pass CPU/request.
 - Full pipeline (every policy, body parse, routing, metrics, usage parse): <= 1.25x, streaming too.
+- Instructions added per request: JSON <= 15k, a 20-event stream <= 25k.
 - Added latency at concurrency 1: <= 20 us p50 over plain proxy_pass.
-- Gateway RSS flat across a 1M-request run."""
+- Gateway RSS flat across a 1M-request run; PSS of a node whose config uses one encoding <= 80 MiB."""
 
 
 def sh(cmd, **kw):
@@ -179,12 +189,15 @@ def write_configs():
         os.makedirs(os.path.join(WORK, name, "logs"))
     user = "user root root;\n" if os.geteuid() == 0 else ""
     confs = {
-        "mock": user + COMMON.format() + """\
+        "mock": "load_module {mod};\n".format(mod=MODULE) + user + COMMON.format() + """\
 http {{
     access_log off;
     keepalive_requests 100000;
     server {{
         listen 127.0.0.1:{port};
+        location = /v1/chunked/chat/completions {{
+            ai_gateway_mock_provider interval={interval};
+        }}
         location = /v1/chat/completions {{
             default_type application/json;
             return 200 '{json}';
@@ -195,7 +208,8 @@ http {{
         }}
     }}
 }}
-""".format(port=PORTS["mock"], json=nginx_escape(canned_json()), sse=nginx_escape(canned_sse())),
+""".format(port=PORTS["mock"], json=nginx_escape(canned_json()), sse=nginx_escape(canned_sse()),
+           interval=CHUNK_INTERVAL),
     }
     upstream = "    upstream mock {{ server 127.0.0.1:{m}; keepalive 64; }}\n".format(m=PORTS["mock"])
     confs["plain"] = user + COMMON.format() + """\
@@ -338,6 +352,21 @@ def rss_kb(master):
     return total
 
 
+def pss_kb(master):
+    """Proportional set size of the master and its workers: shared pages (the tokenizer
+    tables built before the fork) counted once."""
+    total = 0
+    for pid in tree(master):
+        try:
+            with open("/proc/%d/smaps_rollup" % pid) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 def check(name, path, stream):
     """One request through a target: status 200 and the expected body shape."""
     body = request_body(stream).encode()
@@ -352,13 +381,18 @@ def check(name, path, stream):
         sys.exit("%s %s did not answer as expected:\n%s" % (name, path, r.stdout[:500]))
 
 
-def instructions(name, path, stream, requests):
+# Rust heap allocations (the module's own; nginx allocates from its pools)
+RUST_ALLOC = re.compile(r"__rust_(alloc|realloc|alloc_zeroed)\b")
+ALLOCS = {}
+
+
+def instructions(name, scen, path, stream, requests):
     """Instructions per request of a target, counted by callgrind: deterministic, unlike
     timings on a shared machine. nginx runs as one foreground process under valgrind; the
     counters are zeroed after a warm-up and dumped after `requests` keepalive requests."""
     import http.client
     prefix = os.path.join(WORK, name) + "/"
-    out = os.path.join(WORK, "callgrind.%s.%s.out" % (name, "sse" if stream else "json"))
+    out = os.path.join(WORK, "callgrind.%s.%s.out" % (name, scen))
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, NGINX, "-p", prefix,
          "-c", "conf/nginx.conf", "-g", "daemon off; master_process off;"],
@@ -390,11 +424,29 @@ def instructions(name, path, stream, requests):
         proc.send_signal(signal.SIGQUIT)
         proc.wait(timeout=60)
     total = 0
+    allocs = 0
     for dump in [f for f in os.listdir(WORK) if f.startswith(os.path.basename(out) + ".")]:
+        names = {}
+        counting = False
         with open(os.path.join(WORK, dump)) as f:
             for line in f:
                 if line.startswith(("summary:", "totals:")):
                     total = max(total, int(line.split()[1]))
+                elif line.startswith("cfn="):
+                    m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line)
+                    if m and m.group(2):
+                        names[m.group(1)] = m.group(2).strip()
+                    callee = names.get(m.group(1), "") if m else ""
+                    counting = bool(RUST_ALLOC.search(callee))
+                elif line.startswith("fn="):
+                    m = re.match(r"fn=\((\d+)\)(?: (.*))?", line)
+                    if m and m.group(2):
+                        names[m.group(1)] = m.group(2).strip()
+                    counting = False
+                elif line.startswith("calls=") and counting:
+                    allocs += int(line.split()[0][6:])
+                    counting = False
+    ALLOCS[(name, scen)] = allocs / requests
     return total / requests
 
 
@@ -460,7 +512,8 @@ def micro_benchmarks(quick):
     rows = re.findall(r"^BENCH (\S+) ([\d.]+) ns/op \(min ([\d.]+), max ([\d.]+)", r.stdout, re.M)
     if not rows:
         sys.exit("cargo bench failed:\n%s" % r.stderr[-2000:])
-    return rows
+    counts = re.findall(r"^BENCH_COUNT (\S+) (\S+)$", r.stdout, re.M)
+    return {"rows": rows, "counts": counts}
 
 
 def fmt_us(ns):
@@ -488,8 +541,11 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
     w("| load average | %s before, %s after |" % (load_before, load_after))
     w("| setup | target nginx (1 worker) pinned to CPU %s; wrk (1 thread) and the mock "
       "upstream pinned to CPU %s; ~%d B chat request bodies with `Authorization` and "
-      "`model`; mock: canned JSON with `usage`, canned SSE of 20 `data:` chunks + `[DONE]` |"
-      % (CPU_GATEWAY, CPU_LOAD, len(request_body(False))))
+      "`model`; mock: canned JSON with `usage`, canned SSE of 20 `data:` chunks + `[DONE]` in "
+      "one buffer, and the module's mock provider streaming its reply one event per write, "
+      "%s apart (chunked; it honours `include_usage`, so the gateway's strip really drops "
+      "a usage chunk) |"
+      % (CPU_GATEWAY, CPU_LOAD, len(request_body(False)), CHUNK_INTERVAL))
     w("| gateway | `ai_gateway on`: body read and parsed, key sha256 -> namespace among "
       "1,000 keys / 100 namespaces / 10 matchers, `X-AI-Gateway-*` stripped, "
       "`$ai_gateway_namespace` sent upstream, every request recorded in the metrics zone "
@@ -521,30 +577,41 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
     w("## Throughput and CPU per request, concurrency 32\n")
     w("| response | plain req/s | gateway req/s | ratio | plain CPU us/req | gateway CPU us/req | ratio |")
     w("|---|---:|---:|---:|---:|---:|---:|")
-    for scen, label in (("json_c32", "JSON"), ("sse_c32", "SSE stream")):
+    for scen, _, _, _ in C32:
         w("| %s | %.0f | %.0f | %.3f | %.1f | %.1f | **%.3f** |" % (
-            label, cell("plain", scen, "rps"), cell("gateway", scen, "rps"), ratio(scen, "rps"),
-            cell("plain", scen, "cpu_us"), cell("gateway", scen, "cpu_us"),
+            LABELS[scen], cell("plain", scen, "rps"), cell("gateway", scen, "rps"),
+            ratio(scen, "rps"), cell("plain", scen, "cpu_us"), cell("gateway", scen, "cpu_us"),
             ratio(scen, "cpu_us")))
+    w("")
+    w("## Side by side: CPU and instructions per request, concurrency 32\n")
+    w("CPU/request as a ratio to plain nginx in the same rounds; instructions per request "
+      "from callgrind (what the module adds is the difference to plain).\n")
+    w("| response | plain Ir | gateway CPU | gateway Ir | gateway +Ir | full CPU | full Ir | full +Ir |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for scen, _, _, _ in C32:
+        p, g, f = ir[("plain", scen)], ir[("gateway", scen)], ir[("full", scen)]
+        w("| %s | %.0f | **%.3f** | %.0f | %+.0f | **%.3f** | %.0f | %+.0f |" % (
+            LABELS[scen], p, ratio(scen, "cpu_us"), g, g - p,
+            ratio(scen, "cpu_us", "plain", "full"), f, f - p))
     w("")
     w("## Full pipeline: every policy and routing, concurrency 32 and 1\n")
     w("| response | plain CPU us/req | full CPU us/req | ratio to plain | ratio to gateway | Ir/req | Ir ratio to plain | Ir added over gateway | added p50 (c=1) over plain |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for scen, c1, stream, label in (("json_c32", "json_c1", False, "JSON"),
-                                    ("sse_c32", "sse_c1", True, "SSE stream")):
-        added = median([g["p50"] - p["p50"] for p, g in zip(results[("plain", c1)],
-                                                           results[("full", c1)])])
-        pol = ir[("full", stream)]
-        w("| %s | %.1f | %.1f | **%.3f** | %.3f | %.0f | %.3f | %+.0f | %+.0f us |" % (
-            label, cell("plain", scen, "cpu_us"), cell("full", scen, "cpu_us"),
+    for scen, _, _, _ in C32:
+        c1 = {"json_c32": "json_c1", "sse_c32": "sse_c1"}.get(scen)
+        added = ("%+.0f us" % median([g["p50"] - p["p50"] for p, g in zip(
+            results[("plain", c1)], results[("full", c1)])])) if c1 else "-"
+        pol = ir[("full", scen)]
+        w("| %s | %.1f | %.1f | **%.3f** | %.3f | %.0f | %.3f | %+.0f | %s |" % (
+            LABELS[scen], cell("plain", scen, "cpu_us"), cell("full", scen, "cpu_us"),
             ratio(scen, "cpu_us", "plain", "full"),
-            ratio(scen, "cpu_us", "gateway", "full"), pol, pol / ir[("plain", stream)],
-            pol - ir[("gateway", stream)], added))
+            ratio(scen, "cpu_us", "gateway", "full"), pol, pol / ir[("plain", scen)],
+            pol - ir[("gateway", scen)], added))
     w("")
     w("## Latency, concurrency 1\n")
     w("| response | plain p50 | gateway p50 | added p50 | plain p99 | gateway p99 | added p99 | CPU us/req ratio |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for scen, label in (("json_c1", "JSON"), ("sse_c1", "SSE stream")):
+    for scen, label in (("json_c1", "JSON"), ("sse_c1", "SSE, one buffer")):
         added50 = median([g["p50"] - p["p50"] for p, g in zip(results[("plain", scen)],
                                                              results[("gateway", scen)])])
         added99 = median([g["p99"] - p["p99"] for p, g in zip(results[("plain", scen)],
@@ -556,12 +623,22 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
     w("")
     w("## Instructions per request (callgrind; deterministic)\n")
     w("One nginx process under `valgrind --tool=callgrind`, %d keepalive requests after a "
-      "warm-up, client and mock outside the count.\n" % params["ir_requests"])
-    w("| response | plain | gateway | added | ratio |")
-    w("|---|---:|---:|---:|---:|")
-    for stream, label in ((False, "JSON"), (True, "SSE stream")):
-        p, g = ir[("plain", stream)], ir[("gateway", stream)]
-        w("| %s | %.0f | %.0f | %+.0f | **%.3f** |" % (label, p, g, g - p, g / p))
+      "warm-up (%d for the paced stream), client and mock outside the count.\n"
+      % (params["ir_requests"], max(params["ir_requests"] // 5, 40)))
+    w("| response | plain | gateway | added | ratio | full | added |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    for scen, _, _, _ in C32:
+        p, g, f = ir[("plain", scen)], ir[("gateway", scen)], ir[("full", scen)]
+        w("| %s | %.0f | %.0f | %+.0f | **%.3f** | %.0f | %+.0f |" % (
+            LABELS[scen], p, g, g - p, g / p, f, f - p))
+    w("")
+    w("Heap allocations of the module per request (calls to Rust's allocator counted by "
+      "callgrind in the same runs; nginx itself allocates from its pools):\n")
+    w("| response | gateway | full |")
+    w("|---|---:|---:|")
+    for scen, _, _, _ in C32:
+        w("| %s | %.1f | %.1f |" % (LABELS[scen], ALLOCS.get(("gateway", scen), 0),
+                                   ALLOCS.get(("full", scen), 0)))
     w("")
     w("Callgrind counts user-space instructions only: the kernel's share (sockets, epoll), "
       "which is most of plain nginx's cost per request, is outside it, so this ratio is "
@@ -575,13 +652,13 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
       "gauge), interleaved in the same rounds.\n")
     w("| response | off CPU us/req | on CPU us/req | CPU ratio | off Ir/req | on Ir/req | Ir ratio | added p50 (c=1) |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for scen, c1, stream, label in (("json_c32", "json_c1", False, "JSON"),
-                                    ("sse_c32", "sse_c1", True, "SSE stream")):
-        added = median([g["p50"] - p["p50"] for p, g in zip(results[("nometrics", c1)],
-                                                           results[("gateway", c1)])])
-        off, on = ir[("nometrics", stream)], ir[("gateway", stream)]
-        w("| %s | %.1f | %.1f | **%.3f** | %.0f | %.0f | %.3f | %+.0f us |" % (
-            label, cell("nometrics", scen, "cpu_us"), cell("gateway", scen, "cpu_us"),
+    for scen, _, _, _ in C32:
+        c1 = {"json_c32": "json_c1", "sse_c32": "sse_c1"}.get(scen)
+        added = ("%+.0f us" % median([g["p50"] - p["p50"] for p, g in zip(
+            results[("nometrics", c1)], results[("gateway", c1)])])) if c1 else "-"
+        off, on = ir[("nometrics", scen)], ir[("gateway", scen)]
+        w("| %s | %.1f | %.1f | **%.3f** | %.0f | %.0f | %.3f | %s |" % (
+            LABELS[scen], cell("nometrics", scen, "cpu_us"), cell("gateway", scen, "cpu_us"),
             ratio(scen, "cpu_us", "nometrics", "gateway"), off, on, on / off, added))
     w("")
     w("Accounting check: over the timed rounds `gateway_requests_total` on the gateway's own "
@@ -591,9 +668,13 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
       % (scrape["counted"], rss["gateway"][2], scrape["counted"] - rss["gateway"][2],
          scrape["cut"], scrape["series"], scrape["bytes"]))
     w("## Memory\n")
+    w("PSS counts a page shared by several processes once, split between them: the tokenizer "
+      "tables (both encodings, built in the master before the fork) are shared by the master "
+      "and every worker, so RSS counts them once per process and PSS once in all.\n")
     w("| | plain | nometrics | gateway | full |")
     w("|---|---:|---:|---:|---:|")
-    for i, label in ((0, "RSS after warm-up (master + worker)"), (1, "RSS after the run")):
+    for i, label in ((0, "RSS after warm-up (master + worker)"), (1, "RSS after the run"),
+                     (3, "PSS after warm-up (master + worker)"), (4, "PSS after the run")):
         w("| %s | %d KiB | %d KiB | %d KiB | %d KiB |" % (
             label, rss["plain"][i], rss["nometrics"][i], rss["gateway"][i], rss["full"][i]))
     w("| requests served in between | %d | %d | %d | %d |\n" % (
@@ -601,26 +682,38 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
     errors = sum(r["errors"] for rs in results.values() for r in rs)
     w("Socket errors or non-2xx answers during the runs: %d.\n" % errors)
     w("## Micro-benchmarks of the pure core (`cargo bench --no-default-features --bench core`)\n")
-    w("| case | median | min | max |")
-    w("|---|---:|---:|---:|")
-    for name, med, lo, hi in micro:
-        w("| `%s` | %s | %s | %s |" % (name, fmt_us(med), fmt_us(lo), fmt_us(hi)))
+    w("| case | median | min | max | bytes/s |")
+    w("|---|---:|---:|---:|---:|")
+    sizes = {"KB": 1024, "MB": 1 << 20}
+    for name, med, lo, hi in micro["rows"]:
+        m = re.search(r"_(\d+)(KB|MB)(/|$)", name) or re.search(r"/(\d+)(KB|MB)(/|$)", name)
+        rate = "-"
+        if m and not name.startswith("tokens/"):
+            nbytes = int(m.group(1)) * sizes[m.group(2)]
+            rate = "%.0f MB/s" % (nbytes / (float(med) * 1e-9) / 1e6)
+        w("| `%s` | %s | %s | %s | %s |" % (name, fmt_us(med), fmt_us(lo), fmt_us(hi), rate))
     w("")
     w("`identify/key_hit/N_keys`: sha256 of a different key each time and its lookup among N "
       "keys; `identify/unknown_key_last_matcher`: an unknown key, then 10 header matchers tried "
-      "until the last one matches; `parse_request`: the access-phase JSON parse of a chat body; "
-      "`tokens/count/<encoding>/<text>_<size>`: exact token count of English prose, Rust code, "
-      "Chinese or base64 from the oracle corpus, or a run of spaces; "
+      "until the last one matches; `parse_request/<size>`: the access-phase parse of a chat "
+      "body (the one pass over it: validation, the fields the pipeline reads, where the "
+      "prompt's fields lie); `prompt_bound/<size>`: the prompt's tokenizer-free upper bound "
+      "from those fields; `tokens/count/<encoding>/<text>_<size>`: exact token count of English "
+      "prose, Rust code, Chinese or base64 from the oracle corpus, or a run of spaces; "
       "`tokens/count_prompt/chat_32KB`: a chat request's prompt tokens with framing; "
-      "`usage/sse_chunk/track`: reading one ~290-byte OpenAI stream chunk for usage; "
-      "`usage/sse_chunk/strip`: the include_usage strip of one chunk; "
-      "`usage/json_response/track`: reading a whole JSON completion; `policy/admit_settle_release/8_policies`: the limiter path of one request with the eight policies of the full target (prompt given); `policy/stream_cap/sse_chunk`: the output cap reading one stream chunk.\n")
+      "`usage/sse_chunk/track`: the tracker reading one ~290-byte OpenAI stream chunk (as "
+      "the stream comes, no rewriting); `stream/sse_chunk/track_strip`: one chunk through the "
+      "include_usage strip (tracker and strip in one pass over the event); "
+      "`stream/sse_chunk/track_strip_cap`: the same with an output cap; "
+      "`stream/sse_1MB/track_strip_cap`: a megabyte of such chunks in 4 KB pieces; "
+      "`usage/json_response/track`: reading a whole JSON completion; "
+      "`policy/admit_settle_release/8_policies`: the limiter path of one request with the "
+      "eight policies of the full target (prompt given).\n")
     w("## Token counting throughput (one core)\n")
     w("| text | o200k_base | cl100k_base |")
     w("|---|---:|---:|")
-    sizes = {"KB": 1024, "MB": 1 << 20}
     rates = {}
-    for name, med, _, _ in micro:
+    for name, med, _, _ in micro["rows"]:
         m = re.match(r"tokens/count/(\w+)/(\w+?)_(\d+)(KB|MB)$", name)
         if m:
             nbytes = int(m.group(3)) * sizes[m.group(4)]
@@ -632,25 +725,30 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
     w("")
     w("## Targets (recorded, not asserted)\n")
     w(TARGETS_TEXT + "\n")
-    cpu_json, cpu_sse = ratio("json_c32", "cpu_us"), ratio("sse_c32", "cpu_us")
     added = median([g["p50"] - p["p50"] for p, g in zip(results[("plain", "json_c1")],
                                                        results[("gateway", "json_c1")])])
+    added_sse = median([g["p50"] - p["p50"] for p, g in zip(results[("plain", "sse_c1")],
+                                                           results[("full", "sse_c1")])])
+    added_json = median([g["p50"] - p["p50"] for p, g in zip(results[("plain", "json_c1")],
+                                                            results[("full", "json_c1")])])
     growth = rss["gateway"][1] - rss["gateway"][0]
-    w("Where this commit stands (it has key -> namespace, body parsing, metrics, usage "
-      "accounting, policies and routing):\n")
-    w("- CPU/request, JSON: %.3fx; SSE: %.3fx; instructions/request, JSON: %.3fx; SSE: %.3fx "
-      "(target for key -> namespace + metrics: <= 1.05x; this build also parses every body, "
-      "which the full-pipeline target of <= 1.25x covers)."
-      % (cpu_json, cpu_sse, ir[("gateway", False)] / ir[("plain", False)],
-         ir[("gateway", True)] / ir[("plain", True)]))
-    w("- Full pipeline (every policy and routing): CPU/request "
-      "JSON %.3fx, SSE %.3fx plain (target <= 1.25x)."
-      % (ratio("json_c32", "cpu_us", "plain", "full"),
-         ratio("sse_c32", "cpu_us", "plain", "full")))
-    w("- Added p50 latency at concurrency 1 (JSON): %+.0f us (target <= 20 us)." % added)
-    w("- Gateway RSS %+d KiB over %d requests (target: flat; %d requests is %s 1M)."
+    w("Where this commit stands:\n")
+    w("- Gateway without policies and routing, CPU/request: %s (target <= 1.10x)."
+      % ", ".join("%s %.3fx" % (LABELS[sc], ratio(sc, "cpu_us")) for sc, _, _, _ in C32))
+    w("- Full pipeline (every policy and routing), CPU/request: %s (target <= 1.25x)."
+      % ", ".join("%s %.3fx" % (LABELS[sc], ratio(sc, "cpu_us", "plain", "full"))
+                  for sc, _, _, _ in C32))
+    w("- Instructions added per request by the full pipeline: %s (targets: JSON <= 15k, a "
+      "20-event stream <= 25k)."
+      % ", ".join("%s %+.0f" % (LABELS[sc], ir[("full", sc)] - ir[("plain", sc)])
+                  for sc, _, _, _ in C32))
+    w("- Added p50 latency at concurrency 1: gateway JSON %+.0f us; full JSON %+.0f us, full "
+      "SSE %+.0f us (target <= 20 us)." % (added, added_json, added_sse))
+    w("- Gateway RSS %+d KiB over %d requests (target: flat; %d requests is %s 1M); PSS of "
+      "master + worker %d KiB (full: %d KiB)."
       % (growth, rss["gateway"][2], rss["gateway"][2],
-         "at least" if rss["gateway"][2] >= 1_000_000 else "less than"))
+         "at least" if rss["gateway"][2] >= 1_000_000 else "less than", rss["gateway"][4],
+         rss["full"][4]))
     return "\n".join(out) + "\n"
 
 
@@ -683,16 +781,16 @@ def main():
     try:
         time.sleep(0.3)
         for t in TARGETS:
-            for _, path, stream, _ in SCENARIOS[:2]:
+            for _, path, stream, _ in C32:
                 check(t, path, stream)
         # warm-up: connections, keepalive pools, allocator
         for t in TARGETS:
-            for _, path, stream, conns in SCENARIOS[:2]:
+            for _, path, stream, conns in C32:
                 wrk(t, path, stream, conns, 1, pids[t])
         # The first scrape walks the metrics zone's index and maps those shared pages into
         # the worker's RSS: take it before the baseline so RSS growth means heap growth.
         scrape_before = scrape_metrics()
-        rss = {t: [rss_kb(pids[t]), 0, 0] for t in TARGETS}
+        rss = {t: [rss_kb(pids[t]), 0, 0, pss_kb(pids[t]), 0] for t in TARGETS}
         results = {(t, s[0]): [] for t in TARGETS for s in SCENARIOS}
         for rnd in range(args.rounds):
             for scen, path, stream, conns in SCENARIOS:
@@ -708,14 +806,17 @@ def main():
         scrape["cut"] = args.rounds * sum(c for _, _, _, c in SCENARIOS)
         for t in TARGETS:
             rss[t][1] = rss_kb(pids[t])
+            rss[t][4] = pss_kb(pids[t])
             stop(pids.pop(t))
         count = 200 if quick else 2000
         ir = {}
         for t in TARGETS:
-            for _, path, stream, _ in SCENARIOS[:2]:
-                ir[(t, stream)] = instructions(t, path, stream, count)
-                print("instructions/request %-8s %-4s %.0f"
-                      % (t, "sse" if stream else "json", ir[(t, stream)]), flush=True)
+            for scen, path, stream, _ in C32:
+                # the paced stream takes ~35 ms a request: fewer of them
+                n = count if scen != "chunked_c32" else max(count // 5, 40)
+                ir[(t, scen)] = instructions(t, scen, path, stream, n)
+                print("instructions/request %-9s %-11s %.0f" % (t, scen, ir[(t, scen)]),
+                      flush=True)
     finally:
         for pid in pids.values():
             stop(pid)
