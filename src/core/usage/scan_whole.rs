@@ -201,6 +201,7 @@ impl<V: Visitor> Walk<'_, '_, V> {
 
     /// The end of the string starting at `self.i` (the index of its closing quote), and
     /// whether it has escapes.
+    #[inline(always)]
     fn string_end(&self) -> Option<(usize, bool)> {
         let mut at = self.i;
         let mut escaped = false;
@@ -222,6 +223,7 @@ impl<V: Visitor> Walk<'_, '_, V> {
         }
     }
 
+    #[inline(always)]
     fn key(&mut self) -> Option<Name> {
         let (end, escaped) = self.string_end()?;
         let raw = &self.d[self.i..end];
