@@ -285,14 +285,6 @@ impl ResponseTracker {
         }
     }
 
-    #[doc(hidden)]
-    pub fn reset_for_bench(&mut self, len: u64) {
-        self.bytes = 0;
-        self.expected = Some(len);
-        self.json_whole = None;
-        self.sink.text.clear();
-    }
-
     /// The body's length from its headers (`Content-Length`): a JSON body that comes in one
     /// piece of that length is read by the whole-document scan.
     pub fn expect_len(&mut self, len: u64) {
