@@ -139,19 +139,27 @@ sub applied_version {
     return $json =~ /"applied":\{[^}]*"version":(\d+)/ ? $1 : -1;
 }
 
+sub applied_epoch {
+    my $json = shift // return '';
+    return $json =~ /"applied":\{[^}]*"epoch":"([^"]*)"/ ? $1 : '';
+}
+
 sub applied_at {
     my $json = shift // return 0;
     return $json =~ /"applied_at_ms":(\d+)/ ? $1 : 0;
 }
 
-# Waits until every worker of every node reports version $v (up to $limit s); returns the
-# worst delay from $t0 (ms, from the workers' own apply times), or undef on timeout.
+# Waits until every worker of every node reports version $v (of epoch $epoch when given: a
+# new epoch starts again at version 1) (up to $limit s); returns the worst delay from $t0
+# (ms, from the workers' own apply times), or undef on timeout.
 sub wait_applied {
-    my ($v, $t0, $limit) = @_;
+    my ($v, $t0, $limit, $epoch) = @_;
     my $deadline = time + $limit;
     while (time < $deadline) {
         my $hb = heartbeats();
-        if (!grep { applied_version($_) != $v } values %$hb) {
+        if (!grep { applied_version($_) != $v || defined $epoch && applied_epoch($_) ne $epoch }
+            values %$hb)
+        {
             my $worst = 0;
             for (values %$hb) {
                 my $d = applied_at($_) - $t0 * 1000;
@@ -285,7 +293,7 @@ ok(defined wait_applied($v, $t0, 2), "a good version ($v) after the refused ones
 }
 # a new epoch: any version is taken
 $t0 = publish_snapshot($rport, $P, 1, 'e2', doc(label => 'epoch2', limit => 4, new => 1));
-ok(defined wait_applied(1, $t0, 2), 'a new epoch is taken at version 1');
+ok(defined wait_applied(1, $t0, 2, 'e2'), 'a new epoch is taken at version 1');
 is(statuses('sk-x', 2), '200x6', 'its content is served (sk-x back)');
 $v = 1;
 
@@ -380,7 +388,7 @@ $redis_pid = start_redis($rport, $rdir);
 sleep 1.5;
 is(statuses('sk-new', 2), '200x6', 'an empty Redis does not make a node forget its snapshot');
 $t0 = publish_snapshot($rport, $P, 1, 'e3', doc(label => 'e3', limit => 4, revoke_x => 1));
-ok(defined wait_applied(1, $t0, 3), 'after the outage, a new publish reaches every node');
+ok(defined wait_applied(1, $t0, 3, 'e3'), 'after the outage, a new publish reaches every node');
 is(statuses('sk-new', 2), '401x6', 'and is served');
 
 # nginx -s reload: new workers start from the last-known-good snapshot, then follow Redis

@@ -115,8 +115,9 @@ pub unsafe fn start(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
         busy: std::ptr::null_mut(),
         held: VecDeque::new(),
         hold_at,
-        // what one buffer of the provider's becomes, without reallocating
-        out: Vec::with_capacity(hold_at),
+        // what a call's buffers of the provider's become (up to `hold_at` waiting plus one
+        // buffer), without reallocating
+        out: Vec::with_capacity(2 * hold_at),
         off: false,
         missed: false,
         done: false,

@@ -35,11 +35,13 @@ impl Encoding {
     /// public (Anthropic, open-weight models, ...).
     pub fn for_model(model: &str) -> Option<Encoding> {
         let m = model.strip_prefix("ft:").unwrap_or(model);
-        let m = m.rsplit('/').next().unwrap_or(m);
-        let m = m.to_ascii_lowercase();
+        let m = m.rsplit('/').next().unwrap_or(m).as_bytes();
+        // case-insensitive, without a lowercase copy
         let family = |prefix: &str| {
-            m.strip_prefix(prefix)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '.', ':']))
+            let p = prefix.as_bytes();
+            m.len() >= p.len()
+                && m[..p.len()].eq_ignore_ascii_case(p)
+                && matches!(m.get(p.len()), None | Some(b'-' | b'.' | b':'))
         };
         const O200K: &[&str] = &[
             "gpt-5",

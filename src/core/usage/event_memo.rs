@@ -18,18 +18,33 @@ use crate::core::json_bytes::lossy;
 /// Longest event data memoised.
 const MEMO_MAX: usize = 4096;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct EventMemo {
     valid: bool,
     /// The data but the text string's contents: up to them (the opening quote included),
     /// then from the closing quote on, in one buffer split at `split`.
     layout: Vec<u8>,
     split: usize,
-    path: Vec<Name>,
+    path: [Name; MAX_DEPTH],
+    depth: usize,
     /// The facts of the memoised event (its text left out) and whether it was one whole
     /// document.
     facts: EventFacts,
     complete: bool,
+}
+
+impl Default for EventMemo {
+    fn default() -> Self {
+        EventMemo {
+            valid: false,
+            layout: Vec::new(),
+            split: 0,
+            path: [Name::Other; MAX_DEPTH],
+            depth: 0,
+            facts: EventFacts::default(),
+            complete: false,
+        }
+    }
 }
 
 impl EventMemo {
@@ -50,12 +65,13 @@ impl EventMemo {
             return;
         }
         self.layout.clear();
+        // room for the usual layouts at once (not one reallocation per longer event)
+        self.layout.reserve(MEMO_MAX / 4);
         self.layout.extend_from_slice(&json[..layout.start]);
         self.layout.extend_from_slice(&json[layout.end..]);
         self.split = layout.start;
-        self.path.clear();
-        self.path
-            .extend_from_slice(&layout.path[..layout.depth.min(MAX_DEPTH)]);
+        self.path = layout.path;
+        self.depth = layout.depth.min(MAX_DEPTH);
         self.facts.copy_layout_from(facts);
         self.complete = complete;
         self.valid = true;
@@ -92,7 +108,7 @@ impl EventMemo {
     }
 
     pub(super) fn path(&self) -> &[Name] {
-        &self.path
+        &self.path[..self.depth]
     }
 
     pub(super) fn facts(&self) -> &EventFacts {

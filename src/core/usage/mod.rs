@@ -124,10 +124,11 @@ impl Framing {
     /// From the response's `Content-Type`; `None` for bodies the tracker cannot read.
     pub fn of_content_type(ct: &[u8]) -> Option<Framing> {
         let ct = ct.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
-        let ct = ct.to_ascii_lowercase();
-        if ct == b"text/event-stream" {
+        let is = |t: &[u8]| ct.eq_ignore_ascii_case(t);
+        let json_suffix = ct.len() >= 5 && ct[ct.len() - 5..].eq_ignore_ascii_case(b"+json");
+        if is(b"text/event-stream") {
             Some(Framing::Sse)
-        } else if ct == b"application/json" || ct.ends_with(b"+json") {
+        } else if is(b"application/json") || json_suffix {
             Some(Framing::Json)
         } else {
             None
