@@ -165,24 +165,47 @@ pub fn parse_request(body: &[u8], json_expected: bool) -> Result<RequestSummary,
         top.model,
         "model",
         "a string without control characters",
+        |raw| {
+            // the usual model name: a string without escapes, taken as it is
+            let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+            (!inner.contains('\\') && !inner.chars().any(char::is_control))
+                .then(|| inner.to_string())
+        },
         |v| match v {
             Value::String(s) if !s.chars().any(char::is_control) => Some(Some(s)),
             _ => None,
         },
     )?;
-    summary.stream = field(top.stream, "stream", "a boolean", |v| match v {
-        Value::Bool(b) => Some(Some(b)),
-        _ => None,
-    })?
+    summary.stream = field(
+        top.stream,
+        "stream",
+        "a boolean",
+        |raw| match raw {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        },
+        |v| match v {
+            Value::Bool(b) => Some(Some(b)),
+            _ => None,
+        },
+    )?
     .unwrap_or(false);
-    summary.max_tokens = field(top.max_tokens, "max_tokens", COUNT, count)?;
+    summary.max_tokens = field(top.max_tokens, "max_tokens", COUNT, plain_count, count)?;
     summary.max_completion_tokens = field(
         top.max_completion_tokens,
         "max_completion_tokens",
         COUNT,
+        plain_count,
         count,
     )?;
-    summary.max_output_tokens = field(top.max_output_tokens, "max_output_tokens", COUNT, count)?;
+    summary.max_output_tokens = field(
+        top.max_output_tokens,
+        "max_output_tokens",
+        COUNT,
+        plain_count,
+        count,
+    )?;
     array(top.messages, "messages")?;
     array(top.tools, "tools")?;
     let span = |v: Option<&RawValue>| {
@@ -211,16 +234,33 @@ fn count(v: Value) -> Option<Option<u64>> {
     v.as_u64().map(Some)
 }
 
-/// Converts one captured field; `null` counts as absent.
+/// A count written as plain digits that fit in u64 (anything else goes through the general
+/// conversion).
+fn plain_count(raw: &str) -> Option<u64> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse().ok()
+}
+
+/// Converts one captured field; `null` counts as absent. `quick` reads the usual forms from
+/// the raw text; what it declines goes through a parse into a `Value` and `convert`.
 fn field<T>(
     raw: Option<&RawValue>,
     param: &'static str,
     expected: &'static str,
+    quick: impl FnOnce(&str) -> Option<T>,
     convert: impl FnOnce(Value) -> Option<Option<T>>,
 ) -> Result<Option<T>, GatewayError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    if let Some(v) = quick(raw.get()) {
+        return Ok(Some(v));
+    }
     let value: Value = serde_json::from_str(raw.get()).map_err(|e| invalid_json(&e))?;
     if value.is_null() {
         return Ok(None);
