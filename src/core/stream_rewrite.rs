@@ -15,6 +15,9 @@ use crate::core::usage::{FactsWanted, ResponseTracker, Rewrite, UsageStripper};
 
 pub use crate::core::usage::stream_usage::EVENT_MAX;
 
+/// Room made at first for an event still arriving.
+const PENDING_START: usize = 4096;
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct StreamRewriter {
@@ -83,6 +86,9 @@ impl StreamRewriter {
                 start = end;
             }
             if start < data.len() {
+                // room for a usual event at once
+                self.pending
+                    .reserve((data.len() - start).max(PENDING_START));
                 self.pending.extend_from_slice(&data[start..]);
                 self.scanned = 0;
                 if self.pending.len() > EVENT_MAX {

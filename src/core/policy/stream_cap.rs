@@ -60,7 +60,8 @@ impl StreamCap {
             api,
             enc,
             tokens: 0,
-            uncounted: String::new(),
+            // the text of a usual stream without reallocating as it grows
+            uncounted: String::with_capacity(1024),
             ended: false,
             oversized: false,
             id: None,

@@ -297,6 +297,8 @@ impl ResponseTracker {
     pub fn want_facts(&mut self, want: FactsWanted) {
         self.sink.collect = true;
         self.sink.want = want;
+        // an event's text and the head's fields without reallocating
+        self.sink.facts.text.reserve(256);
     }
 
     /// Whether id, model and creation time are collected.

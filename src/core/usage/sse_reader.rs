@@ -80,6 +80,7 @@ impl SseReader {
         if rest.is_empty() {
             return;
         }
+        self.pending.reserve(rest.len().max(1024));
         self.pending.extend_from_slice(rest);
         self.scanned = 0;
         if self.pending.len() > HELD_MAX {
