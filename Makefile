@@ -19,7 +19,7 @@ APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libss
                 zlib1g-dev curl ca-certificates perl libtest-base-perl libtext-diff-perl \
                 libtest-longstring-perl \
                 nginx nginx-dev prometheus python3 python3-venv redis-server redis-tools
-BENCH_PACKAGES := wrk python3 util-linux valgrind
+BENCH_PACKAGES := wrk python3 util-linux valgrind nginx libnginx-mod-http-lua
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The Redis that `make redis` starts when none answers on 127.0.0.1:6379 (for the t/ suite)
 REDIS_DIR    := $(CURDIR)/vendor/redis
@@ -142,10 +142,10 @@ inttest-debian: debian sdk-deps redis ## the same t/ suite with Debian's /usr/sb
 bench-deps: deps
 	@$(call apt_install,$(BENCH_PACKAGES))
 
-bench: build bench-deps ## plain nginx vs the gateway + core micro-benchmarks -> docs/benchmarks.md (BENCH_QUICK=1: smoke run)
+bench: build debian bench-deps ## plain nginx vs the gateway (and a Lua layer on Debian's nginx) + core micro-benchmarks -> docs/benchmarks.md (BENCH_QUICK=1: smoke run)
 	python3 bench/bench.py
 
-bench-smoke: build bench-deps ## a one-second smoke run of the benchmark harness (timings mean nothing)
+bench-smoke: build debian bench-deps ## a one-second smoke run of the benchmark harness (timings mean nothing)
 	BENCH_QUICK=1 python3 bench/bench.py
 
 test: check unittest inttest inttest-debian bench-smoke ## everything: lints, unit tests, t/ on both nginx builds, bench smoke

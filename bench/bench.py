@@ -44,7 +44,15 @@ NGINX = os.path.join(OBJS, "nginx")
 MODULE = os.path.join(OBJS, "ngx_http_ai_gateway_module.so")
 WORK = os.path.join(ROOT, "vendor", "bench")
 
-PORTS = {"mock": 18101, "plain": 18102, "gateway": 18103, "nometrics": 18104, "full": 18105}
+PORTS = {"mock": 18101, "plain": 18102, "gateway": 18103, "nometrics": 18104, "full": 18105,
+         "deb_plain": 18112, "deb_lua": 18113, "deb_gateway": 18114, "deb_full": 18115}
+# Debian's own nginx, with a Lua layer doing the original gateway's work, next to the module
+# built for it (make debian)
+DEB_NGINX = "/usr/sbin/nginx"
+DEB_MODULE = os.path.join(ROOT, "vendor", "debian", "ngx_http_ai_gateway_module.so")
+LUA_MODULES = ["/usr/lib/nginx/modules/ndk_http_module.so",
+               "/usr/lib/nginx/modules/ngx_http_lua_module.so"]
+DEB_TARGETS = ["deb_plain", "deb_lua", "deb_gateway", "deb_full"]
 BENCH_KEY = "sk-bench-0000042"
 CPU_GATEWAY, CPU_LOAD = "0", "1"
 SCENARIOS = [  # name, path, streaming, connections
@@ -247,17 +255,99 @@ http {{
 """.format(upstream=upstreams, port=PORTS[name], metrics=metrics,
            exposition="        location = /metrics { ai_gateway_metrics; }\n" if name == "gateway" else "",
            proxy=proxy)
+    if debian_available():
+        for name in DEB_TARGETS:
+            os.makedirs(os.path.join(WORK, name, "conf"))
+            os.makedirs(os.path.join(WORK, name, "logs"))
+        confs["deb_plain"] = confs["plain"].replace(str(PORTS["plain"]), str(PORTS["deb_plain"]))
+        for name in ("gateway", "full"):
+            confs["deb_" + name] = confs[name].replace(MODULE, DEB_MODULE).replace(
+                "listen 127.0.0.1:%d;" % PORTS[name], "listen 127.0.0.1:%d;" % PORTS["deb_" + name])
+        confs["deb_lua"] = lua_config(user, upstream)
     for name, text in confs.items():
         with open(os.path.join(WORK, name, "conf", "nginx.conf"), "w") as f:
             f.write(text)
-    for name in ("nometrics", "gateway", "full"):
+
+    for name in ("nometrics", "gateway", "full") + (("deb_gateway", "deb_full")
+                                                   if debian_available() else ()):
         with open(os.path.join(WORK, name, "conf", "gateway.json"), "w") as f:
-            json.dump(gateway_config(full=name == "full"), f)
+            json.dump(gateway_config(full=name.endswith("full")), f)
     for stream in (False, True):
         name = "sse" if stream else "json"
         body = request_body(stream)
         with open(os.path.join(WORK, "%s.lua" % name), "w") as f:
             f.write(WRK_SCRIPT.replace("@BODY@", json.dumps(body)).replace("@KEY@", BENCH_KEY))
+
+
+def debian_available():
+    """Debian's nginx, its Lua module and the module built for it are all there."""
+    return all(os.path.exists(p) for p in [DEB_NGINX, DEB_MODULE] + LUA_MODULES)
+
+
+# The original gateway's work in Lua (seed-analysis.md): the key -> namespace lookup among the
+# same 1,000 keys / 100 namespaces (a Lua table of plain keys, as the seed kept them), a
+# per-namespace request counter per minute in a shared dict, and a per-namespace, per-status
+# request metric in the log phase; the client key is not sent upstream, the namespace is.
+LUA_LAYER = """\
+    lua_shared_dict gw_counters 4m;
+    lua_shared_dict gw_metrics 4m;
+    init_by_lua_block {
+        gw_keys = {}
+        for n = 0, 99 do
+            for k = 0, 9 do
+                gw_keys[string.format("sk-bench-%07d", n * 10 + k)] = "team-" .. n
+            end
+        end
+    }
+"""
+
+LUA_LOCATION = """\
+        location /v1/ {
+            set $gw_namespace "";
+            access_by_lua_block {
+                local auth = ngx.var.http_authorization or ""
+                local key = auth:match("^Bearer%s+(.+)$")
+                local ns = key and gw_keys[key]
+                if not ns then
+                    ngx.status = 401
+                    ngx.header["Content-Type"] = "application/json"
+                    ngx.say('{"error":{"message":"invalid api key","type":"invalid_request_error","code":"invalid_api_key"}}')
+                    return ngx.exit(401)
+                end
+                local window = math.floor(ngx.now() / 60)
+                local n = ngx.shared.gw_counters:incr(ns .. ":" .. window, 1, 0, 120)
+                if n and n > 1000000000 then
+                    return ngx.exit(429)
+                end
+                ngx.var.gw_namespace = ns
+            }
+            log_by_lua_block {
+                local ns = ngx.var.gw_namespace
+                if ns ~= "" then
+                    ngx.shared.gw_metrics:incr(ns .. ":" .. ngx.status, 1, 0)
+                end
+            }
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "";
+            proxy_set_header Accept-Encoding "";
+            proxy_set_header X-AI-Gateway-Namespace $gw_namespace;
+            proxy_buffering off;
+        }
+"""
+
+
+def lua_config(user, upstream):
+    loads = "".join("load_module %s;\n" % m for m in LUA_MODULES)
+    return loads + user + COMMON.format() + """\
+http {{
+    access_log off;
+{lua}{upstream}    server {{
+        listen 127.0.0.1:{port};
+{location}    }}
+}}
+""".format(lua=LUA_LAYER, upstream=upstream, port=PORTS["deb_lua"], location=LUA_LOCATION)
 
 
 WRK_SCRIPT = """\
@@ -280,7 +370,8 @@ end
 
 def start(name, cpu):
     prefix = os.path.join(WORK, name) + "/"
-    r = sh(["taskset", "-c", cpu, NGINX, "-p", prefix, "-c", "conf/nginx.conf"])
+    binary = DEB_NGINX if name.startswith("deb_") else NGINX
+    r = sh(["taskset", "-c", cpu, binary, "-p", prefix, "-c", "conf/nginx.conf"])
     if r.returncode != 0:
         sys.exit("cannot start %s nginx:\n%s" % (name, r.stderr))
     pidfile = os.path.join(prefix, "logs", "nginx.pid")
@@ -530,7 +621,7 @@ def scrape_metrics():
             "bytes": len(r.stdout)}
 
 
-def report(info, params, results, rss, ir, micro, load_before, load_after, scrape):
+def report(info, params, results, rss, ir, micro, load_before, load_after, scrape, deb):
     out = []
     w = out.append
     w("# Benchmarks: what the gateway costs over plain nginx\n")
@@ -594,6 +685,29 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
             LABELS[scen], p, ratio(scen, "cpu_us"), g, g - p,
             ratio(scen, "cpu_us", "plain", "full"), f, f - p))
     w("")
+    if deb:
+        w("## Side by side with a Lua layer, on Debian's nginx (%s)\n" % deb["nginx"])
+        w("Debian's own nginx with `libnginx-mod-http-lua` doing the original gateway's work "
+          "(key -> namespace among the same 1,000 keys, a per-namespace counter per minute in "
+          "a shared dict, a per-namespace, per-status metric in the log phase; no body "
+          "parsing, no usage), next to the module built for that nginx (`make debian`) as "
+          "`gateway` (body parse, key sha256, metrics, usage read, include_usage strip) and "
+          "`full` (every policy, routing). %d rounds x %d s, interleaved; CPU/request as a "
+          "ratio to plain in the same round, medians.\n" % (deb["rounds"], params["duration"]))
+        w("| response | plain CPU us/req | Lua layer | gateway | full |")
+        w("|---|---:|---:|---:|---:|")
+        dres = deb["results"]
+        for scen, _, _, _ in C32:
+            def dratio(t):
+                return median([x["cpu_us"] / p["cpu_us"] for p, x in zip(
+                    dres[("deb_plain", scen)], dres[(t, scen)]) if p["cpu_us"]])
+            w("| %s | %.1f | %.3f | %.3f | %.3f |" % (
+                LABELS[scen], median([r["cpu_us"] for r in dres[("deb_plain", scen)]]),
+                dratio("deb_lua"), dratio("deb_gateway"), dratio("deb_full")))
+        w("| RSS / PSS master + worker | %s |" % " | ".join(
+            "%d / %d MiB" % (deb["mem"][t][0] // 1024, deb["mem"][t][1] // 1024)
+            for t in DEB_TARGETS))
+        w("")
     w("## Full pipeline: every policy and routing, concurrency 32 and 1\n")
     w("| response | plain CPU us/req | full CPU us/req | ratio to plain | ratio to gateway | Ir/req | Ir ratio to plain | Ir added over gateway | added p50 (c=1) over plain |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -754,6 +868,39 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
 
 # --- main --------------------------------------------------------------------------------
 
+def debian_rounds(args, quick):
+    """The side-by-side run on Debian's nginx: plain, the Lua layer, the module's gateway and
+    full pipeline (the Debian build of the module), interleaved as the main rounds are."""
+    pids = {"mock": start("mock", CPU_LOAD)}
+    results = {}
+    mem = {}
+    try:
+        for t in DEB_TARGETS:
+            pids[t] = start(t, CPU_GATEWAY)
+        time.sleep(0.3)
+        for t in DEB_TARGETS:
+            for _, path, stream, conns in C32:
+                check(t, path, stream)
+                wrk(t, path, stream, conns, 1, pids[t])
+        rounds = 1 if quick else 3
+        for rnd in range(rounds):
+            for scen, path, stream, conns in C32:
+                for t in DEB_TARGETS:
+                    r = wrk(t, path, stream, conns, args.duration, pids[t])
+                    results.setdefault((t, scen), []).append(r)
+                    print("debian round %d %-11s %-11s %8.0f req/s %7.1f us/req CPU%s"
+                          % (rnd + 1, scen, t, r["rps"], r["cpu_us"],
+                             "  ERRORS %d" % r["errors"] if r["errors"] else ""), flush=True)
+        for t in DEB_TARGETS:
+            mem[t] = (rss_kb(pids[t]), pss_kb(pids[t]))
+    finally:
+        for pid in pids.values():
+            stop(pid)
+    version = sh([DEB_NGINX, "-v"])
+    return {"results": results, "mem": mem, "rounds": rounds,
+            "nginx": (version.stdout + version.stderr).strip().replace("nginx version: ", "")}
+
+
 def main():
     quick = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -821,10 +968,12 @@ def main():
         for pid in pids.values():
             stop(pid)
 
+    deb = debian_rounds(args, quick) if debian_available() else None
+
     desc = "BENCH_QUICK smoke run, timings are not meaningful" if quick else "full run"
     params = {"rounds": args.rounds, "duration": args.duration, "desc": desc}
     params["ir_requests"] = count
-    text = report(info, params, results, rss, ir, micro, load_before, loadavg(), scrape)
+    text = report(info, params, results, rss, ir, micro, load_before, loadavg(), scrape, deb)
     os.makedirs(os.path.dirname(args.report), exist_ok=True)
     with open(args.report, "w") as f:
         f.write(text)

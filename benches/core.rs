@@ -18,11 +18,9 @@ use ngx_http_ai_gateway_module::core::policy::stream_cap::{StreamApi, StreamCap}
 use ngx_http_ai_gateway_module::core::policy::{
     admit, precheck, release, settle, Facts, Table, TableHeader,
 };
-use ngx_http_ai_gateway_module::core::request::{parse_request, span_text};
+use ngx_http_ai_gateway_module::core::request::parse_request;
 use ngx_http_ai_gateway_module::core::stream_rewrite::StreamRewriter;
-use ngx_http_ai_gateway_module::core::tokens::{
-    bound_fields, count_prompt, Encoding, PromptFields,
-};
+use ngx_http_ai_gateway_module::core::tokens::{bound_fields, count_prompt, Encoding};
 use ngx_http_ai_gateway_module::core::usage::{Framing, ResponseTracker};
 use serde_json::{json, Value};
 
@@ -161,16 +159,7 @@ fn main() {
         });
         let spans = parse_request(&body, true).expect("valid").spans;
         bench(&format!("prompt_bound/{label}"), || {
-            let b = black_box(&body);
-            let fields = PromptFields {
-                messages: span_text(b, spans.messages),
-                system: span_text(b, spans.system),
-                tools: span_text(b, spans.tools),
-                functions: span_text(b, spans.functions),
-                input: span_text(b, spans.input),
-                instructions: span_text(b, spans.instructions),
-                prompt: span_text(b, spans.prompt),
-            };
+            let fields = spans.prompt_fields(black_box(&body));
             black_box(bound_fields(&fields, Some("gpt-4o")));
         });
     }

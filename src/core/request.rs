@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::error::GatewayError;
+use super::tokens::PromptFields;
 
 /// What later phases need to know about a request.
 #[derive(Debug, Default)]
@@ -73,6 +74,21 @@ impl RequestSummary {
     /// The raw JSON of `tools` in `body`.
     pub fn tools_json<'b>(&self, body: &'b [u8]) -> Option<&'b str> {
         span_text(body, self.spans.tools)
+    }
+}
+
+impl BodySpans {
+    /// The prompt's fields in `body` (the body these spans were found in).
+    pub fn prompt_fields<'b>(&self, body: &'b [u8]) -> PromptFields<'b> {
+        PromptFields {
+            messages: span_text(body, self.messages),
+            system: span_text(body, self.system),
+            tools: span_text(body, self.tools),
+            functions: span_text(body, self.functions),
+            input: span_text(body, self.input),
+            instructions: span_text(body, self.instructions),
+            prompt: span_text(body, self.prompt),
+        }
     }
 }
 

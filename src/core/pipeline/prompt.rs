@@ -3,7 +3,7 @@
 //! where the request's parse found them in the body (no second parse of the body).
 
 use crate::core::policy::PromptTokens;
-use crate::core::request::{span_text, BodySpans};
+use crate::core::request::BodySpans;
 use crate::core::tokens::{bound_fields, count_fields, PromptCount, PromptFields};
 
 pub struct BodyPrompt<'a> {
@@ -17,15 +17,7 @@ impl<'a> BodyPrompt<'a> {
     /// `body` is the request's JSON body (`None`: not JSON, no prompt) and `spans` where its
     /// parse found the prompt's fields.
     pub fn new(body: Option<&'a [u8]>, spans: &BodySpans, model: Option<&'a str>) -> Self {
-        let fields = body.map(|b| PromptFields {
-            messages: span_text(b, spans.messages),
-            system: span_text(b, spans.system),
-            tools: span_text(b, spans.tools),
-            functions: span_text(b, spans.functions),
-            input: span_text(b, spans.input),
-            instructions: span_text(b, spans.instructions),
-            prompt: span_text(b, spans.prompt),
-        });
+        let fields = body.map(|b| spans.prompt_fields(b));
         BodyPrompt {
             fields,
             model,
