@@ -13,7 +13,6 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::error::GatewayError;
-use super::tokens::PromptFields;
 
 /// What later phases need to know about a request.
 #[derive(Debug, Default)]
@@ -75,6 +74,19 @@ impl RequestSummary {
     pub fn tools_json<'b>(&self, body: &'b [u8]) -> Option<&'b str> {
         span_text(body, self.spans.tools)
     }
+}
+
+/// The raw JSON of the top-level fields of a request body that make its prompt (what
+/// token counting reads; see `tokens::count_fields`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PromptFields<'a> {
+    pub messages: Option<&'a str>,
+    pub system: Option<&'a str>,
+    pub tools: Option<&'a str>,
+    pub functions: Option<&'a str>,
+    pub input: Option<&'a str>,
+    pub instructions: Option<&'a str>,
+    pub prompt: Option<&'a str>,
 }
 
 impl BodySpans {

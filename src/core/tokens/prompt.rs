@@ -20,6 +20,8 @@ use serde_json::value::RawValue;
 
 use super::{Encoding, Source};
 use crate::core::json_bytes::string_stop;
+use crate::core::request::parse_request;
+pub use crate::core::request::PromptFields;
 
 /// Tokens per message, per `name`, and for the reply priming (OpenAI's chat framing).
 const PER_MESSAGE: u64 = 3;
@@ -35,26 +37,6 @@ pub struct PromptCount {
     /// `Counted` (exact) or `Estimated`.
     pub source: Source,
     pub encoding: Encoding,
-}
-
-#[derive(Deserialize)]
-struct Body<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    messages: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    system: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    tools: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    functions: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    instructions: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    prompt: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -360,54 +342,22 @@ fn present(r: Option<&str>) -> Option<&str> {
     r.filter(|r| !Tally::is_null(r))
 }
 
-/// The raw JSON of the top-level fields of a request body that make its prompt.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PromptFields<'a> {
-    pub messages: Option<&'a str>,
-    pub system: Option<&'a str>,
-    pub tools: Option<&'a str>,
-    pub functions: Option<&'a str>,
-    pub input: Option<&'a str>,
-    pub instructions: Option<&'a str>,
-    pub prompt: Option<&'a str>,
-}
-
-impl<'a> PromptFields<'a> {
-    /// Parses a body for them; `None` when it is not a JSON object. The body's own `model`
-    /// comes with them.
-    fn of_body(body: &'a [u8]) -> Option<(PromptFields<'a>, Option<Cow<'a, str>>)> {
-        let text = std::str::from_utf8(body).ok()?;
-        let b: Body<'a> = serde_json::from_str(text).ok()?;
-        let get = |r: Option<&'a RawValue>| r.map(RawValue::get);
-        Some((
-            PromptFields {
-                messages: get(b.messages),
-                system: get(b.system),
-                tools: get(b.tools),
-                functions: get(b.functions),
-                input: get(b.input),
-                instructions: get(b.instructions),
-                prompt: get(b.prompt),
-            },
-            b.model,
-        ))
-    }
-}
-
 /// The prompt tokens of a request body for `model` (the body's own `model` when `None`).
 /// `None` when the body has nothing a model reads (no messages, input or prompt) or is not
-/// a JSON object.
+/// a request the gateway accepts (see `request::parse_request`).
 pub fn count_prompt(body: &[u8], model: Option<&str>) -> Option<PromptCount> {
-    let (fields, own) = PromptFields::of_body(body)?;
-    tally(&fields, model.or(own.as_deref()), false)
+    let summary = parse_request(body, true).ok()?;
+    let fields = summary.spans.prompt_fields(body);
+    tally(&fields, model.or(summary.model.as_deref()), false)
 }
 
 /// An upper bound of [`count_prompt`] made without the tokenizer (text bytes instead of
 /// tokens, the same framing): about 30 times cheaper, for limit checks that do not need the
 /// exact number when the bound already fits.
 pub fn prompt_bound(body: &[u8], model: Option<&str>) -> Option<u64> {
-    let (fields, own) = PromptFields::of_body(body)?;
-    tally(&fields, model.or(own.as_deref()), true).map(|c| c.tokens)
+    let summary = parse_request(body, true).ok()?;
+    let fields = summary.spans.prompt_fields(body);
+    tally(&fields, model.or(summary.model.as_deref()), true).map(|c| c.tokens)
 }
 
 /// [`count_prompt`] of fields already found in the body (see `request::BodySpans`).
@@ -628,8 +578,9 @@ mod tests {
 
     #[test]
     fn odd_shapes_never_fail() {
+        // a body the gateway refuses (messages must be an array) has no prompt to count
+        assert_eq!(count_prompt(br#"{"messages":"hi"}"#, None), None);
         for body in [
-            r#"{"messages":"hi"}"#,
             r#"{"messages":[1,2]}"#,
             r#"{"messages":[{"content":{"a":1}}]}"#,
             r#"{"messages":[{"role":"user","content":[1,{"type":"x"}]}]}"#,
