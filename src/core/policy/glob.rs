@@ -2,21 +2,48 @@
 //! other character matches itself, case-sensitively (`gpt-4o*`, `claude-*-4-5`, `*`).
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Glob(String);
+pub struct Glob {
+    pattern: String,
+    /// The pattern's shape, decided once: most globs are a name or a prefix.
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// No wildcard: the name itself.
+    Exact,
+    /// One `*` at the end and no other wildcard: the text before it is a prefix.
+    Prefix,
+    /// Anything else, as characters.
+    General(Vec<char>),
+}
 
 impl Glob {
     pub fn new(pattern: &str) -> Glob {
-        Glob(pattern.to_string())
+        let wild = |c: char| c == '*' || c == '?';
+        let kind = match pattern.strip_suffix('*') {
+            _ if !pattern.contains(wild) => Kind::Exact,
+            Some(head) if !head.contains(wild) => Kind::Prefix,
+            _ => Kind::General(pattern.chars().collect()),
+        };
+        Glob {
+            pattern: pattern.to_string(),
+            kind,
+        }
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.pattern
     }
 
     /// Whether `text` matches, in O(len(text) * len(pattern)) at worst (no backtracking
     /// blow-up: only the last `*` is ever resumed).
     pub fn matches(&self, text: &str) -> bool {
-        let p: Vec<char> = self.0.chars().collect();
+        let p = match &self.kind {
+            Kind::Exact => return text == self.pattern,
+            Kind::Prefix => return text.starts_with(&self.pattern[..self.pattern.len() - 1]),
+            Kind::General(p) => p,
+        };
         let t: Vec<char> = text.chars().collect();
         let (mut pi, mut ti) = (0, 0);
         let mut star: Option<(usize, usize)> = None;
@@ -65,6 +92,10 @@ mod tests {
         assert!(m("a*b*c", "aXXbYYbc"));
         assert!(!m("a*b*c", "aXXbYYb"));
         assert!(m("模型-*", "模型-大"));
+        // the shapes decided at construction agree with the general reading
+        assert!(m("gpt-4o", "gpt-4o") && !m("gpt-4o", "gpt-4o-mini"));
+        assert!(m("**", "x") && m("gpt-*o*", "gpt-4o") && !m("gpt-*o*", "gpt-4"));
+        assert!(m("", "") && !m("", "a"));
         // pathological patterns stay fast
         let long = "a".repeat(10_000);
         assert!(!m("*a*a*a*a*a*b", &long));
