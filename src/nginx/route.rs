@@ -432,7 +432,29 @@ pub unsafe fn variable<'c>(
 /// The request path as it goes upstream: bytes outside RFC 3986's unreserved set, `/` and a
 /// few sub-delimiters are percent-encoded (nginx has decoded `$uri`).
 fn escape_path(path: &[u8]) -> Cow<'_, str> {
-    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b);
+    let plain = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'/'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+            )
+    };
     if path.iter().all(|&b| plain(b)) {
         // nothing to escape: all ASCII
         return String::from_utf8_lossy(path);

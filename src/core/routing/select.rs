@@ -52,26 +52,39 @@ fn pick(targets: &[(usize, u32)], total: u64, n: u64) -> usize {
 /// The URI sent to `target`: its base path, then the request path after the route's
 /// `rewrite.from` (replaced by `rewrite.to`), then the query (plus Azure's `api-version`).
 pub fn upstream_uri(route: &Route, target: &Target, path: &str, query: Option<&str>) -> String {
-    let rest = path
-        .strip_prefix(route.rewrite_from.as_str())
-        .map(|r| format!("{}{}", route.rewrite_to, r))
-        .unwrap_or_else(|| path.to_string());
-    let mut uri = format!("{}{}", target.base_path, rest);
-    let mut args: Vec<String> = query
-        .filter(|q| !q.is_empty())
-        .map(|q| vec![q.to_string()])
-        .unwrap_or_default();
-    if target.provider == Provider::Azure {
-        if let Some(v) = &target.api_version {
-            let has = query.is_some_and(|q| q.split('&').any(|a| a.starts_with("api-version=")));
-            if !has {
-                args.push(format!("api-version={v}"));
-            }
+    let (head, rest) = match path.strip_prefix(route.rewrite_from.as_str()) {
+        Some(r) => (route.rewrite_to.as_str(), r),
+        None => ("", path),
+    };
+    let query = query.filter(|q| !q.is_empty());
+    let api_version = match (&target.provider, &target.api_version) {
+        (Provider::Azure, Some(v))
+            if !query.is_some_and(|q| q.split('&').any(|a| a.starts_with("api-version="))) =>
+        {
+            Some(v.as_str())
         }
+        _ => None,
+    };
+    let mut uri = String::with_capacity(
+        target.base_path.len()
+            + head.len()
+            + rest.len()
+            + query.map_or(0, |q| q.len() + 1)
+            + api_version.map_or(0, |v| v.len() + 13),
+    );
+    uri.push_str(&target.base_path);
+    uri.push_str(head);
+    uri.push_str(rest);
+    let mut sep = '?';
+    if let Some(q) = query {
+        uri.push(sep);
+        uri.push_str(q);
+        sep = '&';
     }
-    if !args.is_empty() {
-        uri.push('?');
-        uri.push_str(&args.join("&"));
+    if let Some(v) = api_version {
+        uri.push(sep);
+        uri.push_str("api-version=");
+        uri.push_str(v);
     }
     uri
 }
