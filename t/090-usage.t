@@ -363,3 +363,19 @@ Authorization: Bearer sk-alpha-1
 --- wait: 0.2
 --- error_log
 usage prompt=8 completion=4 total=12 cached=- reasoning=- source=counted
+
+
+
+=== TEST 18: a stream_options key nested elsewhere in the body does not stop the gateway asking for usage
+--- config eval: $::mock
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","stream":true,"max_tokens":4,"metadata":{"stream_options":"x"},"messages":[{"role":"user","content":"Hello"}]}
+--- more_headers
+Authorization: Bearer sk-alpha-1
+X-Mock-Seq: 7
+X-Mock-Created: 1700000000
+--- response_body eval: $::stream_without_usage
+--- wait: 0.2
+--- error_log
+usage prompt=8 completion=4 total=12 cached=- reasoning=- source=provider
