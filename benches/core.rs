@@ -158,8 +158,9 @@ fn main() {
             black_box(parse_request(black_box(&body), true).is_ok());
         });
         let spans = parse_request(&body, true).expect("valid").spans;
+        let text = std::str::from_utf8(&body).expect("UTF-8");
         bench(&format!("prompt_bound/{label}"), || {
-            let fields = spans.prompt_fields(black_box(&body));
+            let fields = spans.prompt_fields(black_box(text));
             black_box(bound_fields(&fields, Some("gpt-4o")));
         });
     }

@@ -9,6 +9,7 @@ pub mod error;
 pub(crate) mod fields;
 pub mod identify;
 pub mod json_bytes;
+pub mod json_check;
 pub mod matcher;
 pub mod metrics;
 pub mod mock;

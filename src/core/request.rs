@@ -7,12 +7,10 @@
 //! those. Other fields are skipped without allocating. Type errors in these fields are 400s with `param` set; the
 //! body itself is forwarded upstream byte for byte by nginx.
 
-use serde::de::IgnoredAny;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::error::GatewayError;
+use super::json_check::{Check, Stop};
 
 /// What later phases need to know about a request.
 #[derive(Debug, Default)]
@@ -90,16 +88,17 @@ pub struct PromptFields<'a> {
 }
 
 impl BodySpans {
-    /// The prompt's fields in `body` (the body these spans were found in).
-    pub fn prompt_fields<'b>(&self, body: &'b [u8]) -> PromptFields<'b> {
+    /// The prompt's fields in `text` (the body these spans were found in).
+    pub fn prompt_fields<'b>(&self, text: &'b str) -> PromptFields<'b> {
+        let field = |span: Option<Span>| span.and_then(|(a, b)| text.get(a..b));
         PromptFields {
-            messages: span_text(body, self.messages),
-            system: span_text(body, self.system),
-            tools: span_text(body, self.tools),
-            functions: span_text(body, self.functions),
-            input: span_text(body, self.input),
-            instructions: span_text(body, self.instructions),
-            prompt: span_text(body, self.prompt),
+            messages: field(self.messages),
+            system: field(self.system),
+            tools: field(self.tools),
+            functions: field(self.functions),
+            input: field(self.input),
+            instructions: field(self.instructions),
+            prompt: field(self.prompt),
         }
     }
 }
@@ -122,75 +121,55 @@ pub fn is_json_content_type(content_type: Option<&[u8]>) -> bool {
     }
 }
 
-/// The top-level fields the gateway reads, captured unparsed so that type errors can name
-/// their field; everything else is skipped.
-#[derive(Deserialize)]
-struct TopLevel<'a> {
-    #[serde(borrow, default)]
-    model: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    stream: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    max_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    max_completion_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    max_output_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    messages: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    tools: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    system: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    functions: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    instructions: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    prompt: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    stream_options: Present<'a>,
-}
+/// The top-level fields the gateway reads, in the order of `BodySpans`'s slots.
+const FIELDS: [&[u8]; 13] = [
+    b"model",
+    b"stream",
+    b"max_tokens",
+    b"max_completion_tokens",
+    b"max_output_tokens",
+    b"messages",
+    b"tools",
+    b"system",
+    b"functions",
+    b"input",
+    b"instructions",
+    b"prompt",
+    b"stream_options",
+];
 
-/// A field's raw JSON when it is present, `null` included (`Option` would read `null` as
-/// absent).
-#[derive(Default)]
-pub(crate) struct Present<'a>(pub Option<&'a RawValue>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Present<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'a RawValue>::deserialize(d).map(|r| Present(Some(r)))
-    }
-}
+/// Where each of [`FIELDS`] lies in the body (`None`: absent).
+type Found = [Option<Span>; FIELDS.len()];
 
 /// Parses a request body. An empty body yields an empty summary.
 pub fn parse_request(body: &[u8], json_expected: bool) -> Result<RequestSummary, GatewayError> {
+    parse_request_text(body, json_expected).map(|(summary, _)| summary)
+}
+
+/// [`parse_request`], and the body as text when it is JSON (validated UTF-8, so that later
+/// steps read its spans without checking them again).
+pub fn parse_request_text(
+    body: &[u8],
+    json_expected: bool,
+) -> Result<(RequestSummary, Option<&str>), GatewayError> {
     let mut summary = RequestSummary {
         body_bytes: body.len(),
         ..RequestSummary::default()
     };
     if body.is_empty() || !json_expected {
-        return Ok(summary);
+        return Ok((summary, None));
     }
-    // JSON is UTF-8; serde does not check the strings it skips, so check the whole body
+    // JSON is UTF-8; the syntax check does not look inside strings' bytes
     let text = std::str::from_utf8(body).map_err(|e| GatewayError::InvalidJson {
         detail: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
     })?;
-    if text.trim_ascii_start().as_bytes().first() != Some(&b'{') {
-        // serde would read an array into the struct field by field: refuse it here
-        return Err(match serde_json::from_str::<IgnoredAny>(text) {
-            Ok(_) => not_an_object(),
-            Err(e) => invalid_json(&e),
-        });
-    }
-    let top: TopLevel<'_> = serde_json::from_str(text).map_err(|e| invalid_json(&e))?;
+    let found = top_level(body)?;
     summary.is_json = true;
+    let raw = |k: usize| found[k].and_then(|(a, b)| text.get(a..b));
     // the model reaches log lines and, through $ai_gateway_model, headers an operator sets:
     // no control characters (a CR/LF would start a header of its own)
     summary.model = field(
-        top.model,
+        raw(0),
         "model",
         "a string without control characters",
         |raw| {
@@ -205,7 +184,7 @@ pub fn parse_request(body: &[u8], json_expected: bool) -> Result<RequestSummary,
         },
     )?;
     summary.stream = field(
-        top.stream,
+        raw(1),
         "stream",
         "a boolean",
         |raw| match raw {
@@ -219,41 +198,93 @@ pub fn parse_request(body: &[u8], json_expected: bool) -> Result<RequestSummary,
         },
     )?
     .unwrap_or(false);
-    summary.max_tokens = field(top.max_tokens, "max_tokens", COUNT, plain_count, count)?;
-    summary.max_completion_tokens = field(
-        top.max_completion_tokens,
-        "max_completion_tokens",
-        COUNT,
-        plain_count,
-        count,
-    )?;
-    summary.max_output_tokens = field(
-        top.max_output_tokens,
-        "max_output_tokens",
-        COUNT,
-        plain_count,
-        count,
-    )?;
-    array(top.messages, "messages")?;
-    array(top.tools, "tools")?;
-    let span = |v: Option<&RawValue>| {
-        v.map(|v| {
-            let start = v.get().as_ptr() as usize - text.as_ptr() as usize;
-            (start, start + v.get().len())
-        })
-    };
+    summary.max_tokens = field(raw(2), "max_tokens", COUNT, plain_count, count)?;
+    summary.max_completion_tokens =
+        field(raw(3), "max_completion_tokens", COUNT, plain_count, count)?;
+    summary.max_output_tokens = field(raw(4), "max_output_tokens", COUNT, plain_count, count)?;
+    array(raw(5), "messages")?;
+    array(raw(6), "tools")?;
     summary.spans = BodySpans {
-        model: span(top.model),
-        messages: span(top.messages),
-        system: span(top.system),
-        tools: span(top.tools),
-        functions: span(top.functions),
-        input: span(top.input),
-        instructions: span(top.instructions),
-        prompt: span(top.prompt),
-        stream_options: span(top.stream_options.0),
+        model: found[0],
+        messages: found[5],
+        tools: found[6],
+        system: found[7],
+        functions: found[8],
+        input: found[9],
+        instructions: found[10],
+        prompt: found[11],
+        stream_options: found[12],
     };
-    Ok(summary)
+    Ok((summary, Some(text)))
+}
+
+/// Checks the body's syntax in one pass and finds where the top-level fields lie. A field
+/// the gateway reads that appears twice is refused (which one would the provider read?).
+fn top_level(body: &[u8]) -> Result<Found, GatewayError> {
+    let mut check = Check::new(body);
+    let syntax = |stop: Stop| syntax_error(body, stop);
+    let mut found: Found = [None; FIELDS.len()];
+    let open = check.ws(0);
+    if !check.is(open, b'{') {
+        // a valid document that is not an object, or no document at all
+        return Err(match check.document() {
+            Ok(()) => not_an_object(),
+            Err(stop) => syntax(stop),
+        });
+    }
+    let mut at = check.ws(open + 1);
+    if check.is(at, b'}') {
+        at += 1;
+    } else {
+        loop {
+            let key_at = check.ws(at);
+            let (key_end, escaped) = check.string(key_at).map_err(syntax)?;
+            let key = &body[key_at + 1..key_end - 1];
+            let slot = if escaped {
+                serde_json::from_slice::<String>(&body[key_at..key_end])
+                    .ok()
+                    .and_then(|k| FIELDS.iter().position(|f| *f == k.as_bytes()))
+            } else {
+                FIELDS.iter().position(|f| *f == key)
+            };
+            let value_at = check.ws(check.expect(key_end, b':').map_err(syntax)?);
+            let value_end = check.value(value_at).map_err(syntax)?;
+            if let Some(slot) = slot {
+                if found[slot].replace((value_at, value_end)).is_some() {
+                    let (line, column) = Stop {
+                        at: key_end - 1,
+                        eof: false,
+                    }
+                    .line_column(body);
+                    return Err(GatewayError::InvalidJson {
+                        detail: format!("duplicate field at line {line} column {column}"),
+                    });
+                }
+            }
+            at = check.ws(value_end);
+            match body.get(at) {
+                Some(b',') => at += 1,
+                Some(b'}') => {
+                    at += 1;
+                    break;
+                }
+                _ => {
+                    return Err(syntax(Stop {
+                        at,
+                        eof: at >= body.len(),
+                    }))
+                }
+            }
+        }
+    }
+    let end = check.ws(at);
+    if end < body.len() {
+        return Err(syntax(Stop {
+            at: end,
+            eof: false,
+        }));
+    }
+    Ok(found)
 }
 
 const COUNT: &str = "a non-negative integer";
@@ -274,7 +305,7 @@ fn plain_count(raw: &str) -> Option<u64> {
 /// Converts one captured field; `null` counts as absent. `quick` reads the usual forms from
 /// the raw text; what it declines goes through a parse into a `Value` and `convert`.
 fn field<T>(
-    raw: Option<&RawValue>,
+    raw: Option<&str>,
     param: &'static str,
     expected: &'static str,
     quick: impl FnOnce(&str) -> Option<T>,
@@ -283,13 +314,14 @@ fn field<T>(
     let Some(raw) = raw else {
         return Ok(None);
     };
-    if raw.get() == "null" {
+    if raw == "null" {
         return Ok(None);
     }
-    if let Some(v) = quick(raw.get()) {
+    if let Some(v) = quick(raw) {
         return Ok(Some(v));
     }
-    let value: Value = serde_json::from_str(raw.get()).map_err(|e| invalid_json(&e))?;
+    // checked already: the parse cannot fail
+    let value: Value = serde_json::from_str(raw).map_err(|_| not_an_object())?;
     if value.is_null() {
         return Ok(None);
     }
@@ -297,8 +329,8 @@ fn field<T>(
 }
 
 /// Checks that a field is an array (or null).
-fn array(raw: Option<&RawValue>, param: &'static str) -> Result<(), GatewayError> {
-    match raw.map(|r| r.get().as_bytes().first()) {
+fn array(raw: Option<&str>, param: &'static str) -> Result<(), GatewayError> {
+    match raw.map(|r| r.as_bytes().first()) {
         None | Some(Some(b'[' | b'n')) => Ok(()),
         _ => Err(GatewayError::InvalidField {
             param,
@@ -307,18 +339,16 @@ fn array(raw: Option<&RawValue>, param: &'static str) -> Result<(), GatewayError
     }
 }
 
-/// serde's message names a position (and at most a field name), never content.
-fn invalid_json(e: &serde_json::Error) -> GatewayError {
-    use serde_json::error::Category;
-    let what = match e.classify() {
-        Category::Eof => "unexpected end of input",
-        Category::Syntax => "syntax error",
-        Category::Data if e.to_string().starts_with("duplicate field") => "duplicate field",
-        Category::Data => return not_an_object(),
-        Category::Io => "read error",
+/// A syntax error names a position, never content.
+fn syntax_error(body: &[u8], stop: Stop) -> GatewayError {
+    let what = if stop.eof {
+        "unexpected end of input"
+    } else {
+        "syntax error"
     };
+    let (line, column) = stop.line_column(body);
     GatewayError::InvalidJson {
-        detail: format!("{what} at line {} column {}", e.line(), e.column()),
+        detail: format!("{what} at line {line} column {column}"),
     }
 }
 

@@ -14,13 +14,13 @@ mod view;
 
 use std::borrow::Cow;
 
-use super::config::GatewayConfig;
+use super::config::{GatewayConfig, Namespace};
 use super::error::GatewayError;
 use super::identify::{identify, ClientKey, Via};
 use super::policy::clamp::{clamp_output, output_field};
 use super::policy::slot::Shape;
 use super::policy::{admit, precheck, Denial, Facts, RateHeaders, Table, Take};
-use super::request::{parse_request, RequestSummary};
+use super::request::{parse_request_text, RequestSummary};
 use super::routing::health::{health_key, is_cooling, record_failure, record_success};
 use super::routing::{attempt_order, Route};
 use super::tokens::PromptCount;
@@ -169,10 +169,13 @@ pub fn decide<I: Incoming, E: Env>(
     env: &mut E,
 ) -> Decision {
     let mut d = Decision::new();
-    let parsed = parse_request(req.body, req.json_content_type);
+    let parsed = parse_request_text(req.body, req.json_content_type);
     let view = BodyView::new(
         incoming,
-        parsed.as_ref().is_ok_and(|s| s.is_json).then_some(req.body),
+        parsed
+            .as_ref()
+            .is_ok_and(|(s, _)| s.is_json)
+            .then_some(req.body),
     );
     let id = match identify(config, req.key.as_ref(), &view) {
         Ok(id) => id,
@@ -186,11 +189,19 @@ pub fn decide<I: Incoming, E: Env>(
     };
     d.namespace = Some(id.namespace);
     d.via = Some(id.via);
-    let summary = match parsed {
-        Ok(s) => s,
+    let (summary, text) = match parsed {
+        Ok(parsed) => parsed,
         Err(err) => return d.reject(err, false),
     };
-    let clamped = match enforce(config, id.namespace, req, &summary, &view, env, &mut d) {
+    let clamped = match enforce(
+        config.namespaces.get(id.namespace),
+        req,
+        text,
+        &summary,
+        &view,
+        env,
+        &mut d,
+    ) {
         Ok(body) => body,
         Err(err) => {
             d.summary = Some(summary);
@@ -218,10 +229,10 @@ pub fn decide<I: Incoming, E: Env>(
     };
     // an OpenAI stream without usage: ask the provider for it
     let with_usage = (summary.stream && req.stream_usage && is_openai_stream_path(req.uri))
-        .then(|| match was_clamped {
+        .then(|| match (was_clamped, text) {
             // the lowered body was written anew: read it again
-            true => request_usage(&body),
-            false => request_usage_at(&body, summary.spans.stream_options),
+            (false, Some(text)) => request_usage_at(text, summary.spans.stream_options),
+            _ => request_usage(&body),
         })
         .flatten();
     d.added_include_usage = with_usage.is_some();
@@ -244,15 +255,15 @@ pub fn is_openai_stream_path(uri: &[u8]) -> bool {
 /// Runs the namespace's policies; `Ok` with a new body when the output limit was lowered.
 /// What was decided and taken goes into `d.policy`.
 fn enforce<I: Incoming, E: Env>(
-    config: &GatewayConfig,
-    namespace: usize,
+    ns: Option<&Namespace>,
     req: &Request,
+    text: Option<&str>,
     summary: &RequestSummary,
     view: &BodyView<I>,
     env: &mut E,
     d: &mut Decision,
 ) -> Result<Option<Vec<u8>>, GatewayError> {
-    let Some(ns) = config.namespaces.get(namespace) else {
+    let Some(ns) = ns else {
         return Ok(None);
     };
     if ns.policies.is_empty() {
@@ -266,7 +277,7 @@ fn enforce<I: Incoming, E: Env>(
         max_output: summary.max_output(),
         view,
     };
-    let mut prompt = BodyPrompt::new(summary.is_json.then_some(req.body), &summary.spans, model);
+    let mut prompt = BodyPrompt::new(text, &summary.spans, model);
     let mut plan = match precheck(&ns.policies, &facts, &mut prompt) {
         Ok(plan) => plan,
         Err(denial) => {

@@ -14,10 +14,10 @@ pub struct BodyPrompt<'a> {
 }
 
 impl<'a> BodyPrompt<'a> {
-    /// `body` is the request's JSON body (`None`: not JSON, no prompt) and `spans` where its
+    /// `text` is the request's JSON body (`None`: not JSON, no prompt) and `spans` where its
     /// parse found the prompt's fields.
-    pub fn new(body: Option<&'a [u8]>, spans: &BodySpans, model: Option<&'a str>) -> Self {
-        let fields = body.map(|b| spans.prompt_fields(b));
+    pub fn new(text: Option<&'a str>, spans: &BodySpans, model: Option<&'a str>) -> Self {
+        let fields = text.map(|t| spans.prompt_fields(t));
         BodyPrompt {
             fields,
             model,

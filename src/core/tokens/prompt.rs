@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 
 use super::{Encoding, Source};
 use crate::core::json_bytes::string_stop;
-use crate::core::request::parse_request;
+use crate::core::request::parse_request_text;
 pub use crate::core::request::PromptFields;
 
 /// Tokens per message, per `name`, and for the reply priming (OpenAI's chat framing).
@@ -346,8 +346,8 @@ fn present(r: Option<&str>) -> Option<&str> {
 /// `None` when the body has nothing a model reads (no messages, input or prompt) or is not
 /// a request the gateway accepts (see `request::parse_request`).
 pub fn count_prompt(body: &[u8], model: Option<&str>) -> Option<PromptCount> {
-    let summary = parse_request(body, true).ok()?;
-    let fields = summary.spans.prompt_fields(body);
+    let (summary, text) = parse_request_text(body, true).ok()?;
+    let fields = summary.spans.prompt_fields(text?);
     tally(&fields, model.or(summary.model.as_deref()), false)
 }
 
@@ -355,8 +355,8 @@ pub fn count_prompt(body: &[u8], model: Option<&str>) -> Option<PromptCount> {
 /// tokens, the same framing): about 30 times cheaper, for limit checks that do not need the
 /// exact number when the bound already fits.
 pub fn prompt_bound(body: &[u8], model: Option<&str>) -> Option<u64> {
-    let summary = parse_request(body, true).ok()?;
-    let fields = summary.spans.prompt_fields(body);
+    let (summary, text) = parse_request_text(body, true).ok()?;
+    let fields = summary.spans.prompt_fields(text?);
     tally(&fields, model.or(summary.model.as_deref()), true).map(|c| c.tokens)
 }
 

@@ -12,12 +12,22 @@ use serde_json::value::RawValue;
 
 use super::event::EventFacts;
 use super::scan::Kind;
-use crate::core::request::Present;
 
 /// Where a borrowed JSON value lies in the text it was parsed from.
 fn span(text: &str, value: &RawValue) -> (usize, usize) {
     let start = value.get().as_ptr() as usize - text.as_ptr() as usize;
     (start, start + value.get().len())
+}
+
+/// A field's raw JSON when it is present, `null` included (`Option` would read `null` as
+/// absent).
+#[derive(Default)]
+struct Present<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Present<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(|r| Present(Some(r)))
+    }
 }
 
 #[derive(Deserialize)]
@@ -38,13 +48,13 @@ struct StreamOptions<'a> {
 pub fn request_usage(body: &[u8]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(body).ok()?;
     let top: Top<'_> = serde_json::from_str(text).ok()?;
-    request_usage_at(body, top.stream_options.0.map(|so| span(text, so)))
+    request_usage_at(text, top.stream_options.0.map(|so| span(text, so)))
 }
 
 /// [`request_usage`] of a body whose parse found `stream_options` at `stream_options` (a
 /// byte range; `None` when absent): only that member is read.
-pub fn request_usage_at(body: &[u8], stream_options: Option<(usize, usize)>) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(body).ok()?;
+pub fn request_usage_at(text: &str, stream_options: Option<(usize, usize)>) -> Option<Vec<u8>> {
+    let body = text.as_bytes();
     let mut out = Vec::with_capacity(body.len() + 40);
     match stream_options {
         None => {
@@ -322,7 +332,7 @@ mod tests {
                 .unwrap()
                 .spans;
             assert_eq!(
-                request_usage_at(body.as_bytes(), spans.stream_options),
+                request_usage_at(body, spans.stream_options),
                 request_usage(body.as_bytes()),
                 "{body}"
             );
