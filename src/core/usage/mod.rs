@@ -193,6 +193,10 @@ impl Visitor for Sink {
         if piece.len() > TEXT_MAX {
             self.text_tokens += self.enc.count(piece);
         } else {
+            if self.text.capacity() == 0 {
+                // the usual completion without reallocating
+                self.text.reserve(TEXT_START.max(piece.len()));
+            }
             self.text.push_str(piece);
         }
     }
@@ -245,8 +249,8 @@ impl ResponseTracker {
                 reported: Reported::default(),
                 enc: model_encoding.unwrap_or(Encoding::O200k),
                 exact_encoding: model_encoding.is_some(),
-                // the usual completion without reallocating
-                text: String::with_capacity(TEXT_START),
+                // room is made at the first text (an answer read usage first has none)
+                text: String::new(),
                 text_tokens: 0,
                 saw_text: false,
                 saw_tool_json: false,

@@ -71,8 +71,18 @@ fn every_split(framing: Framing, body: &str) -> ResponseTracker {
     w.feed(body.as_bytes());
     w.finish();
     assert_eq!(w.reported(), whole.reported(), "whole");
-    assert_eq!(w.sink.text, whole.sink.text, "whole");
-    assert_eq!(w.counted_completion(), whole.counted_completion(), "whole");
+    assert_eq!(
+        settle(Some(&w), || None),
+        settle(Some(&whole), || None),
+        "whole"
+    );
+    if w.sink.text.is_empty() && !whole.sink.text.is_empty() {
+        // read usage first: the text was not needed
+        assert!(framing == Framing::Json && w.reported().output.is_some());
+    } else {
+        assert_eq!(w.sink.text, whole.sink.text, "whole");
+        assert_eq!(w.counted_completion(), whole.counted_completion(), "whole");
+    }
     whole
 }
 
@@ -390,3 +400,67 @@ fn an_event_too_large_to_hold_is_read_as_it_comes() {
     assert_eq!(t.reported().output, Some(4));
     assert_eq!(t.sink.text, text);
 }
+
+/// A JSON answer read whole in one piece settles exactly as the incremental scanner settles
+/// it, whatever the answer: usage or none, implausible numbers, usage in nested objects,
+/// duplicates, escaped keys, deep nesting, broken JSON.
+#[test]
+fn json_answers_read_whole_settle_as_read_in_pieces() {
+    let deep = format!(
+        r#"{{"choices":[{{"message":{{"content":"hi"}}}}],"x":{}1{},"usage":{{"prompt_tokens":3,"completion_tokens":2}}}}"#,
+        "[".repeat(40),
+        "]".repeat(40)
+    );
+    let edge = format!(
+        r#"{{"x":{}1{},"usage":{{"prompt_tokens":3,"completion_tokens":2}}}}"#,
+        "[".repeat(MAX_DEPTH_FOR_TEST - 3),
+        "]".repeat(MAX_DEPTH_FOR_TEST - 3)
+    );
+    let answers: Vec<String> = [
+        r#"{"choices":[{"message":{"content":"Hello there"}}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#,
+        r#"{"usage":{"prompt_tokens":9,"completion_tokens":3},"choices":[{"message":{"content":"Hi"}}]}"#,
+        r#"{"choices":[{"message":{"content":"no usage here"}}]}"#,
+        r#"{"choices":[{"message":{"content":"null usage"}}],"usage":null}"#,
+        r#"{"choices":[{"message":{"content":"prompt only"}}],"usage":{"prompt_tokens":4}}"#,
+        r#"{"choices":[{"message":{"content":"too many"}}],"usage":{"prompt_tokens":4,"completion_tokens":99000000000}}"#,
+        r#"{"choices":[{"message":{"content":"twice"}}],"usage":{"completion_tokens":1},"usage":{"completion_tokens":7}}"#,
+        r#"{"choices":[{"message":{"content":"escaped key"}}],"us\u0061ge":{"completion_tokens":5}}"#,
+        r#"{"content":[{"type":"text","text":"Anthropic"}],"usage":{"input_tokens":10,"output_tokens":2,"cache_read_input_tokens":4}}"#,
+        r#"{"output":[{"content":[{"type":"output_text","text":"Responses"}]}],"usage":{"input_tokens":5,"output_tokens":1,"output_tokens_details":{"reasoning_tokens":9}}}"#,
+        r#"{"message":{"usage":{"input_tokens":6,"output_tokens":2}},"choices":[{"message":{"content":"nested"}}]}"#,
+        r#"{"choices":[{"message":{"content":"broken"}}],"usage":{"completion_tokens":2}"#,
+        r#"{"choices":[{"message":{"content":"trailing"}}],"usage":{"completion_tokens":2}} x"#,
+        r#"{"choices":[{"message":{"content":"bad literal"}}],"usage":{"completion_tokens":2},"a":tru}"#,
+        r#"{"choices":[{"message":{"content":"tab	raw"}}],"usage":{"completion_tokens":2}}"#,
+        r#"{"usage":{"completion_tokens":-1,"prompt_tokens":1.5}}"#,
+        r#"{}"#,
+        r#"[{"usage":{"completion_tokens":2}}]"#,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([deep, edge])
+    .collect();
+    for body in &answers {
+        let mut whole = ResponseTracker::new(Framing::Json, Some(Encoding::O200k));
+        whole.expect_len(body.len() as u64);
+        whole.feed(body.as_bytes());
+        whole.finish();
+        // in two pieces: the incremental scanner, which reads everything
+        let cut = body.len() / 2;
+        let pieces = track(Framing::Json, body, &[cut]);
+        let prompt = || {
+            Some(PromptCount {
+                tokens: 11,
+                source: Source::Counted,
+                encoding: Encoding::O200k,
+            })
+        };
+        assert_eq!(
+            settle(Some(&whole), prompt),
+            settle(Some(&pieces), prompt),
+            "{body}"
+        );
+    }
+}
+
+const MAX_DEPTH_FOR_TEST: usize = super::scan::MAX_DEPTH;
