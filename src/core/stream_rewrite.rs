@@ -10,7 +10,7 @@
 //! passes unchanged) or the cap ends the stream (it cannot count what it cannot hold).
 
 use crate::core::policy::stream_cap::StreamCap;
-use crate::core::usage::stream_usage::event_end;
+use crate::core::usage::stream_usage::event_bounds;
 use crate::core::usage::{FactsWanted, ResponseTracker, Rewrite, UsageStripper};
 
 pub use crate::core::usage::stream_usage::EVENT_MAX;
@@ -78,8 +78,8 @@ impl StreamRewriter {
         if self.pending.is_empty() {
             let mut start = 0;
             // the usual case: whole events in the piece, read where they are
-            while let Ok(end) = event_end(data, start) {
-                if !self.event(&data[start..end], tracker, out) {
+            while let Ok((end, line_break)) = event_bounds(data, start) {
+                if !self.event(&data[start..end], Some(line_break - start), tracker, out) {
                     tracker.feed(&data[end..]);
                     return;
                 }
@@ -103,9 +103,11 @@ impl StreamRewriter {
         let mut at = 0;
         let mut from = self.scanned;
         loop {
-            match event_end(&pending, from) {
-                Ok(end) => {
-                    if !self.event(&pending[at..end], tracker, out) {
+            match event_bounds(&pending, from) {
+                Ok((end, line_break)) => {
+                    // the first line break is the event's when the search began at its start
+                    let line_break = (from == at).then(|| line_break - at);
+                    if !self.event(&pending[at..end], line_break, tracker, out) {
                         tracker.feed(&pending[end..]);
                         self.scanned = 0;
                         return;
@@ -159,8 +161,14 @@ impl StreamRewriter {
 
     /// One whole event: read, then kept, cut, dropped, or refused by the cap (false: the
     /// stream was ended, its ending is in `out`).
-    fn event(&mut self, ev: &[u8], tracker: &mut ResponseTracker, out: &mut Vec<u8>) -> bool {
-        let facts = tracker.feed_event(ev);
+    fn event(
+        &mut self,
+        ev: &[u8],
+        line_break: Option<usize>,
+        tracker: &mut ResponseTracker,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let facts = tracker.feed_event(ev, line_break);
         let rewrite = match self.stripper.as_mut() {
             Some(s) => s.rewrite(ev, facts),
             None => Rewrite::Keep,

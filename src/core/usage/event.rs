@@ -99,6 +99,9 @@ pub struct EventFacts {
     pub event_type: EventType,
     /// Top-level `index` (Anthropic's content block).
     pub index: Option<u64>,
+    /// Where the event's first line break is, when the framing that cut the event out found
+    /// it (so that no reader of the event looks for it again).
+    pub line_break: Option<usize>,
 }
 
 /// Which facts a reader wants, besides the shape (always read).
@@ -125,6 +128,7 @@ impl EventFacts {
         self.created = None;
         self.event_type = EventType::Other;
         self.index = None;
+        self.line_break = None;
     }
 
     /// Takes `other`'s facts but its text (reusing this one's memory).

@@ -315,13 +315,15 @@ impl ResponseTracker {
 
     /// One whole event of the stream (ending with its blank line, or the last bytes of the
     /// stream), read in one pass: its usage and text as [`feed`](Self::feed) reads them, and
-    /// its facts.
-    pub fn feed_event(&mut self, event: &[u8]) -> &EventFacts {
+    /// its facts. `line_break` is where its first line break is, when the caller knows.
+    pub fn feed_event(&mut self, event: &[u8], line_break: Option<usize>) -> &EventFacts {
         self.sink.facts.reset();
+        self.sink.facts.line_break = line_break;
         match self.framing {
             Framing::Sse => {
                 self.bytes += event.len() as u64;
-                self.sse.event(event, &mut self.scanner, &mut self.sink);
+                self.sse
+                    .event(event, line_break, &mut self.scanner, &mut self.sink);
             }
             Framing::Json => self.feed(event),
         }

@@ -8,7 +8,7 @@ use super::event_memo::EventMemo;
 use super::scan::{Scanner, Visitor};
 use super::scan_whole::{scan_whole, Whole};
 use super::sse::SseLines;
-use super::stream_usage::event_end;
+use super::stream_usage::event_bounds;
 use super::Sink;
 
 /// Largest incomplete event held for a whole-event read.
@@ -51,8 +51,8 @@ impl SseReader {
         }
         if self.pending.is_empty() {
             let mut start = 0;
-            while let Ok(end) = event_end(data, start) {
-                self.event(&data[start..end], scanner, sink);
+            while let Ok((end, line_break)) = event_bounds(data, start) {
+                self.event(&data[start..end], Some(line_break - start), scanner, sink);
                 start = end;
             }
             self.hold(&data[start..], scanner, sink);
@@ -62,8 +62,10 @@ impl SseReader {
         let pending = std::mem::take(&mut self.pending);
         let mut at = 0;
         let mut from = self.scanned;
-        while let Ok(end) = event_end(&pending, from) {
-            self.event(&pending[at..end], scanner, sink);
+        while let Ok((end, line_break)) = event_bounds(&pending, from) {
+            // the first line break is the event's when the search began at its start
+            let line_break = (from == at).then(|| line_break - at);
+            self.event(&pending[at..end], line_break, scanner, sink);
             at = end;
             from = end;
         }
@@ -95,13 +97,21 @@ impl SseReader {
     }
 
     /// One whole event (it ends with its blank line), read in one pass.
-    pub(super) fn event(&mut self, ev: &[u8], scanner: &mut Scanner, sink: &mut Sink) {
+    /// One whole event; `line_break` is where its first line break is, when known.
+    pub(super) fn event(
+        &mut self,
+        ev: &[u8],
+        line_break: Option<usize>,
+        scanner: &mut Scanner,
+        sink: &mut Sink,
+    ) {
         if !self.pending.is_empty() || self.streaming {
             // bytes before it are still unread: keep the order
             self.feed(ev, scanner, sink);
             return;
         }
-        let Some((json, cr_end)) = single_data_line(ev).filter(|_| self.lines.at_event_start())
+        let Some((json, cr_end)) =
+            single_data_line(ev, line_break).filter(|_| self.lines.at_event_start())
         else {
             self.lines.feed(ev, scanner, sink);
             return;
@@ -131,10 +141,13 @@ impl SseReader {
 
 /// The data of an event that is one `data:` line and a blank line (LF, CRLF or CR line
 /// ends), and whether it ends with a CR.
-fn single_data_line(ev: &[u8]) -> Option<(&[u8], bool)> {
+fn single_data_line(ev: &[u8], line_break: Option<usize>) -> Option<(&[u8], bool)> {
     let rest = ev.strip_prefix(b"data:")?;
     let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-    let end = memchr::memchr2(b'\n', b'\r', rest)?;
+    let end = match line_break {
+        Some(at) => at.checked_sub(ev.len() - rest.len())?,
+        None => memchr::memchr2(b'\n', b'\r', rest)?,
+    };
     match &rest[end..] {
         b"\n\n" | b"\r\n\r\n" => Some((&rest[..end], false)),
         b"\r\r" => Some((&rest[..end], true)),

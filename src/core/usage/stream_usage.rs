@@ -137,9 +137,8 @@ impl UsageStripper {
                 self.dropped_events += 1;
                 Rewrite::Drop
             }
-            Some(Kind::Null) => {
-                usage_null_span(ev).map_or(Rewrite::Keep, |(a, b)| Rewrite::Cut(a, b))
-            }
+            Some(Kind::Null) => usage_null_span(ev, facts.line_break)
+                .map_or(Rewrite::Keep, |(a, b)| Rewrite::Cut(a, b)),
             _ => Rewrite::Keep,
         }
     }
@@ -148,7 +147,10 @@ impl UsageStripper {
 /// The end (exclusive, after the blank line) of the first complete event, looking from
 /// `from`, which must be the start of a line; otherwise `Err` with the start of the line
 /// still incomplete (where to look again when more bytes come). Lines end with LF, CRLF or CR.
-pub(crate) fn event_end(buf: &[u8], from: usize) -> Result<usize, usize> {
+/// With it, where the first line break at or after `from` is (the event's own first line
+/// break when `from` is the event's start), so that readers of the event need not look again.
+pub(crate) fn event_bounds(buf: &[u8], from: usize) -> Result<(usize, usize), usize> {
+    let mut first = None;
     let mut i = from;
     let mut line_start = from;
     while i < buf.len() {
@@ -159,6 +161,7 @@ pub(crate) fn event_end(buf: &[u8], from: usize) -> Result<usize, usize> {
             }
         }
         let c = buf[i];
+        let first = *first.get_or_insert(i);
         let after = if c == b'\r' && buf.get(i + 1) == Some(&b'\n') {
             i + 2
         } else if c == b'\r' && i + 1 == buf.len() {
@@ -167,7 +170,7 @@ pub(crate) fn event_end(buf: &[u8], from: usize) -> Result<usize, usize> {
             i + 1
         };
         if i == line_start {
-            return Ok(after); // a blank line
+            return Ok((after, first)); // a blank line
         }
         i = after;
         line_start = after;
@@ -178,12 +181,17 @@ pub(crate) fn event_end(buf: &[u8], from: usize) -> Result<usize, usize> {
 /// OpenAI's member in every chunk but the last when usage was asked for.
 const USAGE_NULL: &[u8] = b",\"usage\":null}";
 
-/// The bytes of `ev` (one data line whose JSON has a top-level `"usage":null`) to remove.
-fn usage_null_span(ev: &[u8]) -> Option<(usize, usize)> {
+/// The bytes of `ev` (one data line whose JSON has a top-level `"usage":null`) to remove;
+/// `line_break` is where the event's first line break is, when known.
+fn usage_null_span(ev: &[u8], line_break: Option<usize>) -> Option<(usize, usize)> {
     // OpenAI's own layout: `data: {...,"usage":null}` and a blank line
     if let Some(json) = ev.strip_prefix(b"data: ") {
         let body = json.trim_ascii_end();
-        if body.ends_with(USAGE_NULL) && memchr::memchr2(b'\n', b'\r', body).is_none() {
+        let one_line = match line_break {
+            Some(at) => at >= 6 + body.len(),
+            None => memchr::memchr2(b'\n', b'\r', body).is_none(),
+        };
+        if body.ends_with(USAGE_NULL) && one_line {
             let start = 6 + body.len() - USAGE_NULL.len();
             // keep the closing brace
             return Some((start, start + USAGE_NULL.len() - 1));
@@ -277,6 +285,46 @@ fn value_end(b: &[u8], at: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn event_bounds_say_where_the_first_line_breaks() {
+        for (buf, from, want) in [
+            (&b"data: {}\n\nrest"[..], 0, Ok((10, 8))),
+            (b"event: x\ndata: {}\n\n", 0, Ok((19, 8))),
+            (b"data: {}\r\n\r\n", 0, Ok((12, 8))),
+            (b"data: {}\r\rx", 0, Ok((10, 8))),
+            (b"\n", 0, Ok((1, 0))),
+            (b"data: {}\n", 0, Err(9)),
+            (b"data: {}\r", 0, Err(0)),
+            (b"xx\ndata: 1\n\n", 3, Ok((12, 10))),
+        ] {
+            assert_eq!(
+                event_bounds(buf, from),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    #[test]
+    fn the_usage_null_cut_is_the_same_with_the_line_break_known() {
+        for ev in [
+            &b"data: {\"a\":1,\"usage\":null}\n\n"[..],
+            b"data: {\"a\":1,\"usage\":null}\r\n\r\n",
+            b"data: {\"a\":1,\n\"usage\":null}\n\n",
+            b"event: c\ndata: {\"a\":1,\"usage\":null}\n\n",
+            b"data: {\"usage\":null,\"a\":1}\n\n",
+        ] {
+            let (_, line_break) = event_bounds(ev, 0).unwrap();
+            assert_eq!(
+                usage_null_span(ev, Some(line_break)),
+                usage_null_span(ev, None),
+                "{:?}",
+                String::from_utf8_lossy(ev)
+            );
+        }
+    }
+
     use super::*;
 
     fn inject(body: &str) -> Option<String> {
