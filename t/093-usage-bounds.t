@@ -43,6 +43,13 @@ _EOC_
 
 our $chat = '{"model":"gpt-4o","messages":[{"role":"user","content":"Hello"}]}';
 
+# A stream with one event of ~100 KB (past the 64 KiB of an unfinished event the usage reader
+# holds: it then reads the stream line by line as it comes), then the usage chunk.
+our $big_sse = 'data: {"choices":[{"index":0,"delta":{"content":"' . ('lorem ipsum ' x 8500)
+    . '"},"finish_reason":null}],"usage":null}' . "\n\n"
+    . 'data: {"choices":[],"usage":{"prompt_tokens":8,"completion_tokens":17000,"total_tokens":17008}}'
+    . "\n\ndata: [DONE]\n\n";
+
 run_tests();
 
 __DATA__
@@ -204,3 +211,24 @@ Authorization: Bearer sk-alpha-1
 --- wait: 0.2
 --- error_log
 usage prompt=- completion=- total=- cached=- reasoning=- source=unknown
+
+
+
+=== TEST 9: an event larger than the reader holds: the usage after it is the provider's, every byte passes unchanged
+The client asked for usage itself, so the stream is not rewritten: the tracker reads it alone.
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        location / { default_type text/event-stream; root html; try_files /big.sse =404; error_page 405 =200 /big.sse; }
+    }
+--- user_files eval
+[["big.sse", $::big_sse]]
+--- request eval
+"POST /v1/chat/completions\n" . '{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hello"}]}'
+--- more_headers
+Authorization: Bearer sk-alpha-1
+--- response_body eval
+$::big_sse
+--- wait: 0.2
+--- error_log
+usage prompt=8 completion=17000 total=17008 cached=- reasoning=- source=provider

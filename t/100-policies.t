@@ -396,6 +396,33 @@ ai_gateway: stream ended at the output cap (5 tokens sent)
 
 
 
+=== TEST 17b: ... and the provider's usage sent after the cap's ending still counts
+The client gets 5 tokens, the provider streamed (and billed) its whole reply (the mock's 38 pieces): the gateway
+added include_usage, reads the bytes the client never gets, and logs the provider's numbers.
+--- http_config
+    ai_gateway_config $TEST_NGINX_FIXTURES/policies.json;
+    ai_gateway_limit_zone limits 64k;
+    log_format gw 'gwlog completion=$ai_gateway_completion_tokens source=$ai_gateway_usage_source';
+--- config
+    location /v1/ {
+        ai_gateway on;
+        access_log logs/error.log gw;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- more_headers
+Authorization: Bearer sk-pol-outcut
+--- error_code: 200
+--- response_body_like: "finish_reason":"length"\}\]\}\n\ndata: \[DONE\]\n\n\z
+--- wait: 0.2
+--- error_log
+ai_gateway: stream ended at the output cap (5 tokens sent)
+gwlog completion=38 source=provider
+
+
+
 === TEST 18: the same for Anthropic Messages (content_block_stop, message_delta max_tokens, message_stop)
 The gateway clamps max_tokens to 5; a location standing in for a provider that ignores it
 puts 1000 back before the mock provider answers.
