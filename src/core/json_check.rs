@@ -130,7 +130,26 @@ impl<'a> Check<'a> {
 
     /// The string whose opening quote is at `at`: the position after its closing quote, and
     /// whether it has escapes.
+    #[inline]
     pub fn string(&mut self, at: usize) -> Result<(usize, bool), Stop> {
+        // the usual short string: its closing quote among the sixteen bytes after the
+        // opening one, found without the general loop
+        if let Some(word) = self.text.get(at..at + 17) {
+            if word[0] == b'"' {
+                let stop =
+                    word_stop(&word[1..9]).or_else(|| word_stop(&word[9..17]).map(|k| k + 8));
+                if let Some(k) = stop {
+                    if word[1 + k] == b'"' {
+                        return Ok((at + 2 + k, false));
+                    }
+                }
+            }
+        }
+        self.string_general(at)
+    }
+
+    #[inline(never)]
+    fn string_general(&mut self, at: usize) -> Result<(usize, bool), Stop> {
         if !self.is(at, b'"') {
             return Err(self.stop(at));
         }

@@ -6,7 +6,7 @@
 //! corpus of documents).
 
 use super::scan::{string_stop, Kind, Name, Visitor, KEY_MAX, MAX_DEPTH, SHAPE_DEPTH};
-use crate::core::json_bytes::lossy;
+use crate::core::json_bytes::{lossy, short_string_end};
 
 /// Where the text strings of a document are (see [`Visitor::is_text`]), and whether a number
 /// the visitor keeps was read: what a memo of the document's layout needs.
@@ -203,6 +203,9 @@ impl<V: Visitor> Walk<'_, '_, V> {
     /// whether it has escapes.
     #[inline(always)]
     fn string_end(&self) -> Option<(usize, bool)> {
+        if let Some(end) = short_string_end(self.d, self.i) {
+            return Some((end, false));
+        }
         let mut at = self.i;
         let mut escaped = false;
         loop {
