@@ -59,7 +59,8 @@ build: deps ## build the module and nginx 1.28.3 (--with-compat) into vendor/obj
 	@echo "built $(OBJS)/$(MODULE).so for $$($(OBJS)/nginx -v 2>&1 | sed 's/.*: //')"
 
 debian: deps ## build the module for Debian's stock nginx (/usr/sbin/nginx) into vendor/debian
-	@if [ ! -f $(DEB_DIR)/src/objs/ngx_auto_config.h ]; then \
+	@# objs/Makefile is written last: a configure that was interrupted runs again
+	@if [ ! -f $(DEB_DIR)/src/objs/ngx_auto_config.h ] || [ ! -f $(DEB_DIR)/src/objs/Makefile ]; then \
 	    rm -rf $(DEB_DIR)/src && mkdir -p $(DEB_DIR) && cp -r /usr/share/nginx/src $(DEB_DIR)/src && \
 	    cd $(DEB_DIR)/src && source ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" >configure.log 2>&1 \
 	        || { tail -20 configure.log; exit 1; }; \

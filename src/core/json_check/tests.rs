@@ -117,32 +117,42 @@ impl Rng {
     }
 }
 
+/// Bytes JSON gives a meaning to, and a few it does not.
+const BYTES: &[u8] = b"{}[]\",:\\ \n\t0123456789.-+eEtrufalsn/bx\x00\x1f\x7f\xc3\xa9\xff";
+
+/// One byte at `pos` replaced, removed or inserted.
+fn mutate(t: &mut Vec<u8>, pos: usize, rng: &mut Rng) {
+    let byte = BYTES[rng.below(BYTES.len())];
+    match rng.below(3) {
+        0 if pos < t.len() => t[pos] = byte,
+        1 if pos < t.len() => {
+            t.remove(pos);
+        }
+        _ => t.insert(pos, byte),
+    }
+}
+
+fn judged_alike(t: &[u8]) {
+    assert_eq!(
+        accepts(t),
+        serde_accepts(t),
+        "{:?}",
+        String::from_utf8_lossy(t)
+    );
+}
+
 #[test]
 fn mutations_are_judged_as_serde_judges_them() {
-    // every corpus text with one byte replaced, inserted or removed, at every position, by
-    // bytes JSON gives a meaning to and a few it does not
-    const BYTES: &[u8] = b"{}[]\",:\\ \n\t0123456789.-+eEtrufalsn/bx\x00\x1f\x7f\xc3\xa9\xff";
+    // every corpus text with one byte replaced, inserted or removed, at every position
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut seen = 0;
     for text in CORPUS {
         let text = text.as_bytes();
         for pos in 0..=text.len() {
             for _ in 0..6 {
-                let byte = BYTES[rng.below(BYTES.len())];
                 let mut t = text.to_vec();
-                match rng.below(3) {
-                    0 if pos < t.len() => t[pos] = byte,
-                    1 if pos < t.len() => {
-                        t.remove(pos);
-                    }
-                    _ => t.insert(pos, byte),
-                }
-                assert_eq!(
-                    accepts(&t),
-                    serde_accepts(&t),
-                    "{:?}",
-                    String::from_utf8_lossy(&t)
-                );
+                mutate(&mut t, pos, &mut rng);
+                judged_alike(&t);
                 seen += 1;
             }
         }
@@ -152,21 +162,9 @@ fn mutations_are_judged_as_serde_judges_them() {
         let mut t = CORPUS[rng.below(CORPUS.len())].as_bytes().to_vec();
         for _ in 0..1 + rng.below(4) {
             let pos = rng.below(t.len() + 1);
-            let byte = BYTES[rng.below(BYTES.len())];
-            match rng.below(3) {
-                0 if pos < t.len() => t[pos] = byte,
-                1 if pos < t.len() => {
-                    t.remove(pos);
-                }
-                _ => t.insert(pos, byte),
-            }
+            mutate(&mut t, pos, &mut rng);
         }
-        assert_eq!(
-            accepts(&t),
-            serde_accepts(&t),
-            "{:?}",
-            String::from_utf8_lossy(&t)
-        );
+        judged_alike(&t);
         seen += 1;
     }
     assert!(seen > 20_000);
