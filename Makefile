@@ -18,15 +18,21 @@ SDK_PACKAGES := openai==3.54.0 anthropic==2.12.0
 APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libssl-dev openssl \
                 zlib1g-dev curl ca-certificates perl libtest-base-perl libtext-diff-perl \
                 libtest-longstring-perl \
-                nginx nginx-dev prometheus python3 python3-venv redis-server redis-tools
+                nginx nginx-dev prometheus python3 python3-venv redis-server redis-tools \
+                mariadb-server
 BENCH_PACKAGES := wrk python3 util-linux valgrind nginx libnginx-mod-http-lua
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The Redis that `make redis` starts when none answers on 127.0.0.1:6379 (for the t/ suite)
 REDIS_DIR    := $(CURDIR)/vendor/redis
+# The MariaDB that `make mariadb` starts when none answers on 127.0.0.1:$(MYSQL_PORT) (root,
+# no password: what the t/ suite's MariaDB tests expect)
+MARIADB_DIR  := $(CURDIR)/vendor/mariadb
+MYSQL_PORT   ?= 3306
+MARIADB_UP   := mariadb --no-defaults -h 127.0.0.1 -P $(MYSQL_PORT) -u root -e 'SELECT 1' >/dev/null 2>&1
 
 .DEFAULT_GOAL := build
 .PHONY: help deps sdk-deps bench-deps build debian run stop check unittest inttest inttest-debian \
-        bench bench-smoke test clean redis publish-config
+        bench bench-smoke test clean redis mariadb publish-config
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -121,18 +127,35 @@ redis: deps ## make sure a Redis answers on 127.0.0.1:6379 (else start one, data
 	    echo "started redis-server on 127.0.0.1:6379 (pid $$(cat $(REDIS_DIR)/redis.pid), log $(REDIS_DIR)/redis.log)"; \
 	fi
 
+mariadb: deps ## make sure a MariaDB answers on 127.0.0.1:$(MYSQL_PORT) as root (else start one, data in vendor/mariadb)
+	@if ! $(MARIADB_UP); then \
+	    mkdir -p $(MARIADB_DIR) && \
+	    if [ ! -d $(MARIADB_DIR)/data/mysql ]; then \
+	        mariadb-install-db --no-defaults --datadir=$(MARIADB_DIR)/data --user="$$(id -un)" \
+	            --auth-root-authentication-method=normal --skip-test-db >$(MARIADB_DIR)/install.log 2>&1 \
+	            || { tail -20 $(MARIADB_DIR)/install.log; exit 1; }; \
+	    fi; \
+	    (setsid /usr/sbin/mariadbd --no-defaults --datadir=$(MARIADB_DIR)/data --user="$$(id -un)" \
+	        --port=$(MYSQL_PORT) --bind-address=127.0.0.1 --socket=$(MARIADB_DIR)/mariadb.sock \
+	        --pid-file=$(MARIADB_DIR)/mariadb.pid --log-error=$(MARIADB_DIR)/mariadb.log \
+	        --skip-log-bin --innodb-buffer-pool-size=64M </dev/null >/dev/null 2>&1 &); \
+	    for i in $$(seq 100); do $(MARIADB_UP) && break; sleep 0.1; done; \
+	    $(MARIADB_UP) || { echo "mariadbd started but does not answer on 127.0.0.1:$(MYSQL_PORT) within 10 s (see $(MARIADB_DIR)/mariadb.log)"; exit 1; }; \
+	    echo "started mariadbd on 127.0.0.1:$(MYSQL_PORT) (pid $$(cat $(MARIADB_DIR)/mariadb.pid), log $(MARIADB_DIR)/mariadb.log)"; \
+	fi
+
 publish-config: ## publish FILE=<json> to Redis (tools/publish-config)
 	@[ -n "$(FILE)" ] || { echo "usage: make publish-config FILE=<json> [PUBLISH_ARGS='-u redis://host:port -p prefix -e epoch']"; exit 1; }
 	tools/publish-config $(PUBLISH_ARGS) $(FILE)
 
-inttest: build sdk-deps redis ## t/ suite (and the runner's own t/selftest) against vendor/objs/nginx with the module
+inttest: build sdk-deps redis mariadb ## t/ suite (and the runner's own t/selftest) against vendor/objs/nginx with the module
 	AI_GATEWAY_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python \
 	TEST_NGINX_BINARY=$(CURDIR)/$(OBJS)/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(OBJS)/$(MODULE).so \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
 	PERL5LIB=$(CURDIR)/t/lib/compat prove -r t/
 
-inttest-debian: debian sdk-deps redis ## the same t/ suite with Debian's /usr/sbin/nginx and the Debian-built module
+inttest-debian: debian sdk-deps redis mariadb ## the same t/ suite with Debian's /usr/sbin/nginx and the Debian-built module
 	AI_GATEWAY_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python \
 	TEST_NGINX_BINARY=/usr/sbin/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(DEB_DIR)/$(MODULE).so \
