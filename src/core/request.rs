@@ -320,8 +320,10 @@ fn field<T>(
     if let Some(v) = quick(raw) {
         return Ok(Some(v));
     }
-    // checked already: the parse cannot fail
-    let value: Value = serde_json::from_str(raw).map_err(|_| not_an_object())?;
+    // the body was checked already, so this parse does not fail; were it to, the value is
+    // not what the field needs
+    let value: Value =
+        serde_json::from_str(raw).map_err(|_| GatewayError::InvalidField { param, expected })?;
     if value.is_null() {
         return Ok(None);
     }
