@@ -3,6 +3,7 @@
 //! `cargo test` without nginx; the `nginx` layer converts nginx data into these types, calls
 //! the core and maps the result back.
 
+pub mod admin;
 pub mod config;
 pub mod config_error;
 pub mod error;

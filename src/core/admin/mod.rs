@@ -1,0 +1,16 @@
+//! The config center's admin API, as pure logic: its URLs and roles, the configuration of
+//! record ([`state::State`]) and the writes on it, the gateway document made from it,
+//! views, ETags, pagination, diffs, and errors with JSON paths. The runtime
+//! (`crate::runtime::admin`) does the IO (MySQL, Redis, password hashing) around it; the
+//! nginx layer only carries requests in and answers out.
+
+pub mod auth;
+pub mod clock;
+pub mod diff;
+pub mod document;
+pub mod endpoint;
+pub mod error;
+pub mod ops;
+pub mod query;
+pub mod state;
+pub mod views;
