@@ -37,7 +37,7 @@ pub fn shared() -> Option<Arc<Shared>> {
 }
 
 /// A `name=value` argument's value, if `arg` has that name.
-fn param<'a>(arg: &'a str, name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(arg: &'a str, name: &str) -> Option<&'a str> {
     arg.strip_prefix(name)?.strip_prefix('=')
 }
 
@@ -47,7 +47,7 @@ fn is_label(v: &str, max: usize) -> bool {
 }
 
 /// A time argument (`5s`, `500ms`) in milliseconds.
-fn time_ms(value: &str) -> Option<u64> {
+pub(super) fn time_ms(value: &str) -> Option<u64> {
     let mut s = ngx_str_t {
         len: value.len(),
         data: value.as_ptr().cast_mut(),
@@ -61,7 +61,7 @@ fn time_ms(value: &str) -> Option<u64> {
 ///
 /// # Safety
 /// `cf` must be the configuration being parsed.
-unsafe fn full_path(
+pub(super) unsafe fn full_path(
     cf: *mut ngx_conf_t,
     value: &str,
     conf_prefix: bool,

@@ -13,4 +13,5 @@ pub mod error;
 pub mod ops;
 pub mod query;
 pub mod state;
+pub mod tables;
 pub mod views;

@@ -1,0 +1,151 @@
+//! The config center's MySQL schema, as numbered migrations the module applies when it
+//! starts (and again when MySQL comes back): each runs once, in order, under a named lock
+//! (`GET_LOCK`), so nodes starting together do not race; every statement is idempotent
+//! (`IF NOT EXISTS`, `INSERT IGNORE`), so a migration cut short runs again cleanly.
+//!
+//! SQL that MariaDB 10.5+ and MySQL 8 both take: InnoDB, utf8mb4 with binary collation
+//! (codes and names compare as the gateway compares them), times as unix milliseconds.
+
+/// `(version, name, statements)`.
+pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
+    1,
+    "config center",
+    &[
+        "CREATE TABLE IF NOT EXISTS config_head (
+            id TINYINT NOT NULL PRIMARY KEY,
+            version BIGINT NOT NULL,
+            epoch VARCHAR(64) NOT NULL,
+            sha256 CHAR(64) NOT NULL,
+            next_id BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "INSERT IGNORE INTO config_head (id, version, epoch, sha256, next_id, updated_at)
+            VALUES (1, 0, ?, '', 1, ?)",
+        "CREATE TABLE IF NOT EXISTS settings (
+            name VARCHAR(64) NOT NULL PRIMARY KEY,
+            value TEXT NOT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS namespaces (
+            code VARCHAR(64) NOT NULL PRIMARY KEY,
+            name VARCHAR(255) NULL,
+            description TEXT NULL,
+            enabled TINYINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS api_keys (
+            id CHAR(12) NOT NULL PRIMARY KEY,
+            namespace VARCHAR(64) NOT NULL,
+            name VARCHAR(255) NULL,
+            sha256 CHAR(64) NOT NULL,
+            prefix VARCHAR(32) NULL,
+            enabled TINYINT NOT NULL,
+            expires_at BIGINT NULL,
+            rotated_to CHAR(12) NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            UNIQUE KEY api_keys_sha256 (sha256),
+            KEY api_keys_namespace (namespace),
+            CONSTRAINT api_keys_namespace_fk FOREIGN KEY (namespace) REFERENCES namespaces (code) ON DELETE CASCADE
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS matchers (
+            id BIGINT NOT NULL PRIMARY KEY,
+            namespace VARCHAR(64) NOT NULL,
+            position INT NOT NULL,
+            spec MEDIUMTEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            KEY matchers_namespace (namespace),
+            CONSTRAINT matchers_namespace_fk FOREIGN KEY (namespace) REFERENCES namespaces (code) ON DELETE CASCADE
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS policies (
+            id BIGINT NOT NULL PRIMARY KEY,
+            namespace VARCHAR(64) NOT NULL,
+            position INT NOT NULL,
+            spec MEDIUMTEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            KEY policies_namespace (namespace),
+            CONSTRAINT policies_namespace_fk FOREIGN KEY (namespace) REFERENCES namespaces (code) ON DELETE CASCADE
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS targets (
+            name VARCHAR(255) NOT NULL PRIMARY KEY,
+            spec MEDIUMTEXT NOT NULL,
+            credential_kind VARCHAR(8) NULL,
+            credential TEXT NULL,
+            credential_last4 VARCHAR(8) NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS routes (
+            name VARCHAR(255) NOT NULL PRIMARY KEY,
+            position INT NOT NULL,
+            spec MEDIUMTEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS config_revisions (
+            version BIGINT NOT NULL PRIMARY KEY,
+            epoch VARCHAR(64) NOT NULL,
+            sha256 CHAR(64) NOT NULL,
+            document LONGTEXT NOT NULL,
+            state LONGTEXT NOT NULL,
+            action VARCHAR(64) NOT NULL,
+            actor VARCHAR(255) NOT NULL,
+            message TEXT NULL,
+            created_at BIGINT NOT NULL,
+            published_at BIGINT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS audit_logs (
+            id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            at BIGINT NOT NULL,
+            actor VARCHAR(255) NOT NULL,
+            role VARCHAR(16) NULL,
+            action VARCHAR(64) NOT NULL,
+            resource VARCHAR(512) NOT NULL,
+            version BIGINT NULL,
+            ip VARCHAR(64) NOT NULL,
+            details MEDIUMTEXT NULL,
+            KEY audit_logs_at (at)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS admin_users (
+            username VARCHAR(64) NOT NULL PRIMARY KEY,
+            password_hash VARCHAR(255) NOT NULL,
+            role VARCHAR(16) NOT NULL,
+            enabled TINYINT NOT NULL,
+            failed_logins INT NOT NULL,
+            locked_until BIGINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS admin_sessions (
+            id_sha256 CHAR(64) NOT NULL PRIMARY KEY,
+            username VARCHAR(64) NOT NULL,
+            csrf VARCHAR(64) NOT NULL,
+            ip VARCHAR(64) NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            KEY admin_sessions_user (username),
+            CONSTRAINT admin_sessions_user_fk FOREIGN KEY (username) REFERENCES admin_users (username) ON DELETE CASCADE
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS api_tokens (
+            id CHAR(12) NOT NULL PRIMARY KEY,
+            sha256 CHAR(64) NOT NULL,
+            name VARCHAR(255) NOT NULL,
+            username VARCHAR(64) NOT NULL,
+            role VARCHAR(16) NOT NULL,
+            prefix VARCHAR(16) NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NULL,
+            last_used_at BIGINT NULL,
+            UNIQUE KEY api_tokens_sha256 (sha256),
+            CONSTRAINT api_tokens_user_fk FOREIGN KEY (username) REFERENCES admin_users (username) ON DELETE CASCADE
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS login_failures (
+            id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            ip VARCHAR(64) NOT NULL,
+            at BIGINT NOT NULL,
+            KEY login_failures_ip (ip, at)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    ],
+)];
