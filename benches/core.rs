@@ -130,7 +130,7 @@ fn main() {
         bench(&format!("identify/key_hit/{n}_keys"), || {
             i = (i + 7919) % n;
             let k = ClientKey::new(keys[i].as_bytes());
-            black_box(identify(&cfg, Some(&k), &no_headers).is_ok());
+            black_box(identify(&cfg, Some(&k), &no_headers, 0).is_ok());
         });
         let last_matcher = Headers(vec![
             ("Content-Type", "application/json".into()),
@@ -140,7 +140,7 @@ fn main() {
         bench(
             &format!("identify/unknown_key_last_matcher/{n}_keys"),
             || {
-                black_box(identify(&cfg, Some(&unknown), &last_matcher).is_ok());
+                black_box(identify(&cfg, Some(&unknown), &last_matcher, 0).is_ok());
             },
         );
     }

@@ -13,7 +13,8 @@
 //!       "code": "team-a",
 //!       "name": "Team A",
 //!       "status": "enabled",
-//!       "api_keys": [ {"name": "ci", "sha256": "<64 hex>"}, "<64 hex>" ],
+//!       "api_keys": [ {"name": "ci", "sha256": "<64 hex>", "expires_at": "2026-12-31T00:00:00Z"},
+//!                     "<64 hex>" ],
 //!       "matchers": [
 //!         {"type": "header", "field": "X-Team", "operator": "equals", "value": "a", "priority": 10}
 //!       ]
@@ -31,6 +32,7 @@ use super::fields::{array, at, err, header_text, known, object, required, string
 use super::matcher::{Matcher, Operator, Source};
 use super::policy::rules::{parse_policies, Policy};
 use super::routing::{parse_routing, Routing};
+use super::timestamp::parse_time_ms;
 
 /// Priority of a matcher that does not set one (the original design's default).
 pub const DEFAULT_PRIORITY: i64 = 100;
@@ -42,7 +44,7 @@ pub struct GatewayConfig {
     /// Status when nothing identifies a request: 401 (default) or 404 (the original gateway).
     pub unmatched_status: u16,
     pub namespaces: Vec<Namespace>,
-    /// sha256(key) -> namespace index.
+    /// sha256(key) -> namespace index and expiry.
     keys: HashMap<[u8; 32], KeyRef>,
     /// Every namespace's matchers, in evaluation order: priority ascending, then namespace
     /// declaration order, then matcher declaration order.
@@ -64,6 +66,16 @@ pub struct Namespace {
 #[derive(Debug, Clone, Copy)]
 pub struct KeyRef {
     pub namespace: usize,
+    /// Unix milliseconds from which the key no longer identifies anything (`expires_at`).
+    pub expires_ms: Option<u64>,
+}
+
+impl KeyRef {
+    /// Whether the key still identifies its namespace at `now_ms` (unix milliseconds): a key
+    /// whose expiry is at or before now is as unknown.
+    pub fn is_valid_at(&self, now_ms: u64) -> bool {
+        !matches!(self.expires_ms, Some(expiry) if expiry <= now_ms)
+    }
 }
 
 impl GatewayConfig {
@@ -160,7 +172,7 @@ impl GatewayConfig {
 
             for (k, key) in array(ns_obj, &path, "api_keys")?.iter().enumerate() {
                 let kpath = format!("{path}.api_keys[{k}]");
-                let hash = parse_key(key, &kpath)?;
+                let (hash, expires_ms) = parse_key(key, &kpath)?;
                 if let Some(other) = cfg.keys.get(&hash) {
                     return err(
                         &kpath,
@@ -172,7 +184,13 @@ impl GatewayConfig {
                         ),
                     );
                 }
-                cfg.keys.insert(hash, KeyRef { namespace: i });
+                cfg.keys.insert(
+                    hash,
+                    KeyRef {
+                        namespace: i,
+                        expires_ms,
+                    },
+                );
             }
 
             for (m, matcher) in array(ns_obj, &path, "matchers")?.iter().enumerate() {
@@ -205,9 +223,18 @@ impl GatewayConfig {
         Ok(cfg)
     }
 
-    /// The namespace a key hash belongs to.
-    pub fn namespace_for_key(&self, hash: &[u8; 32]) -> Option<usize> {
-        self.keys.get(hash).map(|k| k.namespace)
+    /// The namespace a key hash belongs to at `now_ms` (unix milliseconds); `None` for an
+    /// unknown key and for one whose `expires_at` is at or before now.
+    pub fn namespace_for_key(&self, hash: &[u8; 32], now_ms: u64) -> Option<usize> {
+        self.keys
+            .get(hash)
+            .filter(|k| k.is_valid_at(now_ms))
+            .map(|k| k.namespace)
+    }
+
+    /// The stored entry of a key hash, expired or not.
+    pub fn key(&self, hash: &[u8; 32]) -> Option<KeyRef> {
+        self.keys.get(hash).copied()
     }
 
     /// Matchers in evaluation order.
@@ -247,24 +274,42 @@ fn validate_code(code: &str, path: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// A key is either the hex sha256 string, or `{"sha256": "<hex>", "name": "..."}`.
-fn parse_key(v: &Value, path: &str) -> Result<[u8; 32], ConfigError> {
-    let (hex, hex_path) = match v {
-        Value::String(s) => (s.as_str(), path.to_string()),
+/// A key is either the hex sha256 string, or `{"sha256": "<hex>", "name": "...",
+/// "expires_at": <RFC 3339 time or unix seconds>}`. The hash, and the expiry in unix ms.
+fn parse_key(v: &Value, path: &str) -> Result<([u8; 32], Option<u64>), ConfigError> {
+    let (hex, hex_path, expires_ms) = match v {
+        Value::String(s) => (s.as_str(), path.to_string(), None),
         Value::Object(obj) => {
-            known(obj, path, &["sha256", "name"])?;
+            known(obj, path, &["sha256", "name", "expires_at"])?;
             if let Some(name) = string(obj, path, "name")? {
                 header_text(name, &at(path, "name"))?;
             }
-            (required(obj, path, "sha256")?, at(path, "sha256"))
+            let expires_ms = match obj.get("expires_at") {
+                None | Some(Value::Null) => None,
+                Some(t) => Some(parse_time_ms(t).ok_or_else(|| {
+                    ConfigError {
+                        path: at(path, "expires_at"),
+                        message:
+                            "must be an RFC 3339 time (e.g. \"2026-12-31T00:00:00Z\") or unix \
+                              seconds"
+                                .to_string(),
+                    }
+                })?),
+            };
+            (
+                required(obj, path, "sha256")?,
+                at(path, "sha256"),
+                expires_ms,
+            )
         }
         _ => return err(path, "must be a sha256 hex string or an object"),
     };
-    decode_sha256_hex(hex).ok_or_else(|| ConfigError {
+    let hash = decode_sha256_hex(hex).ok_or_else(|| ConfigError {
         path: hex_path,
         message: "must be 64 hexadecimal characters (the sha256 of the key, never the key)"
             .to_string(),
-    })
+    })?;
+    Ok((hash, expires_ms))
 }
 
 fn decode_sha256_hex(hex: &str) -> Option<[u8; 32]> {
@@ -380,7 +425,7 @@ mod tests {
         assert!(!cfg.namespaces[1].enabled);
         assert_eq!(cfg.key_count(), 2);
         assert_eq!(
-            cfg.namespace_for_key(&decode_sha256_hex(H2).unwrap()),
+            cfg.namespace_for_key(&decode_sha256_hex(H2).unwrap(), 0),
             Some(1)
         );
         assert_eq!(cfg.matchers().len(), 2);
@@ -505,6 +550,70 @@ mod tests {
             error_of(json!({"namespaces": [{"code": "a", "api_keys": [H1]},
                                            {"code": "b", "api_keys": [H1]}]})),
             "namespaces[1].api_keys[0]: duplicate key hash (already used by namespace \"a\")"
+        );
+    }
+
+    #[test]
+    fn key_expiry_in_both_formats() {
+        let expiry = 1_798_675_200_000; // 2026-12-31T00:00:00Z
+        let cfg = GatewayConfig::from_value(&json!({"namespaces": [{"code": "a", "api_keys": [
+            {"sha256": H1, "expires_at": "2026-12-31T00:00:00Z"},
+            {"sha256": H2, "name": "ci", "expires_at": 1_798_675_200u64}
+        ]}, {"code": "b", "api_keys": [
+            {"sha256": "0b006f9beb977623c3f78ec1be7fe09519ecfab87240f4f263e4164f76667e55",
+             "expires_at": null},
+            {"sha256": "4343759ea8049c902c9f114b8cec9dce568787e5728f4bd3eb0d67137e24adf5",
+             "expires_at": "2026-12-31T01:00:00.5+01:00"}
+        ]}]}))
+        .unwrap();
+        for hex in [H1, H2] {
+            let hash = decode_sha256_hex(hex).unwrap();
+            assert_eq!(cfg.key(&hash).unwrap().expires_ms, Some(expiry));
+            // before, at and after the expiry
+            assert_eq!(cfg.namespace_for_key(&hash, expiry - 1), Some(0));
+            assert_eq!(cfg.namespace_for_key(&hash, expiry), None);
+            assert_eq!(cfg.namespace_for_key(&hash, expiry + 1), None);
+        }
+        let forever =
+            decode_sha256_hex("0b006f9beb977623c3f78ec1be7fe09519ecfab87240f4f263e4164f76667e55")
+                .unwrap();
+        assert_eq!(cfg.key(&forever).unwrap().expires_ms, None);
+        assert_eq!(cfg.namespace_for_key(&forever, u64::MAX), Some(1));
+        let half =
+            decode_sha256_hex("4343759ea8049c902c9f114b8cec9dce568787e5728f4bd3eb0d67137e24adf5")
+                .unwrap();
+        assert_eq!(cfg.namespace_for_key(&half, expiry + 499), Some(1));
+        assert_eq!(cfg.namespace_for_key(&half, expiry + 500), None);
+        // an expired key still counts as a key of the file (and its hash as used)
+        assert_eq!(cfg.key_count(), 4);
+        assert_eq!(cfg.namespace_for_key(&[0; 32], 0), None);
+    }
+
+    #[test]
+    fn key_expiry_errors_name_the_path() {
+        let msg = "must be an RFC 3339 time (e.g. \"2026-12-31T00:00:00Z\") or unix seconds";
+        for bad in [
+            json!("2026-12-31"),
+            json!("2026-12-31T00:00:00"),
+            json!("2026-02-29T00:00:00Z"),
+            json!("31/12/2026"),
+            json!("1798675200"),
+            json!(-5),
+            json!(1.5),
+            json!(true),
+            json!({}),
+        ] {
+            assert_eq!(
+                error_of(json!({"namespaces": [{"code": "a", "api_keys": [
+                    H1, {"sha256": H2, "expires_at": bad}]}]})),
+                format!("namespaces[0].api_keys[1].expires_at: {msg}")
+            );
+        }
+        // a bare hash string has no room for an expiry; an unknown field is still an error
+        assert_eq!(
+            error_of(json!({"namespaces": [{"code": "a", "api_keys": [
+                {"sha256": H2, "expires": 5}]}]})),
+            "namespaces[0].api_keys[0].expires: unknown field"
         );
     }
 

@@ -5,7 +5,8 @@
 //! ascending, then declaration order) and the first that holds wins. A disabled namespace is
 //! a 403 whichever way it was found. When nothing identifies the request the answer is 401
 //! (`missing_api_key` or `invalid_api_key`), or 404 `namespace_not_found` when the config sets
-//! `"unmatched_status": 404` like the original gateway.
+//! `"unmatched_status": 404` like the original gateway. A key past its `expires_at` is as
+//! unknown (the matchers are tried, then `invalid_api_key`).
 
 use sha2::{Digest, Sha256};
 
@@ -95,14 +96,15 @@ pub struct Rejected {
     pub found: Option<Identified>,
 }
 
-/// Decides the namespace of a request.
+/// Decides the namespace of a request at `now_ms` (unix milliseconds: keys expire).
 pub fn identify(
     cfg: &GatewayConfig,
     key: Option<&ClientKey>,
     req: &dyn RequestView,
+    now_ms: u64,
 ) -> Result<Identified, Rejected> {
     let found = key
-        .and_then(|k| cfg.namespace_for_key(&k.sha256))
+        .and_then(|k| cfg.namespace_for_key(&k.sha256, now_ms))
         .map(|namespace| Identified {
             namespace,
             via: Via::Key,
@@ -182,6 +184,9 @@ mod tests {
             .collect()
     }
 
+    /// 2026-06-01T00:00:00Z
+    const NOW: u64 = 1_780_272_000_000;
+
     fn config(extra: Value) -> GatewayConfig {
         let mut doc = json!({"namespaces": [
             {"code": "keyed", "api_keys": [hex("sk-a")]},
@@ -199,7 +204,7 @@ mod tests {
 
     fn code(cfg: &GatewayConfig, key: Option<&str>, req: &Req) -> Result<(String, Via), u16> {
         let key = key.map(|k| ClientKey::new(k.as_bytes()));
-        identify(cfg, key.as_ref(), req)
+        identify(cfg, key.as_ref(), req, NOW)
             .map(|id| (cfg.namespaces[id.namespace].code.clone(), id.via))
             .map_err(|e| e.error.status())
     }
@@ -228,17 +233,19 @@ mod tests {
     fn outcomes() {
         let cfg = config(json!({}));
         assert_eq!(code(&cfg, None, &Req::new()), Err(401));
-        let err = identify(&cfg, None, &Req::new()).unwrap_err();
+        let err = identify(&cfg, None, &Req::new(), NOW).unwrap_err();
         assert_eq!(err.error, GatewayError::MissingApiKey);
         assert_eq!(err.found, None);
         let k = ClientKey::new(b"sk-nope");
         assert_eq!(
-            identify(&cfg, Some(&k), &Req::new()).unwrap_err().error,
+            identify(&cfg, Some(&k), &Req::new(), NOW)
+                .unwrap_err()
+                .error,
             GatewayError::InvalidApiKey
         );
         assert_eq!(code(&cfg, Some("sk-off"), &Req::new()), Err(403));
         let k = ClientKey::new(b"sk-off");
-        let off = identify(&cfg, Some(&k), &Req::new()).unwrap_err();
+        let off = identify(&cfg, Some(&k), &Req::new(), NOW).unwrap_err();
         assert_eq!(off.found.map(|f| f.namespace), Some(1));
         assert_eq!(
             code(&cfg, None, &Req::new().header("x-team", "off")),
@@ -248,6 +255,50 @@ mod tests {
         let cfg404 = config(json!({"unmatched_status": 404}));
         assert_eq!(code(&cfg404, None, &Req::new()), Err(404));
         assert_eq!(code(&cfg404, Some("sk-nope"), &Req::new()), Err(404));
+    }
+
+    #[test]
+    fn an_expired_key_is_unknown() {
+        let mut doc = json!({"namespaces": [
+            {"code": "keyed", "api_keys": [
+                {"sha256": hex("sk-old"), "expires_at": "2026-06-01T00:00:00Z"},
+                {"sha256": hex("sk-new"), "expires_at": NOW / 1000 + 1}]},
+            {"code": "hdr", "matchers": [{"type": "header", "field": "x-team", "operator": "equals", "value": "red"}]}
+        ]});
+        let cfg = GatewayConfig::from_value(&doc).unwrap();
+        let old = ClientKey::new(b"sk-old");
+        let new = ClientKey::new(b"sk-new");
+        let plain = Req::new();
+        // before its expiry the key identifies; at and after it, it is unknown
+        assert_eq!(
+            identify(&cfg, Some(&old), &plain, NOW - 1).map(|i| (i.namespace, i.via)),
+            Ok((0, Via::Key))
+        );
+        for now in [NOW, NOW + 1] {
+            let e = identify(&cfg, Some(&old), &plain, now).unwrap_err();
+            assert_eq!(e.error, GatewayError::InvalidApiKey);
+            assert_eq!(e.found, None);
+        }
+        assert_eq!(
+            identify(&cfg, Some(&new), &plain, NOW + 999).map(|i| i.namespace),
+            Ok(0)
+        );
+        assert!(identify(&cfg, Some(&new), &plain, NOW + 1000).is_err());
+        // an expired key falls back to the matchers, as an unknown one does
+        let red = Req::new().header("x-team", "red");
+        assert_eq!(
+            identify(&cfg, Some(&old), &red, NOW).map(|i| (i.namespace, i.via)),
+            Ok((1, Via::Matcher))
+        );
+        // and gets the configured unmatched answer
+        doc["unmatched_status"] = json!(404);
+        let cfg404 = GatewayConfig::from_value(&doc).unwrap();
+        assert_eq!(
+            identify(&cfg404, Some(&old), &plain, NOW)
+                .unwrap_err()
+                .error,
+            GatewayError::NamespaceNotFound
+        );
     }
 
     #[test]

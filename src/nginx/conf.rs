@@ -8,6 +8,7 @@ use ngx::ffi::{ngx_shm_zone_t, ngx_uint_t};
 use ngx::http::{Merge, MergeConfigError};
 
 use super::peer_guard::Wrapped;
+use crate::core::seal::SealKey;
 use crate::core::snapshot::Snapshot;
 use crate::runtime::redis_source::{RedisSettings, SourceSettings};
 
@@ -38,6 +39,9 @@ pub struct MainConf {
     pub source: Option<SourceSettings>,
     /// The `upstream {}` blocks whose peer selection is wrapped, with their own.
     pub wrapped_upstreams: Vec<Wrapped>,
+    /// `ai_gateway_secret_key`, in directive order (the first seals; each opens by key id):
+    /// every snapshot's sealed credentials are opened with these.
+    pub seal_keys: Vec<SealKey>,
 }
 
 /// Settings of `ai_gateway_mock_provider`.

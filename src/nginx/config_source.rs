@@ -172,6 +172,7 @@ pub unsafe extern "C" fn cmd_config_source(
                 lkg: None,
                 node: host,
                 config_dir: PathBuf::new(),
+                seal_keys: Vec::new(),
             };
             for a in &args[1..] {
                 let a = lossy(a);
@@ -228,6 +229,7 @@ pub unsafe fn init_main_conf(cf: *mut ngx_conf_t, mcf: &mut MainConf) -> Result<
         .unwrap_or(Path::new("/"))
         .to_path_buf();
     source.config_dir = dir.clone();
+    source.seal_keys = mcf.seal_keys.clone();
     let Some(lkg) = source.lkg.clone() else {
         return Ok(());
     };
@@ -247,7 +249,14 @@ pub unsafe fn init_main_conf(cf: *mut ngx_conf_t, mcf: &mut MainConf) -> Result<
         }
     };
     let loaded = lkg_decode(&bytes).and_then(|(head, doc)| {
-        let s = load::snapshot(doc, Source::LastKnownGood, head.version, &head.epoch, &dir)?;
+        let s = load::snapshot(
+            doc,
+            Source::LastKnownGood,
+            head.version,
+            &head.epoch,
+            &dir,
+            &mcf.seal_keys,
+        )?;
         s.fits(mcf.limit_zone.is_some(), mcf.route_anywhere)?;
         Ok(s)
     });

@@ -10,6 +10,10 @@
 //! ai_gateway_policy_log_level info | notice | warn | error;      # http, server, location
 //! ai_gateway_route on | off;                                     # http, server, location
 //! ai_gateway_upstream;                                           # upstream
+//! ai_gateway_redis <url> [prefix=<p>] [timeout=<time>] [password_file=<path>];   # http
+//! ai_gateway_config_source redis [poll=<time>] [heartbeat=<time>] [lkg=<path>] [node=<name>];
+//! ai_gateway_secret_key <file> | env=<NAME>;                     # http, repeatable
+//! ai_gateway_config_status;                                      # location
 //! ```
 
 use std::ffi::{c_char, c_void};
@@ -36,12 +40,13 @@ use super::metrics::ngx_http_ai_gateway_metrics_handler;
 use super::mock::ngx_http_ai_gateway_mock_handler;
 use super::module::Module;
 use super::route::cmd_upstream;
+use super::secret_key::cmd_secret_key;
 use super::shm::{ngx_http_ai_gateway_init_metrics_zone, ZoneSettings};
 use super::token_service::ngx_http_ai_gateway_token_service_handler;
 use crate::core::snapshot::Source;
 use crate::runtime::load;
 
-pub static mut COMMANDS: [ngx_command_t; 15] = [
+pub static mut COMMANDS: [ngx_command_t; 16] = [
     ngx_command_t {
         name: ngx_string!("ai_gateway_config"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -151,6 +156,14 @@ pub static mut COMMANDS: [ngx_command_t; 15] = [
         post: std::ptr::null_mut(),
     },
     ngx_command_t {
+        name: ngx_string!("ai_gateway_secret_key"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(cmd_secret_key),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
         name: ngx_string!("ai_gateway_config_status"),
         type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
         set: Some(cmd_config_status),
@@ -230,9 +243,11 @@ unsafe extern "C" fn cmd_config(
             let dir = std::path::Path::new(&path)
                 .parent()
                 .unwrap_or(std::path::Path::new("/"));
-            let snapshot = load::snapshot(&text, Source::File, 0, "", dir).map_err(|e| {
-                SetError::Emerg(format!("ai_gateway: invalid config \"{path}\": {e}"))
-            })?;
+            // sealed credentials open with the keys of the ai_gateway_secret_key lines above
+            let snapshot = load::snapshot(&text, Source::File, 0, "", dir, &mcf.seal_keys)
+                .map_err(|e| {
+                    SetError::Emerg(format!("ai_gateway: invalid config \"{path}\": {e}"))
+                })?;
             mcf.snapshot = Some(Arc::new(snapshot));
             mcf.config_path = Some(path);
             Ok(())

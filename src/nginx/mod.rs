@@ -24,6 +24,7 @@ mod policy;
 mod respond;
 mod rewrite;
 mod route;
+mod secret_key;
 mod shm;
 mod snapshot;
 mod token_service;

@@ -129,10 +129,17 @@ unsafe extern "C" fn ngx_http_ai_gateway_init_module(cycle: *mut ngx_cycle_t) ->
         }
         if let (Some(snapshot), Some(path)) = (&mcf.snapshot, &mcf.config_path) {
             let cfg = &snapshot.config;
+            // key ids only: which keys this node has, never the keys
+            let seal_keys = if mcf.seal_keys.is_empty() {
+                String::new()
+            } else {
+                let ids: Vec<&str> = mcf.seal_keys.iter().map(|k| k.id()).collect();
+                format!(", secret keys {}", ids.join(" "))
+            };
             ngx::ngx_log_error!(
                 NGX_LOG_NOTICE,
                 log,
-                "ai_gateway: {} {} (built for {}), config \"{}\" (version {}): namespaces {}, keys {}, matchers {}, policies {}",
+                "ai_gateway: {} {} (built for {}), config \"{}\" (version {}): namespaces {}, keys {}, matchers {}, policies {}{}",
                 env!("CARGO_PKG_NAME"),
                 env!("CARGO_PKG_VERSION"),
                 env!("AI_GATEWAY_NGINX_VERSION"),
@@ -141,7 +148,8 @@ unsafe extern "C" fn ngx_http_ai_gateway_init_module(cycle: *mut ngx_cycle_t) ->
                 cfg.namespaces.len(),
                 cfg.key_count(),
                 cfg.matchers().len(),
-                cfg.policy_count()
+                cfg.policy_count(),
+                seal_keys
             );
         }
         NGX_OK as ngx_int_t

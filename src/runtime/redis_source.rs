@@ -24,6 +24,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, ConnectionAddr, ConnectionInfo};
 
 use super::load;
+use crate::core::seal::SealKey;
 use crate::core::snapshot::head::{check_document, lkg_encode, verdict, Head, Refused, Verdict};
 use crate::core::snapshot::{Origin, Snapshot, Source};
 
@@ -62,6 +63,8 @@ pub struct SourceSettings {
     pub node: String,
     /// Directory relative credential files are read from.
     pub config_dir: PathBuf,
+    /// The node's keys (`ai_gateway_secret_key`): sealed credentials are opened with them.
+    pub seal_keys: Vec<SealKey>,
 }
 
 /// Severity of a message for nginx's error log.
@@ -402,10 +405,11 @@ impl Task {
             return Ok(());
         }
         let dir = self.source.config_dir.clone();
+        let keys = self.source.seal_keys.clone();
         let (version, epoch) = (head.version, head.epoch.clone());
         // parsing, DNS and credential files: blocking work, off the runtime's thread
         let built = tokio::task::spawn_blocking(move || {
-            let s = load::snapshot(&doc, Source::Redis, version, &epoch, &dir);
+            let s = load::snapshot(&doc, Source::Redis, version, &epoch, &dir, &keys);
             (s, doc)
         })
         .await;

@@ -177,7 +177,7 @@ pub fn decide<I: Incoming, E: Env>(
             .is_ok_and(|(s, _)| s.is_json)
             .then_some(req.body),
     );
-    let id = match identify(config, req.key.as_ref(), &view) {
+    let id = match identify(config, req.key.as_ref(), &view, env.now_ms()) {
         Ok(id) => id,
         Err(rejected) => {
             if let Some(found) = rejected.found {

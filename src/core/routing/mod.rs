@@ -79,6 +79,9 @@ pub enum Credential {
     Env(String),
     /// A file holding the key (surrounding whitespace ignored).
     File(String),
+    /// The key sealed with a node key (`v1:<key id>:<data>`, see `core::seal`), opened with
+    /// the keys of `ai_gateway_secret_key`.
+    Sealed(String),
 }
 
 /// A provider endpoint.

@@ -11,6 +11,7 @@ use crate::core::fields::{
     object, string, token_problem,
 };
 use crate::core::policy::glob::Glob;
+use crate::core::seal::check_format;
 
 /// Parses the top-level `targets` and `routes`. `namespaces` are the codes routes may name.
 pub fn parse_routing(
@@ -88,8 +89,8 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
         None | Some(Value::Null) => None,
         Some(Value::Object(c)) => {
             let cpath = at(path, "credential");
-            known(c, &cpath, &["value", "env", "file"])?;
-            let set: Vec<(&str, &str)> = ["value", "env", "file"]
+            known(c, &cpath, &["value", "env", "file", "sealed"])?;
+            let set: Vec<(&str, &str)> = ["value", "env", "file", "sealed"]
                 .iter()
                 .filter_map(|k| c.get(*k).map(|v| (*k, v)))
                 .map(|(k, v)| match v {
@@ -106,10 +107,18 @@ fn parse_target(v: &Value, path: &str) -> Result<Target, ConfigError> {
                 }
                 [("env", s)] => Some(Credential::Env(s.to_string())),
                 [("file", s)] => Some(Credential::File(s.to_string())),
+                [("sealed", s)] => {
+                    // opened when the snapshot is made, with the node's keys
+                    check_format(s).map_err(|message| ConfigError {
+                        path: at(&cpath, "sealed"),
+                        message,
+                    })?;
+                    Some(Credential::Sealed(s.to_string()))
+                }
                 _ => {
                     return err(
                         &cpath,
-                        "must have exactly one of \"value\", \"env\", \"file\"",
+                        "must have exactly one of \"value\", \"env\", \"file\", \"sealed\"",
                     )
                 }
             }

@@ -177,7 +177,32 @@ fn config_errors_name_the_field() {
                     "credential": {"env": "A", "file": "/k"}}]),
             json!([])
         ),
-        "targets[0].credential: must have exactly one of \"value\", \"env\", \"file\""
+        "targets[0].credential: must have exactly one of \"value\", \"env\", \"file\", \"sealed\""
+    );
+    assert_eq!(
+        e(
+            json!([{"name": "a", "provider": "openai", "base_url": "https://x",
+                    "credential": {"value": "k", "sealed": "v1:00000000:AAAA"}}]),
+            json!([])
+        ),
+        "targets[0].credential: must have exactly one of \"value\", \"env\", \"file\", \"sealed\""
+    );
+    // the form is checked when the config is parsed, the value only when it is opened
+    assert_eq!(
+        e(
+            json!([{"name": "a", "provider": "openai", "base_url": "https://x",
+                    "credential": {"sealed": "sk-plain-key"}}]),
+            json!([])
+        ),
+        "targets[0].credential.sealed: not a sealed value (expected v1:<key id>:<data>)"
+    );
+    assert_eq!(
+        e(
+            json!([{"name": "a", "provider": "openai", "base_url": "https://x",
+                    "credential": {"sealed": ""}}]),
+            json!([])
+        ),
+        "targets[0].credential.sealed: must be a non-empty string"
     );
     assert_eq!(
         e(json!([t.clone(), t.clone()]), json!([])),
@@ -375,4 +400,17 @@ fn strings_bound_for_headers_and_the_request_line_are_checked() {
         ),
         "routes[0].rewrite.to: is a path that has a line break (one value, one line)"
     );
+}
+
+#[test]
+fn a_sealed_credential_is_kept_sealed() {
+    let key = crate::core::seal::SealKey::from_bytes([9; 32]);
+    let sealed = key.seal("sk-provider", [4; 12]).unwrap();
+    let r = routing(json!({
+        "targets": [{"name": "a", "provider": "openai", "base_url": "https://x",
+                     "credential": {"sealed": sealed}}],
+        "routes": [{"targets": ["a"]}]
+    }))
+    .unwrap();
+    assert_eq!(r.targets[0].credential, Some(Credential::Sealed(sealed)));
 }
