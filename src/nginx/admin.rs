@@ -27,7 +27,9 @@ const JSON: &[u8] = b"application/json";
 const MARGIN_MS: u64 = 65_000;
 
 /// The content handler.
-pub unsafe extern "C" fn ngx_http_ai_gateway_admin_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+pub unsafe extern "C" fn ngx_http_ai_gateway_admin_handler(
+    r: *mut ngx_http_request_t,
+) -> ngx_int_t {
     // SAFETY: nginx passes a live request.
     let log = unsafe { (*(*r).connection).log };
     guard(log, SERVER_ERROR, || unsafe {
@@ -52,7 +54,12 @@ unsafe fn start(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: r is live and its body was read.
     unsafe {
         let Some(admin) = admin() else {
-            return send(r, &ApiResponse::error(&ApiError::unavailable("the config center is not running in this worker")));
+            return send(
+                r,
+                &ApiResponse::error(&ApiError::unavailable(
+                    "the config center is not running in this worker",
+                )),
+            );
         };
         let req = match collect(r) {
             Ok(req) => req,
@@ -67,12 +74,19 @@ unsafe fn start(r: *mut ngx_http_request_t) -> ngx_int_t {
                 Some(resp) => send(r, &resp),
                 None => send(
                     r,
-                    &ApiResponse::error(&ApiError::new(504, "timeout", format!("no answer within {limit_ms} ms"))),
+                    &ApiResponse::error(&ApiError::new(
+                        504,
+                        "timeout",
+                        format!("no answer within {limit_ms} ms"),
+                    )),
                 ),
             }
         });
         if !bridge::park(r, limit_ms, serve(admin, req), resume) {
-            return send(r, &ApiResponse::error(&ApiError::unavailable("the worker runtime is not running")));
+            return send(
+                r,
+                &ApiResponse::error(&ApiError::unavailable("the worker runtime is not running")),
+            );
         }
         NGX_DONE as ngx_int_t
     }

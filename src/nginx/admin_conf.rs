@@ -14,8 +14,10 @@ use std::ffi::{c_char, c_void};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_log_t, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN};
-use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_log_t, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use super::admin::ngx_http_ai_gateway_admin_handler;
 use super::bridge;
@@ -54,7 +56,9 @@ pub unsafe extern "C" fn cmd_mysql(
             let opts = mysql_async::Opts::from_url(&url)
                 .map_err(|e| bad(&format!("invalid URL ({})", error_kind(&e))))?;
             if opts.db_name().is_none_or_empty() {
-                return Err(bad("the URL must name a database (mysql://user@host:3306/<database>)"));
+                return Err(bad(
+                    "the URL must name a database (mysql://user@host:3306/<database>)",
+                ));
             }
             let mut s = MysqlSettings {
                 opts,
@@ -68,9 +72,15 @@ pub unsafe extern "C" fn cmd_mysql(
                         .parse()
                         .ok()
                         .filter(|n| (1..=64).contains(n))
-                        .ok_or_else(|| bad(&format!("invalid pool \"{v}\" (1 to 64 connections per worker)")))?;
+                        .ok_or_else(|| {
+                            bad(&format!(
+                                "invalid pool \"{v}\" (1 to 64 connections per worker)"
+                            ))
+                        })?;
                 } else if let Some(v) = param(&a, "timeout") {
-                    s.timeout = Duration::from_millis(time_ms(v).ok_or_else(|| bad(&format!("invalid timeout \"{v}\"")))?);
+                    s.timeout = Duration::from_millis(
+                        time_ms(v).ok_or_else(|| bad(&format!("invalid timeout \"{v}\"")))?,
+                    );
                 } else if let Some(v) = param(&a, "password_file") {
                     let path = full_path(cf, v, true)?;
                     let raw = std::fs::read_to_string(&path)
@@ -78,9 +88,13 @@ pub unsafe extern "C" fn cmd_mysql(
                     let pw = raw.strip_suffix('\n').unwrap_or(&raw);
                     let pw = pw.strip_suffix('\r').unwrap_or(pw);
                     if pw.is_empty() || pw.contains(['\n', '\r']) {
-                        return Err(bad(&format!("\"{path}\" must hold the password on one line")));
+                        return Err(bad(&format!(
+                            "\"{path}\" must hold the password on one line"
+                        )));
                     }
-                    s.opts = mysql_async::OptsBuilder::from_opts(s.opts.clone()).pass(Some(pw)).into();
+                    s.opts = mysql_async::OptsBuilder::from_opts(s.opts.clone())
+                        .pass(Some(pw))
+                        .into();
                 } else {
                     return Err(bad(&format!("invalid parameter \"{a}\"")));
                 }
@@ -107,7 +121,9 @@ fn error_kind(e: &mysql_async::UrlError) -> &'static str {
         mysql_async::UrlError::UnsupportedScheme { .. } => "unsupported scheme",
         mysql_async::UrlError::Parse(_) => "cannot parse it",
         mysql_async::UrlError::UnknownParameter { .. } => "unknown parameter in the query string",
-        mysql_async::UrlError::InvalidParamValue { .. } => "invalid parameter value in the query string",
+        mysql_async::UrlError::InvalidParamValue { .. } => {
+            "invalid parameter value in the query string"
+        }
         _ => "invalid",
     }
 }
@@ -138,7 +154,10 @@ pub unsafe extern "C" fn cmd_admin_bootstrap(
                     let raw = std::fs::read_to_string(&path)
                         .map_err(|e| bad(format!("cannot read \"{path}\": {e}")))?;
                     let pw = raw.strip_suffix('\n').unwrap_or(&raw);
-                    password = Some((pw.strip_suffix('\r').unwrap_or(pw).to_string(), format!("\"{path}\"")));
+                    password = Some((
+                        pw.strip_suffix('\r').unwrap_or(pw).to_string(),
+                        format!("\"{path}\""),
+                    ));
                 } else if let Some(v) = param(&a, "env") {
                     let pw = std::env::var(v)
                         .map_err(|_| bad(format!("environment variable \"{v}\" is not set")))?;
@@ -147,7 +166,8 @@ pub unsafe extern "C" fn cmd_admin_bootstrap(
                     return Err(bad(format!("invalid parameter \"{a}\"")));
                 }
             }
-            let (password, source) = password.ok_or_else(|| bad("needs file=<path> or env=<NAME>".into()))?;
+            let (password, source) =
+                password.ok_or_else(|| bad("needs file=<path> or env=<NAME>".into()))?;
             crate::core::admin::auth::check_password("password", &password).map_err(|_| {
                 bad(format!(
                     "the password in {source} must be {} to {} characters",
@@ -195,7 +215,12 @@ pub fn init_main_conf(mcf: &MainConf) -> Result<(), String> {
 fn log_at(log: usize, level: usize, message: &str) {
     let log = log as *mut ngx_log_t;
     // the cycle's log, on the nginx thread (a bridge job)
-    ngx::ngx_log_error!(level as _, log, "ai_gateway: {}", message);
+    ngx::ngx_log_error!(
+        level as ngx::ffi::ngx_uint_t,
+        log,
+        "ai_gateway: {}",
+        message
+    );
 }
 
 /// Logs from the runtime: posted to the nginx thread.
@@ -269,17 +294,32 @@ async fn background(admin: Arc<Admin>, log: usize) {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
-    post_log(log, NGX_LOG_NOTICE as usize, format!("config center: MySQL {} schema ready", admin.db.address));
+    post_log(
+        log,
+        NGX_LOG_NOTICE as usize,
+        format!("config center: MySQL {} schema ready", admin.db.address),
+    );
     if let Some(b) = admin.settings.bootstrap.clone() {
         loop {
             match auth::bootstrap(&admin, &b).await {
                 Ok(true) => {
-                    post_log(log, NGX_LOG_NOTICE as usize, format!("config center: created the first admin user \"{}\"", b.user));
+                    post_log(
+                        log,
+                        NGX_LOG_NOTICE as usize,
+                        format!("config center: created the first admin user \"{}\"", b.user),
+                    );
                     break;
                 }
                 Ok(false) => break,
                 Err(e) => {
-                    post_log(log, NGX_LOG_ERR as usize, format!("config center: cannot create the first admin: {}", e.message));
+                    post_log(
+                        log,
+                        NGX_LOG_ERR as usize,
+                        format!(
+                            "config center: cannot create the first admin: {}",
+                            e.message
+                        ),
+                    );
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
             }
@@ -288,11 +328,23 @@ async fn background(admin: Arc<Admin>, log: usize) {
     let mut failing = false;
     loop {
         match config_api::reconcile(&admin).await {
-            Ok(Some(v)) => post_log(log, NGX_LOG_NOTICE as usize, format!("config center: Redis was behind MySQL: republished version {v}")),
-            Ok(None) => failing = false,
+            Ok(republished) => {
+                failing = false;
+                if let Some(v) = republished {
+                    post_log(
+                        log,
+                        NGX_LOG_NOTICE as usize,
+                        format!("config center: Redis was behind MySQL: republished version {v}"),
+                    );
+                }
+            }
             Err(e) => {
                 if !failing {
-                    post_log(log, NGX_LOG_WARN as usize, format!("config center: cannot check Redis against MySQL ({e}); retrying"));
+                    post_log(
+                        log,
+                        NGX_LOG_WARN as usize,
+                        format!("config center: cannot check Redis against MySQL ({e}); retrying"),
+                    );
                     failing = true;
                 }
             }

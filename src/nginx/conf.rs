@@ -10,6 +10,8 @@ use ngx::http::{Merge, MergeConfigError};
 use super::peer_guard::Wrapped;
 use crate::core::seal::SealKey;
 use crate::core::snapshot::Snapshot;
+use crate::runtime::admin::db::MysqlSettings;
+use crate::runtime::admin::Bootstrap;
 use crate::runtime::redis_source::{RedisSettings, SourceSettings};
 
 /// `http`-level configuration.
@@ -42,6 +44,12 @@ pub struct MainConf {
     /// `ai_gateway_secret_key`, in directive order (the first seals; each opens by key id):
     /// every snapshot's sealed credentials are opened with these.
     pub seal_keys: Vec<SealKey>,
+    /// `ai_gateway_mysql`: the config center's database.
+    pub mysql: Option<MysqlSettings>,
+    /// `ai_gateway_admin_bootstrap`: the first admin, made when there is no user.
+    pub bootstrap: Option<Bootstrap>,
+    /// Whether some location serves `ai_gateway_admin` (which needs MySQL).
+    pub admin_served: bool,
 }
 
 /// Settings of `ai_gateway_mock_provider`.
@@ -70,6 +78,8 @@ pub struct LocConf {
     pub policy_log_level: Option<ngx_uint_t>,
     /// `ai_gateway_route on|off` (default off), inherited.
     pub route: Option<bool>,
+    /// `ai_gateway_admin` (a content handler: not inherited).
+    pub admin: bool,
 }
 
 impl LocConf {

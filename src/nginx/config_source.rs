@@ -285,7 +285,7 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
         let Some(redis) = mcf.redis.clone() else {
             return;
         };
-        if !bridge::start(cycle) {
+        if !bridge::running() && !bridge::start(cycle) {
             return;
         }
         let (Some(source), Some(start)) = (mcf.source.clone(), snapshot::of_conf(mcf)) else {

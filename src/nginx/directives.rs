@@ -13,6 +13,9 @@
 //! ai_gateway_redis <url> [prefix=<p>] [timeout=<time>] [password_file=<path>];   # http
 //! ai_gateway_config_source redis [poll=<time>] [heartbeat=<time>] [lkg=<path>] [node=<name>];
 //! ai_gateway_secret_key <file> | env=<NAME>;                     # http, repeatable
+//! ai_gateway_mysql <url> [pool=] [timeout=] [password_file=];    # http (admin_conf.rs)
+//! ai_gateway_admin_bootstrap [user=] file=<path> | env=<NAME>;   # http
+//! ai_gateway_admin;                                              # location
 //! ai_gateway_config_status;                                      # location
 //! ```
 
@@ -30,6 +33,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
+use super::admin_conf::{cmd_admin, cmd_admin_bootstrap, cmd_mysql};
 use super::conf::{LocConf, MainConf, MockSettings};
 use super::config_source::{cmd_config_source, cmd_redis};
 use super::config_status::ngx_http_ai_gateway_config_status_handler;
@@ -46,7 +50,7 @@ use super::token_service::ngx_http_ai_gateway_token_service_handler;
 use crate::core::snapshot::Source;
 use crate::runtime::load;
 
-pub static mut COMMANDS: [ngx_command_t; 16] = [
+pub static mut COMMANDS: [ngx_command_t; 19] = [
     ngx_command_t {
         name: ngx_string!("ai_gateway_config"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -167,6 +171,30 @@ pub static mut COMMANDS: [ngx_command_t; 16] = [
         name: ngx_string!("ai_gateway_config_status"),
         type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
         set: Some(cmd_config_status),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_mysql"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(cmd_mysql),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_admin_bootstrap"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(cmd_admin_bootstrap),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_admin"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(cmd_admin),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
         post: std::ptr::null_mut(),

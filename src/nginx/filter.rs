@@ -18,6 +18,7 @@ use super::module::Module;
 use super::policy;
 use super::rewrite;
 use super::usage;
+use crate::core::admin::error::ApiError;
 use crate::core::error::GatewayError;
 
 static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
@@ -123,20 +124,30 @@ unsafe fn prepare_json_error(r: *mut ngx_http_request_t) -> bool {
             return true;
         }
         let own_error = ctx::get(r).is_some_and(|c| c.error.is_some());
-        let enabled = Module::location_conf(&*r).is_some_and(|l| l.is_enabled());
-        if !own_error && !enabled {
+        let lcf = Module::location_conf(&*r);
+        let enabled = lcf.is_some_and(|l| l.is_enabled());
+        let admin = lcf.is_some_and(|l| l.admin);
+        if !own_error && !enabled && !admin {
             return true;
         }
         let Some(ctx) = ctx::get_or_create(r) else {
             return false;
         };
         let status = (*r).err_status as u16;
-        let err = match &ctx.error {
-            Some(e) if e.status() == status => e.clone(),
-            _ => GatewayError::Http(status),
+        let body = if admin && !own_error {
+            // the admin API's own error shape
+            let mut b = admin_error(status).to_json().to_string().into_bytes();
+            b.push(b'\n');
+            b
+        } else {
+            let err = match &ctx.error {
+                Some(e) if e.status() == status => e.clone(),
+                _ => GatewayError::Http(status),
+            };
+            let body = err.to_json();
+            ctx.rendered = Some(err);
+            body
         };
-        let body = err.to_json();
-        ctx.rendered = Some(err);
 
         let out = &mut (*r).headers_out;
         out.content_type = ngx_str_t {
@@ -158,6 +169,21 @@ unsafe fn prepare_json_error(r: *mut ngx_http_request_t) -> bool {
 }
 
 const JSON_TYPE: &[u8] = b"application/json";
+
+/// An error page nginx makes in an admin API location (413 from `client_max_body_size`,
+/// 400 for a malformed request, ...), as the admin API's error.
+fn admin_error(status: u16) -> ApiError {
+    let (code, message) = match status {
+        413 => (
+            "too_large",
+            "the request body is larger than this location's client_max_body_size",
+        ),
+        400 => ("bad_request", "the request is malformed"),
+        408 => ("timeout", "the request was not received in time"),
+        _ => ("http_error", "the request failed"),
+    };
+    ApiError::new(status, code, message)
+}
 
 unsafe fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_chain_t) -> ngx_int_t {
     // SAFETY: r is live; the chain we build lives in the request pool and points at the

@@ -3,6 +3,8 @@
 #![allow(static_mut_refs)]
 
 mod access;
+mod admin;
+mod admin_conf;
 mod body;
 mod bridge;
 mod conf;

@@ -4,5 +4,6 @@
 //! heartbeat). Results reach nginx through the one async bridge (`nginx::bridge`); nothing
 //! here touches nginx memory.
 
+pub mod admin;
 pub mod load;
 pub mod redis_source;

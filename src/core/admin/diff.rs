@@ -193,7 +193,7 @@ fn identities(list: &[Value]) -> Option<Vec<String>> {
     let mut sorted = ids.clone();
     sorted.sort();
     sorted.dedup();
-    (sorted.len() == ids.len() && !ids.is_empty()).then_some(ids)
+    (sorted.len() == ids.len()).then_some(ids)
 }
 
 #[cfg(test)]

@@ -394,7 +394,7 @@ mod tests {
     fn env() -> ImportEnv<'static> {
         ImportEnv {
             now_ms: 1_000,
-            seal: &|s: &str| Ok(format!("v1:test:{}", s.len())),
+            seal: &crate::core::admin::test_seal,
         }
     }
 
@@ -425,7 +425,7 @@ mod tests {
         assert_eq!(
             s.targets["t1"].credential,
             Some(StoredCredential::Sealed {
-                sealed: "v1:test:9".into(),
+                sealed: crate::core::admin::test_seal("sk-abcdef").unwrap(),
                 last4: "cdef".into()
             })
         );
@@ -437,7 +437,7 @@ mod tests {
         assert_eq!(out["version"], 4);
         assert_eq!(
             out["targets"][0]["credential"],
-            json!({"sealed": "v1:test:9"})
+            json!({"sealed": crate::core::admin::test_seal("sk-abcdef").unwrap()})
         );
         // importing the document again changes nothing but what the first import made up
         let again = import(&out, &s, &env()).unwrap();

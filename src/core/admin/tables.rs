@@ -60,31 +60,65 @@ pub const TABLES: [Table; 7] = [
     Table {
         name: "namespaces",
         key: 1,
-        columns: &["code", "name", "description", "enabled", "created_at", "updated_at"],
+        columns: &[
+            "code",
+            "name",
+            "description",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ],
     },
     Table {
         name: "api_keys",
         key: 1,
         columns: &[
-            "id", "namespace", "name", "sha256", "prefix", "enabled", "expires_at", "rotated_to",
-            "created_at", "updated_at",
+            "id",
+            "namespace",
+            "name",
+            "sha256",
+            "prefix",
+            "enabled",
+            "expires_at",
+            "rotated_to",
+            "created_at",
+            "updated_at",
         ],
     },
     Table {
         name: "matchers",
         key: 1,
-        columns: &["id", "namespace", "position", "spec", "created_at", "updated_at"],
+        columns: &[
+            "id",
+            "namespace",
+            "position",
+            "spec",
+            "created_at",
+            "updated_at",
+        ],
     },
     Table {
         name: "policies",
         key: 1,
-        columns: &["id", "namespace", "position", "spec", "created_at", "updated_at"],
+        columns: &[
+            "id",
+            "namespace",
+            "position",
+            "spec",
+            "created_at",
+            "updated_at",
+        ],
     },
     Table {
         name: "targets",
         key: 1,
         columns: &[
-            "name", "spec", "credential_kind", "credential", "credential_last4", "created_at",
+            "name",
+            "spec",
+            "credential_kind",
+            "credential",
+            "credential_last4",
+            "created_at",
             "updated_at",
         ],
     },
@@ -178,7 +212,9 @@ pub fn rows(state: &State) -> Rows {
                 (Sql::text("sealed"), Sql::text(sealed), Sql::text(last4))
             }
             Some(StoredCredential::Env { name }) => (Sql::text("env"), Sql::text(name), Sql::Null),
-            Some(StoredCredential::File { path }) => (Sql::text("file"), Sql::text(path), Sql::Null),
+            Some(StoredCredential::File { path }) => {
+                (Sql::text("file"), Sql::text(path), Sql::Null)
+            }
         };
         put(
             "targets",
@@ -222,7 +258,10 @@ pub fn changes(old: &Rows, new: &Rows) -> Vec<Change> {
     let empty = BTreeMap::new();
     let mut out = Vec::new();
     for t in TABLES.iter().rev() {
-        let (o, n) = (old.get(t.name).unwrap_or(&empty), new.get(t.name).unwrap_or(&empty));
+        let (o, n) = (
+            old.get(t.name).unwrap_or(&empty),
+            new.get(t.name).unwrap_or(&empty),
+        );
         for (k, row) in o {
             if !n.contains_key(k) {
                 out.push(Change::Delete(t, row[..t.key].to_vec()));
@@ -230,7 +269,10 @@ pub fn changes(old: &Rows, new: &Rows) -> Vec<Change> {
         }
     }
     for t in TABLES.iter() {
-        let (o, n) = (old.get(t.name).unwrap_or(&empty), new.get(t.name).unwrap_or(&empty));
+        let (o, n) = (
+            old.get(t.name).unwrap_or(&empty),
+            new.get(t.name).unwrap_or(&empty),
+        );
         for (k, row) in n {
             match o.get(k) {
                 None => out.push(Change::Insert(t, row.clone())),
@@ -392,17 +434,31 @@ mod tests {
         let mut s = State::default();
         let ctx = Ctx {
             now_ms: 5,
-            seal: &|s: &str| Ok(format!("v1:t:{s}")),
+            seal: &crate::core::admin::test_seal,
             new_key: Some("sk-gw-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
         };
         for op in [
             Op::CreateNamespace(json!({"code": "a", "description": "x"})),
             Op::CreateNamespace(json!({"code": "b", "status": "disabled"})),
             Op::CreateKey("a".into(), json!({"name": "k"})),
-            Op::CreateItem(ItemKind::Policy, "a".into(), json!({"type": "requests", "limit": 1, "window": 60})),
-            Op::CreateItem(ItemKind::Policy, "a".into(), json!({"type": "models", "allow": ["x"]})),
-            Op::CreateItem(ItemKind::Matcher, "b".into(), json!({"type": "query", "field": "t", "operator": "equals", "value": "b"})),
-            Op::CreateTarget(json!({"name": "t", "provider": "openai", "base_url": "http://127.0.0.1:1", "credential": {"env": "K"}})),
+            Op::CreateItem(
+                ItemKind::Policy,
+                "a".into(),
+                json!({"type": "requests", "limit": 1, "window": 60}),
+            ),
+            Op::CreateItem(
+                ItemKind::Policy,
+                "a".into(),
+                json!({"type": "models", "allow": ["x"]}),
+            ),
+            Op::CreateItem(
+                ItemKind::Matcher,
+                "b".into(),
+                json!({"type": "query", "field": "t", "operator": "equals", "value": "b"}),
+            ),
+            Op::CreateTarget(
+                json!({"name": "t", "provider": "openai", "base_url": "http://127.0.0.1:1", "credential": {"env": "K"}}),
+            ),
             Op::CreateRoute(json!({"name": "r2", "targets": ["t"]})),
             Op::CreateRoute(json!({"name": "r1", "targets": ["t"], "position": 0})),
             Op::PatchSettings(json!({"unmatched_status": 404})),
@@ -453,8 +509,12 @@ mod tests {
             ]
         );
         let c = changes(&rows(&State::default()), &rows(&s));
-        let first_key = c.iter().position(|c| matches!(c, Change::Insert(t, _) if t.name == "api_keys"));
-        let first_ns = c.iter().position(|c| matches!(c, Change::Insert(t, _) if t.name == "namespaces"));
+        let first_key = c
+            .iter()
+            .position(|c| matches!(c, Change::Insert(t, _) if t.name == "api_keys"));
+        let first_ns = c
+            .iter()
+            .position(|c| matches!(c, Change::Insert(t, _) if t.name == "namespaces"));
         assert!(first_ns < first_key);
     }
 }

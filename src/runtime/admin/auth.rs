@@ -51,7 +51,8 @@ fn random_secret(n: usize) -> Result<String, ApiError> {
 /// Hashes a password with argon2id, on a blocking thread.
 pub async fn hash_password(pw: String) -> Result<String, ApiError> {
     let mut salt = [0u8; 16];
-    getrandom::getrandom(&mut salt).map_err(|_| ApiError::internal("the system's random source failed"))?;
+    getrandom::getrandom(&mut salt)
+        .map_err(|_| ApiError::internal("the system's random source failed"))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
         Argon2::default()
@@ -102,8 +103,16 @@ pub async fn principal(admin: &Admin, req: &ApiRequest) -> Result<Option<Session
     let db = &admin.db;
     let now = now();
     if let Some(auth) = req.authorization.as_deref() {
-        let bad = || ApiError::new(401, "invalid_token", "the API token is not valid (unknown, expired or revoked)");
-        let token = bearer(auth).filter(|t| t.starts_with(TOKEN_PREFIX)).ok_or_else(bad)?;
+        let bad = || {
+            ApiError::new(
+                401,
+                "invalid_token",
+                "the API token is not valid (unknown, expired or revoked)",
+            )
+        };
+        let token = bearer(auth)
+            .filter(|t| t.starts_with(TOKEN_PREFIX))
+            .ok_or_else(bad)?;
         let sha = sha256_hex(token.as_bytes());
         let mut conn = db.conn().await?;
         let row: Option<(String, String, String, Option<i64>, String, i64)> = db
@@ -117,14 +126,21 @@ pub async fn principal(admin: &Admin, req: &ApiRequest) -> Result<Option<Session
         if enabled == 0 || expires.is_some_and(|e| e <= now) {
             return Err(bad());
         }
-        let role = Role::parse(&role).unwrap_or(Role::Viewer).min(Role::parse(&user_role).unwrap_or(Role::Viewer));
+        let role = Role::parse(&role)
+            .unwrap_or(Role::Viewer)
+            .min(Role::parse(&user_role).unwrap_or(Role::Viewer));
         db.timed(conn.exec_drop(
             "UPDATE api_tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
             (now, &id, now - 60_000),
         ))
         .await?;
         return Ok(Some(Session {
-            principal: Principal { user, role, via: Via::Token, token_id: Some(id) },
+            principal: Principal {
+                user,
+                role,
+                via: Via::Token,
+                token_id: Some(id),
+            },
             csrf: String::new(),
             id_sha256: None,
         }));
@@ -142,17 +158,23 @@ pub async fn principal(admin: &Admin, req: &ApiRequest) -> Result<Option<Session
         ))
         .await?;
     match row {
-        Some((user, csrf, expires, role, enabled)) if expires > now && enabled != 0 => Ok(Some(Session {
-            principal: Principal {
-                user,
-                role: Role::parse(&role).unwrap_or(Role::Viewer),
-                via: Via::Session,
-                token_id: None,
-            },
-            csrf,
-            id_sha256: Some(sha),
-        })),
-        _ => Err(ApiError::new(401, "session_expired", "the session has ended: log in again")),
+        Some((user, csrf, expires, role, enabled)) if expires > now && enabled != 0 => {
+            Ok(Some(Session {
+                principal: Principal {
+                    user,
+                    role: Role::parse(&role).unwrap_or(Role::Viewer),
+                    via: Via::Session,
+                    token_id: None,
+                },
+                csrf,
+                id_sha256: Some(sha),
+            }))
+        }
+        _ => Err(ApiError::new(
+            401,
+            "session_expired",
+            "the session has ended: log in again",
+        )),
     }
 }
 
@@ -233,18 +255,26 @@ pub async fn login(admin: &Admin, req: &ApiRequest, body: &Value) -> Result<ApiR
             ))
             .await?;
         }
-        insert_audit(db, &mut conn, Audit {
-            at: now,
-            actor: &user,
-            role: None,
-            action: "auth.login_failed",
-            resource: "auth",
-            version: None,
-            ip: &req.client_ip,
-            details: None,
-        })
+        insert_audit(
+            db,
+            &mut conn,
+            Audit {
+                at: now,
+                actor: &user,
+                role: None,
+                action: "auth.login_failed",
+                resource: "auth",
+                version: None,
+                ip: &req.client_ip,
+                details: None,
+            },
+        )
         .await?;
-        return Err(ApiError::new(401, "invalid_credentials", "wrong user name or password"));
+        return Err(ApiError::new(
+            401,
+            "invalid_credentials",
+            "wrong user name or password",
+        ));
     }
     let role = row.map(|r| r.1).unwrap_or_default();
     let sid = random_secret(32)?;
@@ -254,22 +284,27 @@ pub async fn login(admin: &Admin, req: &ApiRequest, body: &Value) -> Result<ApiR
         (&user,),
     ))
     .await?;
-    db.timed(conn.exec_drop("DELETE FROM admin_sessions WHERE expires_at < ?", (now,))).await?;
+    db.timed(conn.exec_drop("DELETE FROM admin_sessions WHERE expires_at < ?", (now,)))
+        .await?;
     db.timed(conn.exec_drop(
         "INSERT INTO admin_sessions (id_sha256, username, csrf, ip, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
         (sha256_hex(sid.as_bytes()), &user, &csrf, &req.client_ip, now, now + SESSION_TTL_MS),
     ))
     .await?;
-    insert_audit(db, &mut conn, Audit {
-        at: now,
-        actor: &user,
-        role: Some(&role),
-        action: "auth.login",
-        resource: "auth",
-        version: None,
-        ip: &req.client_ip,
-        details: None,
-    })
+    insert_audit(
+        db,
+        &mut conn,
+        Audit {
+            at: now,
+            actor: &user,
+            role: Some(&role),
+            action: "auth.login",
+            resource: "auth",
+            version: None,
+            ip: &req.client_ip,
+            details: None,
+        },
+    )
     .await?;
     Ok(ApiResponse::json(
         200,
@@ -337,7 +372,13 @@ pub async fn own(
     }
 }
 
-fn audit<'a>(req: &'a ApiRequest, p: &'a Principal, action: &'a str, resource: &'a str, details: Option<Value>) -> Audit<'a> {
+fn audit<'a>(
+    req: &'a ApiRequest,
+    p: &'a Principal,
+    action: &'a str,
+    resource: &'a str,
+    details: Option<Value>,
+) -> Audit<'a> {
     Audit {
         at: now(),
         actor: &p.user,
@@ -351,7 +392,8 @@ fn audit<'a>(req: &'a ApiRequest, p: &'a Principal, action: &'a str, resource: &
 }
 
 type UserRow = (String, String, i64, i64, i64, i64, i64);
-const USER_COLUMNS: &str = "username, role, enabled, failed_logins, locked_until, created_at, updated_at";
+const USER_COLUMNS: &str =
+    "username, role, enabled, failed_logins, locked_until, created_at, updated_at";
 
 fn user_view(r: &UserRow) -> Value {
     let now = now();
@@ -390,7 +432,8 @@ pub async fn users(
             only(body, &["name", "role", "password", "enabled"])?;
             let name = string_field(body, "name")?.to_string();
             check_username(&name)?;
-            let role = role_field(body, "role")?.ok_or_else(|| ApiError::invalid("role", "is required"))?;
+            let role = role_field(body, "role")?
+                .ok_or_else(|| ApiError::invalid("role", "is required"))?;
             let pw = string_field(body, "password")?.to_string();
             check_password("password", &pw)?;
             let enabled = bool_field(body, "enabled")?.unwrap_or(true);
@@ -403,19 +446,39 @@ pub async fn users(
             .await?;
             let affected = conn.affected_rows();
             if affected == 0 {
-                return Err(ApiError::conflict(format!("user \"{name}\" already exists")).with_detail("name", "already exists"));
+                return Err(
+                    ApiError::conflict(format!("user \"{name}\" already exists"))
+                        .with_detail("name", "already exists"),
+                );
             }
-            insert_audit(db, &mut conn, audit(req, p, "user.create", &format!("users/{name}"), Some(json!({"role": role.as_str()})))).await?;
+            insert_audit(
+                db,
+                &mut conn,
+                audit(
+                    req,
+                    p,
+                    "user.create",
+                    &format!("users/{name}"),
+                    Some(json!({"role": role.as_str()})),
+                ),
+            )
+            .await?;
             let row = load_user(admin, &mut conn, &name).await?;
-            Ok(ApiResponse::json(201, &user_view(&row)).header("Location", format!("/api/v1/users/{name}")))
+            Ok(ApiResponse::json(201, &user_view(&row))
+                .header("Location", format!("/api/v1/users/{name}")))
         }
         (Endpoint::Users, _) => {
             let q = Query::parse(&req.query);
             let page = q.page()?;
             let rows: Vec<UserRow> = db
-                .timed(conn.query(format!("SELECT {USER_COLUMNS} FROM admin_users ORDER BY username")))
+                .timed(conn.query(format!(
+                    "SELECT {USER_COLUMNS} FROM admin_users ORDER BY username"
+                )))
                 .await?;
-            Ok(ApiResponse::json(200, &paginate(rows.iter().map(|r| (r.0.clone(), user_view(r))), &page)))
+            Ok(ApiResponse::json(
+                200,
+                &paginate(rows.iter().map(|r| (r.0.clone(), user_view(r))), &page),
+            ))
         }
         (Endpoint::User(name), Method::Get | Method::Head) => {
             let row = load_user(admin, &mut conn, name).await?;
@@ -431,12 +494,23 @@ pub async fn users(
                 last_admin_check(admin, &mut conn, name).await?;
             }
             if let Some(r) = role {
-                db.timed(conn.exec_drop("UPDATE admin_users SET role = ?, updated_at = ? WHERE username = ?", (r.as_str(), now, name))).await?;
+                db.timed(conn.exec_drop(
+                    "UPDATE admin_users SET role = ?, updated_at = ? WHERE username = ?",
+                    (r.as_str(), now, name),
+                ))
+                .await?;
             }
             if let Some(e) = enabled {
-                db.timed(conn.exec_drop("UPDATE admin_users SET enabled = ?, updated_at = ? WHERE username = ?", (e as i64, now, name))).await?;
+                db.timed(conn.exec_drop(
+                    "UPDATE admin_users SET enabled = ?, updated_at = ? WHERE username = ?",
+                    (e as i64, now, name),
+                ))
+                .await?;
                 if !e {
-                    db.timed(conn.exec_drop("DELETE FROM admin_sessions WHERE username = ?", (name,))).await?;
+                    db.timed(
+                        conn.exec_drop("DELETE FROM admin_sessions WHERE username = ?", (name,)),
+                    )
+                    .await?;
                 }
             }
             match body.get("password") {
@@ -445,16 +519,37 @@ pub async fn users(
                     check_password("password", pw)?;
                     let hash = hash_password(pw.clone()).await?;
                     db.timed(conn.exec_drop("UPDATE admin_users SET password_hash = ?, updated_at = ? WHERE username = ?", (hash, now, name))).await?;
-                    db.timed(conn.exec_drop("DELETE FROM admin_sessions WHERE username = ?", (name,))).await?;
+                    db.timed(
+                        conn.exec_drop("DELETE FROM admin_sessions WHERE username = ?", (name,)),
+                    )
+                    .await?;
                 }
                 Some(_) => return Err(ApiError::invalid("password", "must be a string")),
             }
             if bool_field(body, "unlock")? == Some(true) {
-                db.timed(conn.exec_drop("UPDATE admin_users SET failed_logins = 0, locked_until = 0 WHERE username = ?", (name,))).await?;
+                db.timed(conn.exec_drop(
+                    "UPDATE admin_users SET failed_logins = 0, locked_until = 0 WHERE username = ?",
+                    (name,),
+                ))
+                .await?;
             }
-            let mut changed: Vec<&str> = body.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+            let mut changed: Vec<&str> = body
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
             changed.sort_unstable();
-            insert_audit(db, &mut conn, audit(req, p, "user.update", &format!("users/{name}"), Some(json!({"fields": changed})))).await?;
+            insert_audit(
+                db,
+                &mut conn,
+                audit(
+                    req,
+                    p,
+                    "user.update",
+                    &format!("users/{name}"),
+                    Some(json!({"fields": changed})),
+                ),
+            )
+            .await?;
             let row = load_user(admin, &mut conn, name).await?;
             Ok(ApiResponse::json(200, &user_view(&row)))
         }
@@ -463,8 +558,14 @@ pub async fn users(
             if row.1 == "admin" {
                 last_admin_check(admin, &mut conn, name).await?;
             }
-            db.timed(conn.exec_drop("DELETE FROM admin_users WHERE username = ?", (name,))).await?;
-            insert_audit(db, &mut conn, audit(req, p, "user.delete", &format!("users/{name}"), None)).await?;
+            db.timed(conn.exec_drop("DELETE FROM admin_users WHERE username = ?", (name,)))
+                .await?;
+            insert_audit(
+                db,
+                &mut conn,
+                audit(req, p, "user.delete", &format!("users/{name}"), None),
+            )
+            .await?;
             Ok(ApiResponse::json(200, &json!({"deleted": name})))
         }
         _ => Err(ApiError::internal("unexpected endpoint")),
@@ -479,16 +580,27 @@ fn bool_field(body: &Value, key: &str) -> Result<Option<bool>, ApiError> {
     }
 }
 
-async fn load_user(admin: &Admin, conn: &mut mysql_async::Conn, name: &str) -> Result<UserRow, ApiError> {
+async fn load_user(
+    admin: &Admin,
+    conn: &mut mysql_async::Conn,
+    name: &str,
+) -> Result<UserRow, ApiError> {
     let row: Option<UserRow> = admin
         .db
-        .timed(conn.exec_first(format!("SELECT {USER_COLUMNS} FROM admin_users WHERE username = ?"), (name,)))
+        .timed(conn.exec_first(
+            format!("SELECT {USER_COLUMNS} FROM admin_users WHERE username = ?"),
+            (name,),
+        ))
         .await?;
     row.ok_or_else(|| ApiError::not_found("user", name))
 }
 
 /// An enabled admin other than `name` must remain.
-async fn last_admin_check(admin: &Admin, conn: &mut mysql_async::Conn, name: &str) -> Result<(), ApiError> {
+async fn last_admin_check(
+    admin: &Admin,
+    conn: &mut mysql_async::Conn,
+    name: &str,
+) -> Result<(), ApiError> {
     let others: Option<i64> = admin
         .db
         .timed(conn.exec_first(
@@ -497,13 +609,25 @@ async fn last_admin_check(admin: &Admin, conn: &mut mysql_async::Conn, name: &st
         ))
         .await?;
     if others.unwrap_or(0) == 0 {
-        return Err(ApiError::conflict("this is the last enabled admin: make another admin first"));
+        return Err(ApiError::conflict(
+            "this is the last enabled admin: make another admin first",
+        ));
     }
     Ok(())
 }
 
-type TokenRow = (String, String, String, String, String, i64, Option<i64>, Option<i64>);
-const TOKEN_COLUMNS: &str = "id, name, username, role, prefix, created_at, expires_at, last_used_at";
+type TokenRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+const TOKEN_COLUMNS: &str =
+    "id, name, username, role, prefix, created_at, expires_at, last_used_at";
 
 fn token_view(r: &TokenRow) -> Value {
     json!({
@@ -530,24 +654,37 @@ pub async fn tokens(
             only(body, &["name", "role", "user", "expires_at"])?;
             let name = string_field(body, "name")?.to_string();
             if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-                return Err(ApiError::invalid("name", "must be 1 to 255 characters without control characters"));
+                return Err(ApiError::invalid(
+                    "name",
+                    "must be 1 to 255 characters without control characters",
+                ));
             }
             let user = match body.get("user") {
                 None | Some(Value::Null) => p.user.clone(),
                 Some(Value::String(u)) => u.clone(),
                 Some(_) => return Err(ApiError::invalid("user", "must be a string")),
             };
-            let owner = load_user(admin, &mut conn, &user).await.map_err(|_| ApiError::invalid("user", format!("no user \"{user}\"")))?;
+            let owner = load_user(admin, &mut conn, &user)
+                .await
+                .map_err(|_| ApiError::invalid("user", format!("no user \"{user}\"")))?;
             let owner_role = Role::parse(&owner.1).unwrap_or(Role::Viewer);
             let role = role_field(body, "role")?.unwrap_or(owner_role);
             if role > owner_role {
-                return Err(ApiError::invalid("role", format!("cannot exceed the user's role ({})", owner_role.as_str())));
+                return Err(ApiError::invalid(
+                    "role",
+                    format!("cannot exceed the user's role ({})", owner_role.as_str()),
+                ));
             }
             let expires = match body.get("expires_at") {
                 None | Some(Value::Null) => None,
                 Some(v) => match time_value(v) {
                     Some(t) if t > now => Some(t),
-                    _ => return Err(ApiError::invalid("expires_at", "must be a future RFC 3339 time or unix seconds")),
+                    _ => {
+                        return Err(ApiError::invalid(
+                            "expires_at",
+                            "must be a future RFC 3339 time or unix seconds",
+                        ))
+                    }
                 },
             };
             let token = format!("{TOKEN_PREFIX}{}", random_secret(32)?);
@@ -559,18 +696,36 @@ pub async fn tokens(
                 (&id, &sha, &name, &user, role.as_str(), &prefix, now, expires),
             ))
             .await?;
-            insert_audit(db, &mut conn, audit(req, p, "token.create", &format!("tokens/{id}"), Some(json!({"user": user, "role": role.as_str()})))).await?;
+            insert_audit(
+                db,
+                &mut conn,
+                audit(
+                    req,
+                    p,
+                    "token.create",
+                    &format!("tokens/{id}"),
+                    Some(json!({"user": user, "role": role.as_str()})),
+                ),
+            )
+            .await?;
             let row = load_token(admin, &mut conn, &id).await?;
             let mut v = token_view(&row);
             v["token"] = Value::from(token);
-            Ok(ApiResponse::json(201, &v).header("Location", format!("/api/v1/tokens/{id}")).header("Cache-Control", "no-store"))
+            Ok(ApiResponse::json(201, &v)
+                .header("Location", format!("/api/v1/tokens/{id}"))
+                .header("Cache-Control", "no-store"))
         }
         (Endpoint::Tokens, _) => {
             let page = Query::parse(&req.query).page()?;
             let rows: Vec<TokenRow> = db
-                .timed(conn.query(format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id")))
+                .timed(conn.query(format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
+                )))
                 .await?;
-            Ok(ApiResponse::json(200, &paginate(rows.iter().map(|r| (r.0.clone(), token_view(r))), &page)))
+            Ok(ApiResponse::json(
+                200,
+                &paginate(rows.iter().map(|r| (r.0.clone(), token_view(r))), &page),
+            ))
         }
         (Endpoint::Token(id), Method::Get | Method::Head) => {
             let row = load_token(admin, &mut conn, id).await?;
@@ -578,18 +733,31 @@ pub async fn tokens(
         }
         (Endpoint::Token(id), _) => {
             load_token(admin, &mut conn, id).await?;
-            db.timed(conn.exec_drop("DELETE FROM api_tokens WHERE id = ?", (id,))).await?;
-            insert_audit(db, &mut conn, audit(req, p, "token.delete", &format!("tokens/{id}"), None)).await?;
+            db.timed(conn.exec_drop("DELETE FROM api_tokens WHERE id = ?", (id,)))
+                .await?;
+            insert_audit(
+                db,
+                &mut conn,
+                audit(req, p, "token.delete", &format!("tokens/{id}"), None),
+            )
+            .await?;
             Ok(ApiResponse::json(200, &json!({"deleted": id})))
         }
         _ => Err(ApiError::internal("unexpected endpoint")),
     }
 }
 
-async fn load_token(admin: &Admin, conn: &mut mysql_async::Conn, id: &str) -> Result<TokenRow, ApiError> {
+async fn load_token(
+    admin: &Admin,
+    conn: &mut mysql_async::Conn,
+    id: &str,
+) -> Result<TokenRow, ApiError> {
     let row: Option<TokenRow> = admin
         .db
-        .timed(conn.exec_first(format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?"), (id,)))
+        .timed(conn.exec_first(
+            format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?"),
+            (id,),
+        ))
         .await?;
     row.ok_or_else(|| ApiError::not_found("token", id))
 }
@@ -599,7 +767,9 @@ async fn load_token(admin: &Admin, conn: &mut mysql_async::Conn, id: &str) -> Re
 pub async fn bootstrap(admin: &Admin, b: &Bootstrap) -> Result<bool, ApiError> {
     let db = &admin.db;
     let mut conn = db.conn().await?;
-    let users: Option<i64> = db.timed(conn.query_first("SELECT COUNT(*) FROM admin_users")).await?;
+    let users: Option<i64> = db
+        .timed(conn.query_first("SELECT COUNT(*) FROM admin_users"))
+        .await?;
     if users.unwrap_or(0) > 0 {
         return Ok(false);
     }
@@ -615,23 +785,40 @@ pub async fn bootstrap(admin: &Admin, b: &Bootstrap) -> Result<bool, ApiError> {
     .await?;
     let created = conn.affected_rows() > 0;
     if created {
-        insert_audit(db, &mut conn, Audit {
-            at: now,
-            actor: "bootstrap",
-            role: None,
-            action: "user.bootstrap",
-            resource: &format!("users/{}", b.user),
-            version: None,
-            ip: "",
-            details: None,
-        })
+        insert_audit(
+            db,
+            &mut conn,
+            Audit {
+                at: now,
+                actor: "bootstrap",
+                role: None,
+                action: "user.bootstrap",
+                resource: &format!("users/{}", b.user),
+                version: None,
+                ip: "",
+                details: None,
+            },
+        )
         .await?;
     }
     Ok(created)
 }
 
+/// An audit row as read: id, at, actor, role, action, resource, version, ip, details.
+pub type AuditRow = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<i64>,
+    String,
+    Option<String>,
+);
+
 /// Audit log rows as the API shows them.
-pub fn audit_view(r: &(i64, i64, String, Option<String>, String, String, Option<i64>, String, Option<String>)) -> Value {
+pub fn audit_view(r: &AuditRow) -> Value {
     json!({
         "id": r.0, "at": format_ms(r.1), "actor": r.2, "role": r.3, "action": r.4,
         "resource": r.5, "config_version": r.6, "ip": r.7,
@@ -643,4 +830,3 @@ pub fn audit_view(r: &(i64, i64, String, Option<String>, String, String, Option<
 pub fn desc_key(id: i64) -> String {
     numeric_key(u64::MAX - id as u64)
 }
-

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
 
-use super::db::{self, insert_audit, load_state, lock_head, read_tx, store_changes, write_tx, Audit, HeadRow};
+use super::auth::AuditRow;
+use super::db::{
+    self, insert_audit, load_state, lock_head, read_tx, store_changes, write_tx, Audit, HeadRow,
+};
 use super::publish::{nodes_view, wait_applied};
 use super::{auth, wait_arg, Admin, ApiRequest, ApiResponse};
 use crate::core::admin::auth::Principal;
@@ -47,11 +50,18 @@ pub async fn read_state(admin: &Admin) -> Result<(HeadRow, Arc<State>), ApiError
 
 /// A resource as the API shows it, or 404.
 fn view_of(state: &State, ep: &Endpoint, now: i64) -> Result<Value, ApiError> {
-    let ns_of = |code: &str| state.namespace(code).ok_or_else(|| ApiError::not_found("namespace", code));
+    let ns_of = |code: &str| {
+        state
+            .namespace(code)
+            .ok_or_else(|| ApiError::not_found("namespace", code))
+    };
     match ep {
         Endpoint::Namespace(code) => Ok(views::namespace(ns_of(code)?)),
         Endpoint::Key(code, id) | Endpoint::KeyRotate(code, id) => {
-            let k = ns_of(code)?.keys.get(id).ok_or_else(|| ApiError::not_found("key", id))?;
+            let k = ns_of(code)?
+                .keys
+                .get(id)
+                .ok_or_else(|| ApiError::not_found("key", id))?;
             Ok(views::key(code, k, now))
         }
         Endpoint::Item(kind, code, id) => {
@@ -116,12 +126,18 @@ pub async fn serve(
         (Endpoint::Namespace(c), Method::Patch) => Intent::Op(Op::PatchNamespace(c.clone(), body)),
         (Endpoint::Namespace(c), Method::Delete) => Intent::Op(Op::DeleteNamespace(c.clone())),
         (Endpoint::Keys(c), Method::Post) => Intent::Op(Op::CreateKey(c.clone(), body)),
-        (Endpoint::Key(c, k), Method::Patch) => Intent::Op(Op::PatchKey(c.clone(), k.clone(), body)),
+        (Endpoint::Key(c, k), Method::Patch) => {
+            Intent::Op(Op::PatchKey(c.clone(), k.clone(), body))
+        }
         (Endpoint::Key(c, k), Method::Delete) => Intent::Op(Op::DeleteKey(c.clone(), k.clone())),
         (Endpoint::KeyRotate(c, k), _) => Intent::Op(Op::RotateKey(c.clone(), k.clone(), body)),
         (Endpoint::Items(t, c), Method::Post) => Intent::Op(Op::CreateItem(*t, c.clone(), body)),
-        (Endpoint::Item(t, c, i), Method::Put) => Intent::Op(Op::ReplaceItem(*t, c.clone(), *i, body)),
-        (Endpoint::Item(t, c, i), Method::Patch) => Intent::Op(Op::PatchItem(*t, c.clone(), *i, body)),
+        (Endpoint::Item(t, c, i), Method::Put) => {
+            Intent::Op(Op::ReplaceItem(*t, c.clone(), *i, body))
+        }
+        (Endpoint::Item(t, c, i), Method::Patch) => {
+            Intent::Op(Op::PatchItem(*t, c.clone(), *i, body))
+        }
         (Endpoint::Item(t, c, i), Method::Delete) => Intent::Op(Op::DeleteItem(*t, c.clone(), *i)),
         (Endpoint::Targets, Method::Post) => Intent::Op(Op::CreateTarget(body)),
         (Endpoint::Target(n), Method::Put) => Intent::Op(Op::ReplaceTarget(n.clone(), body)),
@@ -145,7 +161,12 @@ enum Intent {
     Rollback(Value),
 }
 
-async fn read(admin: &Admin, req: &ApiRequest, ep: &Endpoint, q: &Query) -> Result<ApiResponse, ApiError> {
+async fn read(
+    admin: &Admin,
+    req: &ApiRequest,
+    ep: &Endpoint,
+    q: &Query,
+) -> Result<ApiResponse, ApiError> {
     let now = now();
     match ep {
         Endpoint::Revisions => return revisions(admin, q).await,
@@ -163,7 +184,11 @@ async fn read(admin: &Admin, req: &ApiRequest, ep: &Endpoint, q: &Query) -> Resu
             .header("ETag", config_etag(head.version))
             .header("X-Config-Version", head.version.to_string()))
     };
-    let ns_of = |code: &str| state.namespace(code).ok_or_else(|| ApiError::not_found("namespace", code));
+    let ns_of = |code: &str| {
+        state
+            .namespace(code)
+            .ok_or_else(|| ApiError::not_found("namespace", code))
+    };
     match ep {
         Endpoint::Namespaces => {
             let search = q.get("q").map(str::to_lowercase);
@@ -175,10 +200,18 @@ async fn read(admin: &Admin, req: &ApiRequest, ep: &Endpoint, q: &Query) -> Resu
                     .filter(|n| {
                         search.as_ref().is_none_or_compat(|s| {
                             n.code.to_lowercase().contains(s.as_str())
-                                || n.name.as_deref().unwrap_or("").to_lowercase().contains(s.as_str())
+                                || n.name
+                                    .as_deref()
+                                    .unwrap_or("")
+                                    .to_lowercase()
+                                    .contains(s.as_str())
                         })
                     })
-                    .filter(|n| status.is_none_or_compat(|s| *s == if n.enabled { "enabled" } else { "disabled" }))
+                    .filter(|n| {
+                        status.is_none_or_compat(|s| {
+                            *s == if n.enabled { "enabled" } else { "disabled" }
+                        })
+                    })
                     .map(|n| (n.code.clone(), views::namespace(n)))
                     .collect(),
             )
@@ -204,7 +237,13 @@ async fn read(admin: &Admin, req: &ApiRequest, ep: &Endpoint, q: &Query) -> Resu
                     .collect(),
             )
         }
-        Endpoint::Targets => list(state.targets.values().map(|t| (t.name.clone(), views::target(t))).collect()),
+        Endpoint::Targets => list(
+            state
+                .targets
+                .values()
+                .map(|t| (t.name.clone(), views::target(t)))
+                .collect(),
+        ),
         Endpoint::Routes => list(
             state
                 .routes
@@ -241,17 +280,28 @@ impl<T> NoneOr<T> for Option<T> {
 fn loader_error(text: &str, doc_path: Option<&str>) -> ApiError {
     let d = split_config_message(text);
     match doc_path {
-        Some(prefix) if !prefix.is_empty() && (d.path == prefix || strip_prefix(&d.path, prefix) != d.path) => {
+        Some(prefix)
+            if !prefix.is_empty()
+                && (d.path == prefix || strip_prefix(&d.path, prefix) != d.path) =>
+        {
             ApiError::invalid(strip_prefix(&d.path, prefix), d.message)
         }
-        _ => ApiError::new(409, "invalid_config", format!("the configuration would not load on the nodes: {text}"))
-            .with_detail(d.path, d.message),
+        _ => ApiError::new(
+            409,
+            "invalid_config",
+            format!("the configuration would not load on the nodes: {text}"),
+        )
+        .with_detail(d.path, d.message),
     }
 }
 
 /// The data plane's loader on a document (hosts resolved, credentials opened), on a
 /// blocking thread.
-async fn load_check(admin: &Admin, bytes: Vec<u8>, doc_path: Option<String>) -> Result<(), ApiError> {
+async fn load_check(
+    admin: &Admin,
+    bytes: Vec<u8>,
+    doc_path: Option<String>,
+) -> Result<(), ApiError> {
     let dir = admin.settings.config_dir.clone();
     let keys = admin.settings.seal_keys.clone();
     let r = tokio::task::spawn_blocking(move || {
@@ -265,13 +315,15 @@ async fn load_check(admin: &Admin, bytes: Vec<u8>, doc_path: Option<String>) -> 
 /// `POST /api/v1/config/validate`: a whole document, through the data plane's loader.
 async fn validate(admin: &Admin, body: Value) -> Result<ApiResponse, ApiError> {
     let bytes = document_bytes(&body);
-    load_check(admin, bytes, Some(String::new())).await.map_err(|mut e| {
-        if e.status == 409 {
-            e.status = 400;
-            e.code = "validation_failed";
-        }
-        e
-    })?;
+    load_check(admin, bytes, Some(String::new()))
+        .await
+        .map_err(|mut e| {
+            if e.status == 409 {
+                e.status = 400;
+                e.code = "validation_failed";
+            }
+            e
+        })?;
     let cfg = crate::core::config::GatewayConfig::from_value(&body)
         .map_err(|e| ApiError::from_config(&e, ""))?;
     Ok(ApiResponse::json(
@@ -292,7 +344,9 @@ async fn write(
 ) -> Result<ApiResponse, ApiError> {
     let dry_run = q.flag("dry_run")?;
     let wait = wait_arg(q)?;
-    let message = q.get("message").map(|m| m.chars().take(1000).collect::<String>());
+    let message = q
+        .get("message")
+        .map(|m| m.chars().take(1000).collect::<String>());
     if matches!(intent, Intent::Import(_)) && req.if_match.is_none() {
         return Err(ApiError::new(
             428,
@@ -301,7 +355,9 @@ async fn write(
         ));
     }
     let new_key = match &intent {
-        Intent::Op(Op::CreateKey(..) | Op::RotateKey(..)) => Some(format!("sk-gw-{}", auth::random_text(32))),
+        Intent::Op(Op::CreateKey(..) | Op::RotateKey(..)) => {
+            Some(format!("sk-gw-{}", auth::random_text(32)))
+        }
         _ => None,
     };
     let now = now();
@@ -326,11 +382,22 @@ async fn write(
     let seal = |s: &str| admin.seal(s);
     let applied = match intent {
         Intent::Op(op) => {
-            let ctx = Ctx { now_ms: now, seal: &seal, new_key: new_key.as_deref() };
+            let ctx = Ctx {
+                now_ms: now,
+                seal: &seal,
+                new_key: new_key.as_deref(),
+            };
             ops::apply(&mut next, &op, &ctx)?
         }
         Intent::Import(doc) => {
-            next = import(&doc, &state, &ImportEnv { now_ms: now, seal: &seal })?;
+            next = import(
+                &doc,
+                &state,
+                &ImportEnv {
+                    now_ms: now,
+                    seal: &seal,
+                },
+            )?;
             Applied {
                 status: 200,
                 body: Value::Null,
@@ -342,11 +409,16 @@ async fn write(
             }
         }
         Intent::Rollback(body) => {
-            let obj = body.as_object().ok_or_else(|| ApiError::invalid("", "the body must be a JSON object"))?;
+            let obj = body
+                .as_object()
+                .ok_or_else(|| ApiError::invalid("", "the body must be a JSON object"))?;
             if let Some(k) = obj.keys().find(|k| *k != "version" && *k != "message") {
                 return Err(ApiError::invalid(k.clone(), "unknown field"));
             }
-            let v = obj.get("version").and_then(Value::as_u64).ok_or_else(|| ApiError::invalid("version", "must be a revision number"))?;
+            let v = obj
+                .get("version")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| ApiError::invalid("version", "must be a revision number"))?;
             let saved: Option<String> = d
                 .timed(tx.exec_first("SELECT state FROM config_revisions WHERE version = ?", (v,)))
                 .await?;
@@ -366,10 +438,17 @@ async fn write(
             }
         }
     };
-    let message = message.or_else(|| None);
     if next == *state {
         let _ = d.timed(tx.rollback()).await;
-        return Ok(answer(&applied, head.version, false, false, dry_run, None, ep));
+        return Ok(answer(
+            &applied,
+            head.version,
+            false,
+            false,
+            dry_run,
+            None,
+            ep,
+        ));
     }
     let version = head.version + 1;
     let doc = document(&next, version, now);
@@ -395,17 +474,25 @@ async fn write(
     ))
     .await?;
     let old_doc = document(&state, head.version, now);
-    let changes: Vec<Value> = diff(&old_doc, &doc).iter().take(50).map(|c| c.to_json()).collect();
-    insert_audit(d, &mut tx, Audit {
-        at: now,
-        actor: &who.actor(),
-        role: Some(who.role.as_str()),
-        action: applied.action,
-        resource: &applied.resource,
-        version: Some(version),
-        ip: &req.client_ip,
-        details: Some(json!({"changes": changes, "message": message})),
-    })
+    let changes: Vec<Value> = diff(&old_doc, &doc)
+        .iter()
+        .take(50)
+        .map(|c| c.to_json())
+        .collect();
+    insert_audit(
+        d,
+        &mut tx,
+        Audit {
+            at: now,
+            actor: &who.actor(),
+            role: Some(who.role.as_str()),
+            action: applied.action,
+            resource: &applied.resource,
+            version: Some(version),
+            ip: &req.client_ip,
+            details: Some(json!({"changes": changes, "message": message})),
+        },
+    )
     .await?;
     d.timed(tx.commit()).await?;
     admin.remember(&head.epoch, version, Arc::new(next));
@@ -420,10 +507,20 @@ async fn write(
         None => false,
     };
     let propagation = match (wait, &admin.publisher) {
-        (Some(limit), Some(p)) if published => Some(wait_applied(p, version, &head.epoch, limit).await),
+        (Some(limit), Some(p)) if published => {
+            Some(wait_applied(p, version, &head.epoch, limit).await)
+        }
         _ => None,
     };
-    Ok(answer(&applied, version, true, published, false, propagation.map(|p| (p.complete, p.to_json())), ep))
+    Ok(answer(
+        &applied,
+        version,
+        true,
+        published,
+        false,
+        propagation.map(|p| (p.complete, p.to_json())),
+        ep,
+    ))
 }
 
 async fn mark_published(admin: &Admin, version: u64) {
@@ -487,16 +584,41 @@ async fn export(admin: &Admin, _req: &ApiRequest) -> Result<ApiResponse, ApiErro
         document(&State::default(), 0, now())
     } else {
         let text: Option<String> = d
-            .timed(conn.exec_first("SELECT document FROM config_revisions WHERE version = ?", (head.version,)))
+            .timed(conn.exec_first(
+                "SELECT document FROM config_revisions WHERE version = ?",
+                (head.version,),
+            ))
             .await?;
-        serde_json::from_str(&text.unwrap_or_default()).map_err(|e| ApiError::internal(e.to_string()))?
+        serde_json::from_str(&text.unwrap_or_default())
+            .map_err(|e| ApiError::internal(e.to_string()))?
     };
     Ok(ApiResponse::json(200, &doc)
         .header("ETag", config_etag(head.version))
         .header("X-Config-Version", head.version.to_string()))
 }
 
-type RevisionRow = (u64, String, String, String, String, Option<String>, i64, Option<i64>);
+type RevisionRow = (
+    u64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+/// A revision with its document.
+type RevisionDocRow = (
+    u64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    String,
+);
 
 fn revision_view(r: &RevisionRow) -> Value {
     json!({
@@ -506,12 +628,15 @@ fn revision_view(r: &RevisionRow) -> Value {
     })
 }
 
-const REVISION_COLUMNS: &str = "version, epoch, sha256, action, actor, message, created_at, published_at";
+const REVISION_COLUMNS: &str =
+    "version, epoch, sha256, action, actor, message, created_at, published_at";
 
 async fn revisions(admin: &Admin, q: &Query) -> Result<ApiResponse, ApiError> {
     let page = q.page()?;
     let before = match &page.after {
-        Some(c) => c.parse::<u64>().map_err(|_| ApiError::invalid("?cursor", "is not a cursor of this list"))?,
+        Some(c) => c
+            .parse::<u64>()
+            .map_err(|_| ApiError::invalid("?cursor", "is not a cursor of this list"))?,
         None => u64::MAX >> 1,
     };
     let d = &admin.db;
@@ -524,14 +649,22 @@ async fn revisions(admin: &Admin, q: &Query) -> Result<ApiResponse, ApiError> {
         .await?;
     let more = rows.len() > page.limit;
     let items: Vec<Value> = rows.iter().take(page.limit).map(revision_view).collect();
-    let next = if more { rows.get(page.limit - 1).map(|r| crate::core::admin::query::cursor_encode(&r.0.to_string())) } else { None };
-    Ok(ApiResponse::json(200, &json!({"items": items, "next_cursor": next})))
+    let next = if more {
+        rows.get(page.limit - 1)
+            .map(|r| crate::core::admin::query::cursor_encode(&r.0.to_string()))
+    } else {
+        None
+    };
+    Ok(ApiResponse::json(
+        200,
+        &json!({"items": items, "next_cursor": next}),
+    ))
 }
 
 async fn revision(admin: &Admin, v: u64) -> Result<ApiResponse, ApiError> {
     let d = &admin.db;
     let mut conn = d.conn().await?;
-    let row: Option<(u64, String, String, String, String, Option<String>, i64, Option<i64>, String)> = d
+    let row: Option<RevisionDocRow> = d
         .timed(conn.exec_first(
             format!("SELECT {REVISION_COLUMNS}, document FROM config_revisions WHERE version = ?"),
             (v,),
@@ -543,13 +676,20 @@ async fn revision(admin: &Admin, v: u64) -> Result<ApiResponse, ApiError> {
     Ok(ApiResponse::json(200, &view))
 }
 
-async fn document_of(admin: &Admin, conn: &mut mysql_async::Conn, v: u64) -> Result<Value, ApiError> {
+async fn document_of(
+    admin: &Admin,
+    conn: &mut mysql_async::Conn,
+    v: u64,
+) -> Result<Value, ApiError> {
     if v == 0 {
         return Ok(document(&State::default(), 0, 0));
     }
     let text: Option<String> = admin
         .db
-        .timed(conn.exec_first("SELECT document FROM config_revisions WHERE version = ?", (v,)))
+        .timed(conn.exec_first(
+            "SELECT document FROM config_revisions WHERE version = ?",
+            (v,),
+        ))
         .await?;
     let text = text.ok_or_else(|| ApiError::not_found("revision", &v.to_string()))?;
     serde_json::from_str(&text).map_err(|e| ApiError::internal(e.to_string()))
@@ -562,7 +702,10 @@ async fn diff_of(admin: &Admin, q: &Query) -> Result<ApiResponse, ApiError> {
     let head = db::head(d, &mut conn).await?;
     let num = |name: &str| -> Result<Option<u64>, ApiError> {
         q.get(name)
-            .map(|v| v.parse::<u64>().map_err(|_| ApiError::invalid(format!("?{name}"), "must be a revision number")))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::invalid(format!("?{name}"), "must be a revision number"))
+            })
             .transpose()
     };
     let to = num("to")?.unwrap_or(head.version);
@@ -570,36 +713,64 @@ async fn diff_of(admin: &Admin, q: &Query) -> Result<ApiResponse, ApiError> {
     let a = document_of(admin, &mut conn, from).await?;
     let b = document_of(admin, &mut conn, to).await?;
     let changes: Vec<Value> = diff(&a, &b).iter().map(|c| c.to_json()).collect();
-    Ok(ApiResponse::json(200, &json!({"from": from, "to": to, "changes": changes})))
+    Ok(ApiResponse::json(
+        200,
+        &json!({"from": from, "to": to, "changes": changes}),
+    ))
 }
-
-type AuditRow = (i64, i64, String, Option<String>, String, String, Option<i64>, String, Option<String>);
 
 /// `GET /api/v1/audit-logs` newest first, filtered by `actor`, `action` (a prefix),
 /// `resource` (a prefix), `since`/`until` (RFC 3339 or unix seconds).
 async fn audit_logs(admin: &Admin, q: &Query) -> Result<ApiResponse, ApiError> {
     let page = q.page()?;
     let before = match &page.after {
-        Some(c) => c.parse::<i64>().map_err(|_| ApiError::invalid("?cursor", "is not a cursor of this list"))?,
+        Some(c) => c
+            .parse::<i64>()
+            .map_err(|_| ApiError::invalid("?cursor", "is not a cursor of this list"))?,
         None => i64::MAX,
     };
     let time = |name: &str| -> Result<Option<i64>, ApiError> {
         q.get(name)
             .map(|v| {
-                let val = if v.bytes().all(|b| b.is_ascii_digit()) { Value::from(v.parse::<i64>().unwrap_or(-1)) } else { Value::from(v) };
-                crate::core::admin::clock::time_value(&val)
-                    .ok_or_else(|| ApiError::invalid(format!("?{name}"), "must be an RFC 3339 time or unix seconds"))
+                let val = if v.bytes().all(|b| b.is_ascii_digit()) {
+                    Value::from(v.parse::<i64>().unwrap_or(-1))
+                } else {
+                    Value::from(v)
+                };
+                crate::core::admin::clock::time_value(&val).ok_or_else(|| {
+                    ApiError::invalid(
+                        format!("?{name}"),
+                        "must be an RFC 3339 time or unix seconds",
+                    )
+                })
             })
             .transpose()
     };
     let since = time("since")?.unwrap_or(0);
     let until = time("until")?.unwrap_or(i64::MAX);
-    let like = |v: Option<&str>| v.map_or("%".to_string(), |s| format!("{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let like = |v: Option<&str>| {
+        v.map_or("%".to_string(), |s| {
+            format!(
+                "{}%",
+                s.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        })
+    };
     let d = &admin.db;
     let mut conn = d.conn().await?;
-    let mut sql = "SELECT id, at, actor, role, action, resource, version, ip, details FROM audit_logs
-         WHERE id < ? AND at >= ? AND at <= ? AND action LIKE ? AND resource LIKE ?".to_string();
-    let mut params: Vec<mysql_async::Value> = vec![before.into(), since.into(), until.into(), like(q.get("action")).into(), like(q.get("resource")).into()];
+    let mut sql =
+        "SELECT id, at, actor, role, action, resource, version, ip, details FROM audit_logs
+         WHERE id < ? AND at >= ? AND at <= ? AND action LIKE ? AND resource LIKE ?"
+            .to_string();
+    let mut params: Vec<mysql_async::Value> = vec![
+        before.into(),
+        since.into(),
+        until.into(),
+        like(q.get("action")).into(),
+        like(q.get("resource")).into(),
+    ];
     if let Some(a) = q.get("actor") {
         sql.push_str(" AND actor = ?");
         params.push(a.into());
@@ -609,8 +780,16 @@ async fn audit_logs(admin: &Admin, q: &Query) -> Result<ApiResponse, ApiError> {
     let rows: Vec<AuditRow> = d.timed(conn.exec(sql, params)).await?;
     let more = rows.len() > page.limit;
     let items: Vec<Value> = rows.iter().take(page.limit).map(auth::audit_view).collect();
-    let next = if more { rows.get(page.limit - 1).map(|r| crate::core::admin::query::cursor_encode(&r.0.to_string())) } else { None };
-    Ok(ApiResponse::json(200, &json!({"items": items, "next_cursor": next})))
+    let next = if more {
+        rows.get(page.limit - 1)
+            .map(|r| crate::core::admin::query::cursor_encode(&r.0.to_string()))
+    } else {
+        None
+    };
+    Ok(ApiResponse::json(
+        200,
+        &json!({"items": items, "next_cursor": next}),
+    ))
 }
 
 /// `GET /api/v1/nodes`: the config of record, what Redis publishes, and every live node.
@@ -619,10 +798,18 @@ async fn nodes(admin: &Admin) -> Result<ApiResponse, ApiError> {
     let mut conn = d.conn().await?;
     let head = db::head(d, &mut conn).await?;
     let Some(p) = &admin.publisher else {
-        return Err(ApiError::unavailable("no Redis is configured (ai_gateway_redis): nodes report through it"));
+        return Err(ApiError::unavailable(
+            "no Redis is configured (ai_gateway_redis): nodes report through it",
+        ));
     };
-    let published = p.head().await.map_err(|e| ApiError::unavailable(format!("Redis: {e}")))?;
-    let workers = p.workers().await.map_err(|e| ApiError::unavailable(format!("Redis: {e}")))?;
+    let published = p
+        .head()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("Redis: {e}")))?;
+    let workers = p
+        .workers()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("Redis: {e}")))?;
     Ok(ApiResponse::json(
         200,
         &json!({
@@ -655,11 +842,16 @@ pub async fn reconcile(admin: &Admin) -> Result<Option<u64>, String> {
         return Ok(None);
     }
     let text: Option<String> = d
-        .timed(conn.exec_first("SELECT document FROM config_revisions WHERE version = ?", (head.version,)))
+        .timed(conn.exec_first(
+            "SELECT document FROM config_revisions WHERE version = ?",
+            (head.version,),
+        ))
         .await
         .map_err(|e| e.message)?;
     let text = text.ok_or("the head's revision is missing")?;
-    if p.publish(head.version, &head.epoch, &head.sha256, text.as_bytes()).await? {
+    if p.publish(head.version, &head.epoch, &head.sha256, text.as_bytes())
+        .await?
+    {
         mark_published(admin, head.version).await;
         return Ok(Some(head.version));
     }

@@ -100,10 +100,15 @@ impl Db {
         let mut conn = self.conn().await?;
         let lock = format!("ai_gateway_migrate.{}", self.database);
         let got: Option<Option<i64>> = self
-            .timed(conn.exec_first("SELECT GET_LOCK(?, ?)", (&lock, self.timeout.as_secs().max(1))))
+            .timed(conn.exec_first(
+                "SELECT GET_LOCK(?, ?)",
+                (&lock, self.timeout.as_secs().max(1)),
+            ))
             .await?;
         if got.flatten() != Some(1) {
-            return Err(ApiError::unavailable("another node is migrating the schema"));
+            return Err(ApiError::unavailable(
+                "another node is migrating the schema",
+            ));
         }
         let result = self.migrate_locked(&mut conn, epoch, now_ms).await;
         let _ = self
@@ -153,8 +158,8 @@ impl Db {
 }
 
 fn head_of(row: Option<(u64, String, String, u64)>) -> Result<HeadRow, ApiError> {
-    let (version, epoch, sha256, next_id) =
-        row.ok_or_else(|| ApiError::unavailable("the config head is missing (schema not migrated)"))?;
+    let (version, epoch, sha256, next_id) = row
+        .ok_or_else(|| ApiError::unavailable("the config head is missing (schema not migrated)"))?;
     Ok(HeadRow {
         version,
         epoch,
@@ -172,7 +177,10 @@ pub async fn head(db: &Db, conn: &mut impl Queryable) -> Result<HeadRow, ApiErro
 
 /// Reads and locks the head: writes serialize here.
 pub async fn lock_head(db: &Db, conn: &mut impl Queryable) -> Result<HeadRow, ApiError> {
-    head_of(db.timed(conn.query_first(format!("{HEAD} FOR UPDATE"))).await?)
+    head_of(
+        db.timed(conn.query_first(format!("{HEAD} FOR UPDATE")))
+            .await?,
+    )
 }
 
 fn to_sql(v: Value) -> Sql {
@@ -239,17 +247,31 @@ pub async fn store_changes(
                 row.iter().map(to_value).collect(),
             ),
             Change::Update(t, row) => {
-                let set: Vec<String> = t.columns[t.key..].iter().map(|c| format!("{c} = ?")).collect();
-                let key: Vec<String> = t.columns[..t.key].iter().map(|c| format!("{c} = ?")).collect();
+                let set: Vec<String> = t.columns[t.key..]
+                    .iter()
+                    .map(|c| format!("{c} = ?"))
+                    .collect();
+                let key: Vec<String> = t.columns[..t.key]
+                    .iter()
+                    .map(|c| format!("{c} = ?"))
+                    .collect();
                 let mut params: Vec<Value> = row[t.key..].iter().map(to_value).collect();
                 params.extend(row[..t.key].iter().map(to_value));
                 (
-                    format!("UPDATE {} SET {} WHERE {}", t.name, set.join(", "), key.join(" AND ")),
+                    format!(
+                        "UPDATE {} SET {} WHERE {}",
+                        t.name,
+                        set.join(", "),
+                        key.join(" AND ")
+                    ),
                     params,
                 )
             }
             Change::Delete(t, key) => {
-                let cond: Vec<String> = t.columns[..t.key].iter().map(|c| format!("{c} = ?")).collect();
+                let cond: Vec<String> = t.columns[..t.key]
+                    .iter()
+                    .map(|c| format!("{c} = ?"))
+                    .collect();
                 (
                     format!("DELETE FROM {} WHERE {}", t.name, cond.join(" AND ")),
                     key.iter().map(to_value).collect(),
@@ -289,7 +311,11 @@ pub struct Audit<'a> {
     pub details: Option<serde_json::Value>,
 }
 
-pub async fn insert_audit(db: &Db, conn: &mut impl Queryable, a: Audit<'_>) -> Result<(), ApiError> {
+pub async fn insert_audit(
+    db: &Db,
+    conn: &mut impl Queryable,
+    a: Audit<'_>,
+) -> Result<(), ApiError> {
     db.timed(conn.exec_drop(
         "INSERT INTO audit_logs (at, actor, role, action, resource, version, ip, details)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

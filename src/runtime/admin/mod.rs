@@ -192,8 +192,12 @@ pub fn json_body(req: &ApiRequest) -> Result<Value, ApiError> {
         ));
     }
     crate::core::strict_json::parse(&req.body).map_err(|e| {
-        ApiError::new(400, "invalid_json", format!("the body is not valid JSON: {e}"))
-            .with_detail(e.path.clone(), e.message.clone())
+        ApiError::new(
+            400,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+        .with_detail(e.path.clone(), e.message.clone())
     })
 }
 
@@ -235,8 +239,12 @@ async fn handle(admin: &Admin, req: &ApiRequest) -> Result<ApiResponse, ApiError
         Endpoint::Logout | Endpoint::Me | Endpoint::Password => {
             auth::own(admin, req, &ep, &session, &body).await
         }
-        Endpoint::Users | Endpoint::User(_) => auth::users(admin, req, method, &ep, &session.principal, &body).await,
-        Endpoint::Tokens | Endpoint::Token(_) => auth::tokens(admin, req, method, &ep, &session.principal, &body).await,
+        Endpoint::Users | Endpoint::User(_) => {
+            auth::users(admin, req, method, &ep, &session.principal, &body).await
+        }
+        Endpoint::Tokens | Endpoint::Token(_) => {
+            auth::tokens(admin, req, method, &ep, &session.principal, &body).await
+        }
         _ => config_api::serve(admin, req, method, &ep, &session.principal, body).await,
     }
 }

@@ -73,7 +73,9 @@ impl Publisher {
             return Ok(c.clone());
         }
         let client = redis::Client::open(self.redis.info.clone()).map_err(|e| e.to_string())?;
-        let c = self.timed(client.get_multiplexed_async_connection()).await?;
+        let c = self
+            .timed(client.get_multiplexed_async_connection())
+            .await?;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -84,7 +86,11 @@ impl Publisher {
 
     async fn run<T>(
         &self,
-        f: impl FnOnce(MultiplexedConnection) -> std::pin::Pin<Box<dyn std::future::Future<Output = redis::RedisResult<T>> + Send>>,
+        f: impl FnOnce(
+            MultiplexedConnection,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = redis::RedisResult<T>> + Send>,
+        >,
     ) -> Result<T, String> {
         let conn = self.connection().await?;
         let out = self.timed(f(conn)).await;
@@ -113,7 +119,13 @@ impl Publisher {
         } else {
             String::new()
         };
-        let args = (version, sha256.to_string(), epoch.to_string(), document.to_vec(), old);
+        let args = (
+            version,
+            sha256.to_string(),
+            epoch.to_string(),
+            document.to_vec(),
+            old,
+        );
         let done: i64 = self
             .run(move |mut c| {
                 Box::pin(async move {
@@ -189,16 +201,19 @@ pub fn applied(status: &Value, version: u64, epoch: &str) -> bool {
 pub fn nodes_view(workers: &[(String, Value)], current: Option<(u64, &str)>) -> Value {
     let mut nodes: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
     for (name, st) in workers {
-        let node = st["node"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| name.rsplit_once(':').map_or(name.clone(), |(n, _)| n.to_string()));
+        let node = st["node"].as_str().map(str::to_string).unwrap_or_else(|| {
+            name.rsplit_once(':')
+                .map_or(name.clone(), |(n, _)| n.to_string())
+        });
         nodes.entry(node).or_default().push(st.clone());
     }
     let items: Vec<Value> = nodes
         .into_iter()
         .map(|(node, ws)| {
-            let lowest = ws.iter().filter_map(|w| w["applied"]["version"].as_u64()).min();
+            let lowest = ws
+                .iter()
+                .filter_map(|w| w["applied"]["version"].as_u64())
+                .min();
             let all_current = current.map(|(v, e)| ws.iter().all(|w| applied(w, v, e)));
             let last = ws
                 .iter()
@@ -246,8 +261,9 @@ pub async fn wait_applied(
     let start = Instant::now();
     loop {
         let workers = p.workers().await.unwrap_or_default();
-        let (done, pending): (Vec<_>, Vec<_>) =
-            workers.iter().partition(|(_, st)| applied(st, version, epoch));
+        let (done, pending): (Vec<_>, Vec<_>) = workers
+            .iter()
+            .partition(|(_, st)| applied(st, version, epoch));
         let elapsed = start.elapsed();
         if pending.is_empty() || elapsed >= limit {
             return Propagation {
