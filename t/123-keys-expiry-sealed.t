@@ -42,7 +42,9 @@ our $sealed_crlf = 'v1:7bffbd17:AwMDAwMDAwMDAwMDMdzy6CecO7aeSC6sQvZFmBwPXEI9dXHA
 (our $tampered = $sealed_a) =~ s/8TMc/8TMd/ or die;
 
 # the key files with the modes the blocks need (git keeps no modes)
-$ENV{TEST_NGINX_SEAL_DIR} = "$ENV{TEST_NGINX_ROOT}/t/servroot-seal";
+# (beside the server root, so that a run with another TEST_NGINX_SERVROOT has its own)
+my $servroot = $ENV{TEST_NGINX_SERVROOT} || "$ENV{TEST_NGINX_ROOT}/t/servroot";
+$ENV{TEST_NGINX_SEAL_DIR} = "$servroot-seal";
 remove_tree($ENV{TEST_NGINX_SEAL_DIR});
 make_path($ENV{TEST_NGINX_SEAL_DIR});
 for (['a.key', $key_a, 0600], ['b.key', $key_b, 0400], ['a-open.key', $key_a, 0644],
@@ -113,7 +115,7 @@ sub lkg {
 
 # a private Redis for the blocks whose snapshot comes from Redis
 our $redis_port = $base_port + 23;
-my $redis_dir = "$ENV{TEST_NGINX_ROOT}/t/servroot-seal-redis";
+my $redis_dir = "$servroot-seal-redis";
 remove_tree($redis_dir);
 make_path($redis_dir);
 my $redis_pid = start_redis($redis_port, $redis_dir);
@@ -311,7 +313,7 @@ Authorization: Bearer sk-client-1
 --- response_body
 auth=[Bearer sk-sealed-provider-key] x-api-key=[]
 --- error_log eval
-qr/\[warn\] .*ai_gateway_secret_key: ".*\/t\/servroot-seal\/a-open\.key" is open to group or others \(mode 0644\); make it 0600 or 0400/
+qr/\[warn\] .*ai_gateway_secret_key: ".*-seal\/a-open\.key" is open to group or others \(mode 0644\); make it 0600 or 0400/
 
 
 
@@ -321,7 +323,7 @@ qr/\[warn\] .*ai_gateway_secret_key: ".*\/t\/servroot-seal\/a-open\.key" is open
 --- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*ai_gateway_secret_key: cannot read ".*\/t\/servroot-seal\/nope\.key": No such file or directory/
+qr/\[emerg\] .*ai_gateway_secret_key: cannot read ".*-seal\/nope\.key": No such file or directory/
 
 
 

@@ -45,7 +45,8 @@ fn digits(s: &[u8], n: usize) -> Option<(u32, &[u8])> {
     Some((value, &s[n..]))
 }
 
-fn expect(s: &[u8], what: &[u8]) -> Option<()> {
+/// Whether `s` starts with one of the bytes of `what`.
+fn next_is(s: &[u8], what: &[u8]) -> Option<()> {
     what.iter().any(|c| s.first() == Some(c)).then_some(())
 }
 
@@ -55,15 +56,15 @@ fn expect(s: &[u8], what: &[u8]) -> Option<()> {
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let s = text.as_bytes();
     let (year, s) = digits(s, 4)?;
-    expect(s, b"-")?;
+    next_is(s, b"-")?;
     let (month, s) = digits(&s[1..], 2)?;
-    expect(s, b"-")?;
+    next_is(s, b"-")?;
     let (day, s) = digits(&s[1..], 2)?;
-    expect(s, b"Tt")?;
+    next_is(s, b"Tt")?;
     let (hour, s) = digits(&s[1..], 2)?;
-    expect(s, b":")?;
+    next_is(s, b":")?;
     let (minute, s) = digits(&s[1..], 2)?;
-    expect(s, b":")?;
+    next_is(s, b":")?;
     let (second, mut s) = digits(&s[1..], 2)?;
     let year = i64::from(year);
     if !(1..=12).contains(&month)
@@ -91,7 +92,7 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
         [b'Z' | b'z'] => 0,
         [sign @ (b'+' | b'-'), rest @ ..] => {
             let (h, rest) = digits(rest, 2)?;
-            expect(rest, b":")?;
+            next_is(rest, b":")?;
             let (m, rest) = digits(&rest[1..], 2)?;
             if !rest.is_empty() || h > 23 || m > 59 {
                 return None;
