@@ -1,18 +1,8 @@
-//! Times in the admin API: unix milliseconds inside, RFC 3339 UTC in JSON
+//! Times in the admin API: unix milliseconds inside, RFC 3339 UTC in JSON (read as the data
+//! plane reads them, `core::timestamp`)
 //! (`2026-12-07T10:00:00Z`), durations as `"90s"`, `"15m"`, `"2h"`, `"7d"` or seconds.
 
 use serde_json::Value;
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
 
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -41,96 +31,10 @@ pub fn format_ms(ms: i64) -> String {
     }
 }
 
-/// Unix ms of an RFC 3339 time (`Z` or a `+hh:mm` offset, optional fraction).
+/// Unix ms of an RFC 3339 time (`Z` or a `+hh:mm` offset, optional fraction): the data
+/// plane's own reading of `expires_at`.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) {
-            t.parse().ok()
-        } else {
-            None
-        }
-    };
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)? as u32, num(8..10)? as u32);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&mo)
-        || d == 0
-        || d > month_days[mo as usize - 1]
-        || h > 23
-        || mi > 59
-        || se > 59
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        let frac = &s[start..i.min(start + 3)];
-        millis = frac.parse::<i64>().ok()? * 10i64.pow(3 - frac.len() as u32);
-    }
-    let offset_s = match &s[i..] {
-        "Z" | "z" => 0,
-        rest if rest.len() == 6
-            && (rest.starts_with('+') || rest.starts_with('-'))
-            && &rest[3..4] == ":" =>
-        {
-            let oh: i64 = rest[1..3].parse().ok()?;
-            let om: i64 = rest[4..6].parse().ok()?;
-            if oh > 23
-                || om > 59
-                || !rest[1..3]
-                    .bytes()
-                    .chain(rest[4..6].bytes())
-                    .all(|c| c.is_ascii_digit())
-            {
-                return None;
-            }
-            let o = oh * 3600 + om * 60;
-            if rest.starts_with('-') {
-                -o
-            } else {
-                o
-            }
-        }
-        _ => return None,
-    };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset_s;
-    Some(secs * 1000 + millis)
+    crate::core::timestamp::parse_rfc3339_ms(s)
 }
 
 /// A time field of a request body: an RFC 3339 string or unix seconds.
