@@ -35,7 +35,7 @@ sub sql {
     my $pid = open(my $out, '-|') // die "fork: $!";
     if (!$pid) {
         open STDERR, '>&', \*STDOUT;
-        exec @cmd;
+        { exec @cmd; }
         POSIX::_exit(127);
     }
     local $/;
@@ -79,9 +79,9 @@ sub start_mariadb {
     if (!$pid) {
         open STDOUT, '>', "$dir/mariadbd.out";
         open STDERR, '>&', \*STDOUT;
-        exec $server, '--no-defaults', "--datadir=$dir/data", "--user=$user", "--port=$port",
+        { exec $server, '--no-defaults', "--datadir=$dir/data", "--user=$user", "--port=$port",
             '--bind-address=127.0.0.1', "--socket=$dir/mariadb.sock", "--pid-file=$dir/mariadb.pid",
-            "--log-error=$dir/mariadb.log", '--skip-log-bin', '--innodb-buffer-pool-size=32M';
+            "--log-error=$dir/mariadb.log", '--skip-log-bin', '--innodb-buffer-pool-size=32M'; }
         POSIX::_exit(127);
     }
     for (1 .. 200) {
