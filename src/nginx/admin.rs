@@ -147,6 +147,9 @@ unsafe fn collect(r: *mut ngx_http_request_t) -> Result<ApiRequest, String> {
 unsafe fn send(r: *mut ngx_http_request_t, resp: &ApiResponse) -> ngx_int_t {
     // SAFETY: as the caller's.
     unsafe {
+        // the API answers If-Match itself: nginx's not-modified filter would turn every
+        // answer to a request with If-Match into a 412 (it knows no ETag of ours)
+        (*r).set_disable_not_modified(1);
         for (name, value) in &resp.headers {
             if !add_response_header(r, name, value) {
                 return SERVER_ERROR;

@@ -360,11 +360,20 @@ async fn write(
         }
         _ => None,
     };
-    let now = now();
     let d = &admin.db;
+    let _turn = match tokio::time::timeout(d.lock_timeout, admin.write_gate.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return Err(ApiError::unavailable(format!(
+                "other writes kept this one waiting for {} ms",
+                d.lock_timeout.as_millis()
+            )))
+        }
+    };
     let mut conn = d.conn().await?;
     let mut tx = d.timed(conn.start_transaction(write_tx())).await?;
     let head = lock_head(d, &mut tx).await?;
+    let now = now();
     let state = match admin.cached(&head.epoch, head.version) {
         Some(s) => s,
         None => Arc::new(load_state(d, &mut tx, head.next_id).await?),

@@ -47,8 +47,16 @@ pub struct HeadRow {
 pub struct Db {
     pub pool: Pool,
     pub timeout: Duration,
+    /// How long a write may wait for the config head's lock (other writers before it):
+    /// ten times the timeout, at least 5 s. Only that wait: every other statement, and
+    /// connecting, is bounded by `timeout`, so a stopped server is a 503 within it.
+    pub lock_timeout: Duration,
     pub address: String,
     database: String,
+}
+
+fn lock_timeout(timeout: Duration) -> Duration {
+    (timeout * 10).max(Duration::from_secs(5))
 }
 
 /// A MySQL failure as the API answers it (503: the store is unavailable).
@@ -66,10 +74,14 @@ impl Db {
                     .with_inactive_connection_ttl(Duration::from_secs(60)),
             )
             .stmt_cache_size(64)
-            .setup(vec!["SET SESSION innodb_lock_wait_timeout = 10"]);
+            .setup(vec![format!(
+                "SET SESSION innodb_lock_wait_timeout = {}",
+                lock_timeout(s.timeout).as_secs().max(1)
+            )]);
         Db {
             pool: Pool::new(opts),
             timeout: s.timeout,
+            lock_timeout: lock_timeout(s.timeout),
             address: s.address(),
             database: s.opts.db_name().unwrap_or("").to_string(),
         }
@@ -80,13 +92,21 @@ impl Db {
         &self,
         fut: impl std::future::Future<Output = mysql_async::Result<T>>,
     ) -> Result<T, ApiError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        self.within(self.timeout, fut).await
+    }
+
+    pub async fn within<T>(
+        &self,
+        limit: Duration,
+        fut: impl std::future::Future<Output = mysql_async::Result<T>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(ApiError::unavailable(format!(
                 "MySQL {} did not answer within {} ms",
                 self.address,
-                self.timeout.as_millis()
+                limit.as_millis()
             ))),
         }
     }

@@ -115,6 +115,9 @@ pub struct Admin {
     ready: AtomicBool,
     /// The state of record at (epoch, version): reads at the same version need no load.
     cache: Mutex<Option<(String, u64, Arc<State>)>>,
+    /// One write at a time per worker: the others wait here, in memory, not holding a
+    /// pooled connection while the config head's lock is taken.
+    pub write_gate: tokio::sync::Semaphore,
 }
 
 impl Admin {
@@ -125,6 +128,7 @@ impl Admin {
             settings,
             ready: AtomicBool::new(false),
             cache: Mutex::new(None),
+            write_gate: tokio::sync::Semaphore::new(1),
         }
     }
 
