@@ -76,23 +76,33 @@ debian: deps ## build the module for Debian's stock nginx (/usr/sbin/nginx) into
 	@cp target-debian/release/lib$(MODULE).so $(DEB_DIR)/.$(MODULE).so && mv -f $(DEB_DIR)/.$(MODULE).so $(DEB_DIR)/$(MODULE).so
 	@echo "built $(DEB_DIR)/$(MODULE).so for $$(/usr/sbin/nginx -v 2>&1 | sed 's/.*: //')"
 
-run: build ## run the gateway on 127.0.0.1:8080 with the demo config and the mock provider
+run: build redis mariadb ## run the gateway on 127.0.0.1:8080 and the config center on 127.0.0.1:8001 (mock provider, MySQL, Redis)
 	@rm -rf $(RUN_PREFIX)/conf && mkdir -p $(RUN_PREFIX)/conf $(RUN_PREFIX)/logs $(RUN_PREFIX)/modules
 	@cp nginx-conf/* $(RUN_PREFIX)/conf/
 	@ln -sf $(CURDIR)/$(OBJS)/$(MODULE).so $(RUN_PREFIX)/modules/$(MODULE).so
+	@# kept across runs (the database holds credentials sealed with the key): made once
+	@umask 077; [ -s $(RUN_PREFIX)/secret.key ] || openssl rand -hex 32 > $(RUN_PREFIX)/secret.key
+	@umask 077; [ -s $(RUN_PREFIX)/admin-password ] || openssl rand -base64 18 > $(RUN_PREFIX)/admin-password
+	@install -m 600 $(RUN_PREFIX)/secret.key $(RUN_PREFIX)/admin-password $(RUN_PREFIX)/conf/
+	@# the last-known-good snapshot is written by the workers (user nobody when started as root)
+	@mkdir -p $(RUN_PREFIX)/state && if [ "$$(id -u)" = 0 ]; then chown nobody $(RUN_PREFIX)/state; fi
+	@mariadb --no-defaults -h 127.0.0.1 -P $(MYSQL_PORT) -u root -e 'CREATE DATABASE IF NOT EXISTS ai_gateway'
 	@if [ -f $(RUN_PREFIX)/logs/nginx.pid ] && kill -0 $$(cat $(RUN_PREFIX)/logs/nginx.pid) 2>/dev/null; then \
 	    echo "stopping the gateway left running from an earlier 'make run'"; \
 	    kill -QUIT $$(cat $(RUN_PREFIX)/logs/nginx.pid); sleep 1; \
 	fi
 	@$(OBJS)/nginx -p $(RUN_PREFIX)/ -c conf/nginx.conf -t -q
-	@echo; echo "AI gateway on http://127.0.0.1:8080 (Ctrl-C stops it; logs in vendor/run/logs/)."; echo
+	@echo; echo "AI gateway on http://127.0.0.1:8080, config center on http://127.0.0.1:8001/api/v1/"
+	@echo "(Ctrl-C stops them; logs in vendor/run/logs/)."; echo
+	@echo "  admin user: admin   password: $$(cat $(RUN_PREFIX)/admin-password)   (vendor/run/admin-password)"
+	@echo
 	@echo "  curl http://127.0.0.1:8080/v1/chat/completions \\"
 	@echo "    -H 'Authorization: Bearer sk-gateway-demo' -H 'Content-Type: application/json' \\"
 	@echo "    -d '{\"model\":\"mock-gpt\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'"
 	@echo
-	@echo "  curl -N http://127.0.0.1:8080/v1/chat/completions \\"
-	@echo "    -H 'Authorization: Bearer sk-gateway-demo' -H 'Content-Type: application/json' \\"
-	@echo "    -d '{\"model\":\"mock-gpt\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'"
+	@echo "  curl -c cookies -H 'Content-Type: application/json' http://127.0.0.1:8001/api/v1/auth/login \\"
+	@echo "    -d '{\"username\":\"admin\",\"password\":\"'$$(cat $(RUN_PREFIX)/admin-password)'\"}'"
+	@echo "  (README \"Config center\" goes on from there)"
 	@echo
 	exec $(OBJS)/nginx -p $(RUN_PREFIX)/ -c conf/nginx.conf -g 'daemon off;'
 

@@ -264,7 +264,7 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
             *a = Some(admin.clone());
         }
         if worker == 0 {
-            bridge::spawn(background(admin, log));
+            bridge::spawn(background(admin, log, mcf.config_path.clone()));
         }
     }
 }
@@ -276,9 +276,10 @@ pub fn exit_process() {
     }
 }
 
-/// Worker 0's work: the schema (retried until MySQL answers), the bootstrap admin, then
-/// the reconciler every two seconds.
-async fn background(admin: Arc<Admin>, log: usize) {
+/// Worker 0's work: the schema (retried until MySQL answers), the bootstrap admin, the
+/// first revision from the configuration file when there is none, then the reconciler
+/// every two seconds.
+async fn background(admin: Arc<Admin>, log: usize, config_file: Option<String>) {
     let mut delay = Duration::from_millis(200);
     let mut warned = false;
     loop {
@@ -323,6 +324,16 @@ async fn background(admin: Arc<Admin>, log: usize) {
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
             }
+        }
+    }
+    if let Some(path) = config_file {
+        match tokio::task::spawn_blocking(move || std::fs::read(&path)).await {
+            Ok(Ok(bytes)) => match config_api::seed(&admin, &bytes).await {
+                Ok(Some(v)) => post_log(log, NGX_LOG_NOTICE as usize, format!("config center: its first revision ({v}) is this node's ai_gateway_config file")),
+                Ok(None) => {}
+                Err(e) => post_log(log, NGX_LOG_ERR as usize, format!("config center: cannot take the ai_gateway_config file as its first revision: {}", e.message)),
+            },
+            _ => post_log(log, NGX_LOG_WARN as usize, "config center: cannot read the ai_gateway_config file for its first revision".into()),
         }
     }
     let mut failing = false;

@@ -159,6 +159,25 @@ enum Intent {
     Op(Op),
     Import(Value),
     Rollback(Value),
+    /// The first revision, from a node's configuration file: only while there is none.
+    Seed(Value),
+}
+
+/// Seeds a config center that has no revision yet with `document` (the node's
+/// `ai_gateway_config` file), so that turning the config center on does not replace what
+/// the gateway serves with an empty configuration. `Ok(Some(version))` when it did.
+pub async fn seed(admin: &Admin, document: &[u8]) -> Result<Option<u64>, ApiError> {
+    let doc = crate::core::strict_json::parse(document).map_err(|e| ApiError::from_config(&e, ""))?;
+    let req = ApiRequest::default();
+    let who = Principal {
+        user: "bootstrap".into(),
+        role: crate::core::admin::auth::Role::Admin,
+        via: crate::core::admin::auth::Via::Token,
+        token_id: None,
+    };
+    let r = write(admin, &req, &Endpoint::Config, &who, &Query::parse(""), Intent::Seed(doc)).await?;
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    Ok((v["changed"] == Value::Bool(true)).then(|| v["config_version"].as_u64().unwrap_or(0)))
 }
 
 async fn read(
@@ -388,6 +407,7 @@ async fn write(
         }
     }
     let mut next = (*state).clone();
+    let seeding = matches!(intent, Intent::Seed(_));
     let seal = |s: &str| admin.seal(s);
     let applied = match intent {
         Intent::Op(op) => {
@@ -398,7 +418,14 @@ async fn write(
             };
             ops::apply(&mut next, &op, &ctx)?
         }
-        Intent::Import(doc) => {
+        Intent::Seed(_) if head.version != 0 => {
+            let _ = d.timed(tx.rollback()).await;
+            return Ok(ApiResponse::json(
+                200,
+                &json!({"changed": false, "config_version": head.version}),
+            ));
+        }
+        Intent::Import(doc) | Intent::Seed(doc) => {
             next = import(
                 &doc,
                 &state,
@@ -411,7 +438,7 @@ async fn write(
                 status: 200,
                 body: Value::Null,
                 location: None,
-                action: "config.import",
+                action: if seeding { "config.seed" } else { "config.import" },
                 resource: "config".into(),
                 doc_path: Some(String::new()),
                 secret: None,
