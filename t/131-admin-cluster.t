@@ -286,10 +286,24 @@ is($r->{status}, 201, 'a namespace') or diag($r->{body});
     is($r->{status}, 503, 'MySQL killed: writes answer 503');
     ok($took < 1.5, sprintf('... at once (%.2f s)', $took));
     $load->(2);
+    # a node that starts while MySQL is down: nginx starts, the gateway serves what Redis
+    # publishes, the API answers 503 until MySQL is back
+    stop($nodes[1]{pid});
+    is(system($nginx, '-p', "$nodes[1]{dir}/", '-c', 'conf/nginx.conf'), 0, 'node 2 restarts while MySQL is down');
+    $nodes[1]{pid} = wait_pid("$nodes[1]{dir}/logs/nginx.pid");
+    ok(wait_port($nodes[1]{api}) && wait_port($nodes[1]{gw}), '... and listens');
+    my $serving;
+    for (1 .. 100) { if (chat(1, $key) == 200) { $serving = 1; last } sleep 0.05 }
+    ok($serving, '... its gateway serves the published configuration');
+    is(call(1, 'GET', '/api/v1/namespaces')->{status}, 503, '... its API answers 503');
+    $load->(1);
     $mysql_pid = start_mariadb($mport, "$dir/mysql");
     undef $ok;
     for (1 .. 80) { if (call(0, 'GET', '/api/v1/namespaces/team')->{status} == 200) { $ok = 1; last } sleep 0.1 }
     ok($ok, 'MySQL restarted: the API recovers by itself');
+    undef $ok;
+    for (1 .. 80) { if (call(1, 'GET', '/api/v1/namespaces/team')->{status} == 200) { $ok = 1; last } sleep 0.1 }
+    ok($ok, '... on the node that started without it too');
     is($fails, 0, "gateway requests during the MySQL outages: 0 of $n failed");
     is(sql($DB, "SELECT COUNT(*) FROM namespaces WHERE code = 'lost'", $mport), "0\n", 'the refused write left nothing');
 }
