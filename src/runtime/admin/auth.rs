@@ -30,22 +30,13 @@ fn now() -> i64 {
     unix_ms() as i64
 }
 
-/// `n` random bytes as base64url text.
-pub fn random_text(n: usize) -> String {
+/// `n` random bytes from the OS as base64url text; without OS randomness nothing that
+/// needs it is made (an error, never a predictable value).
+pub fn random_secret(n: usize) -> Result<String, ApiError> {
     let mut b = vec![0u8; n];
-    if getrandom::getrandom(&mut b).is_err() {
-        // no OS randomness: nothing that needs it may be made
-        return String::new();
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-fn random_secret(n: usize) -> Result<String, ApiError> {
-    let t = random_text(n);
-    if t.is_empty() {
-        return Err(ApiError::internal("the system's random source failed"));
-    }
-    Ok(t)
+    getrandom::getrandom(&mut b)
+        .map_err(|_| ApiError::internal("the system's random source failed"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
 /// Hashes a password with argon2id, on a blocking thread.

@@ -375,7 +375,7 @@ async fn write(
     }
     let new_key = match &intent {
         Intent::Op(Op::CreateKey(..) | Op::RotateKey(..)) => {
-            Some(format!("sk-gw-{}", auth::random_text(32)))
+            Some(format!("sk-gw-{}", auth::random_secret(32)?))
         }
         _ => None,
     };

@@ -137,7 +137,7 @@ impl Admin {
         if self.ready.load(Ordering::Acquire) {
             return Ok(());
         }
-        let epoch = auth::random_text(12);
+        let epoch = auth::random_secret(12)?;
         self.db.migrate(&epoch, unix_ms() as i64).await?;
         self.ready.store(true, Ordering::Release);
         Ok(())
@@ -164,9 +164,14 @@ impl Admin {
     }
 }
 
-/// Serves one request.
+/// Serves one request. A panic in it is a 500 JSON (the request is never left waiting).
 pub async fn serve(admin: Arc<Admin>, req: ApiRequest) -> ApiResponse {
-    match handle(&admin, &req).await {
+    use futures_util::FutureExt;
+    let served = std::panic::AssertUnwindSafe(handle(&admin, &req))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(ApiError::internal("internal error (panic caught)")));
+    match served {
         Ok(r) => r,
         Err(e) => {
             let mut r = ApiResponse::error(&e);
