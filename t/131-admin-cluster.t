@@ -155,6 +155,24 @@ is($r->{status}, 201, 'a namespace') or diag($r->{body});
     ok(defined $lag, sprintf('... 401 on both nodes %.0f ms after its expiry (nginx time is cached per event loop turn)', ($lag // 9) * 1000));
 }
 
+# a rotation: the new key works at once, the old one until its grace ends, on both nodes
+{
+    my $r = call(0, 'POST', '/api/v1/namespaces/team/keys?wait_applied=2s', body => { name => 'rot' });
+    my ($old, $id) = ($r->{json}{data}{key}, $r->{json}{data}{id});
+    $r = call(1, 'POST', "/api/v1/namespaces/team/keys/$id/rotate?wait_applied=2s", body => { grace => '2s' });
+    my $t = time;
+    is($r->{status}, 201, 'a key rotated with a grace of 2 s');
+    my $new = $r->{json}{data}{key};
+    is(join(',', map { chat($_, $new), chat($_, $old) } 0, 1), '200,200,200,200',
+        '... the new key and the old one both work on both nodes');
+    my $ends = $t + 2;
+    sleep 0.01 while time < $ends - 0.5;
+    is(chat(0, $old) . ',' . chat(1, $old), '200,200', '... the old one still 0.5 s before its grace ends');
+    my $lag = until_both($old, 401, 3);
+    ok(defined $lag && time - $ends < 1.5, sprintf('... then 401 on both nodes (%.1f s after the rotation)', time - $t));
+    is(chat(0, $new) . ',' . chat(1, $new), '200,200', '... while the new key keeps working');
+}
+
 # propagation: writes that wait until every live worker applied them
 {
     my (@waited, @total);
