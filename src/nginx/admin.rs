@@ -8,7 +8,8 @@ use std::any::Any;
 
 use ngx::ffi::{
     ngx_http_finalize_request, ngx_http_read_client_request_body, ngx_http_request_t, ngx_int_t,
-    NGX_DONE, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ERR,
+    NGX_DONE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ERR,
 };
 
 use super::admin_conf::admin;
@@ -147,6 +148,13 @@ unsafe fn collect(r: *mut ngx_http_request_t) -> Result<ApiRequest, String> {
 unsafe fn send(r: *mut ngx_http_request_t, resp: &ApiResponse) -> ngx_int_t {
     // SAFETY: as the caller's.
     unsafe {
+        // A write's If-Match was checked by the API against the resource as it was; its
+        // answer carries the ETag of the resource as it is now. nginx's not-modified filter
+        // would compare the request's If-Match with that new ETag and turn the answer of a
+        // write that was made into a 412.
+        if (*r).method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
+            (*r).set_disable_not_modified(1);
+        }
         for (name, value) in &resp.headers {
             if !add_response_header(r, name, value) {
                 return SERVER_ERROR;
