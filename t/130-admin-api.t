@@ -36,6 +36,10 @@ my ($aport, $gport, $rport) = ($base, $base + 1, $base + 9);
 my $db       = "aigw_t130_$$";
 my $P        = "t130-$$";
 my $bootstrap_pw = 'bootstrap-' . unpack('H*', pack('N2', $$, int(time * 1000) % 4e9));
+# a provider key the nodes (and the config center, which loads what it accepts) read from
+# their environment
+my $env_secret = "sk-env-t130-$$-QRS7";
+$ENV{AIGW_T130_ENV_KEY} = $env_secret;
 
 my ($redis_pid, $nginx_pid, $db_made);
 END {
@@ -48,6 +52,7 @@ END {
 # the node
 write_conf($dir, <<"_EOC_");
 ${\ main_conf($module, 2) }
+env AIGW_T130_ENV_KEY;
 http {
     access_log logs/access.log;
     ai_gateway_secret_key secret.key;
@@ -125,6 +130,18 @@ sub dump_config {
         qw(config_head settings namespaces api_keys matchers policies targets routes config_revisions));
 }
 
+# Whether two dumps are the same (else the first lines that differ, as a diagnostic).
+sub same_rows {
+    my ($before, $after, $name) = @_;
+    return pass("$name: no row changed") if $before eq $after;
+    my @a = split /\n/, $before;
+    my @b = split /\n/, $after;
+    my $i = 0;
+    $i++ while $i < @a && $i < @b && $a[$i] eq $b[$i];
+    fail("$name: no row changed");
+    diag('before: ' . substr($a[$i] // '(none)', 0, 300) . "\nafter:  " . substr($b[$i] // '(none)', 0, 300));
+}
+
 sub last_audit {
     my ($row) = sql_rows($db, 'SELECT action, resource, version, actor FROM audit_logs ORDER BY id DESC LIMIT 1');
     return $row;
@@ -172,7 +189,7 @@ sub write_noop {
     ok($r->{json} && !$r->{json}{changed}, "$name: changed false");
     is($r->{json} && $r->{json}{config_version}, $v0, "$name: the version stays $v0");
     is_deeply([counts()], [$rev0, $aud0, $v0], "$name: no revision, no audit row");
-    is(dump_config(), $before, "$name: no row changed");
+    same_rows($before, dump_config(), $name);
     return $r;
 }
 
@@ -189,7 +206,7 @@ sub write_fails {
             or diag("paths: @paths; $r->{body}");
     }
     is_deeply([counts()], \@c0, "$name: no revision, no audit row");
-    is(dump_config(), $before, "$name: no row changed");
+    same_rows($before, dump_config(), $name);
     return $r;
 }
 
@@ -593,9 +610,12 @@ my ($v_policies_before, $v_policies_after, $requests_policy);
     is($r->{json}{data}{credential}{last4}, 'XYZ9', 'set again');
     $r = write_ok('create target mock-b (env credential)', 'POST', '/api/v1/targets',
         { name => 'mock-b', provider => 'anthropic', base_url => "http://127.0.0.1:$gport/v1",
-          credential => { env => 'AIGW_T130_NOT_SET' } });
-    is_deeply($r->{json}{data}{credential}, { set => $true, kind => 'env', env => 'AIGW_T130_NOT_SET' },
+          credential => { env => 'AIGW_T130_ENV_KEY' } });
+    is_deeply($r->{json}{data}{credential}, { set => $true, kind => 'env', env => 'AIGW_T130_ENV_KEY' },
         'an env credential shows its name');
+    write_fails('an env credential the nodes do not have', 'POST', '/api/v1/targets',
+        { name => 'mock-d', provider => 'openai', base_url => "http://127.0.0.1:$gport/v1",
+          credential => { env => 'AIGW_T130_NOT_SET' } }, 400, 'validation_failed', 'credential.env');
     write_ok('create target mock-c (no credential)', 'POST', '/api/v1/targets',
         { name => 'mock-c', provider => 'openai-compatible', base_url => "http://127.0.0.1:$gport/v1" });
     write_fails('a credential with a line break', 'POST', '/api/v1/targets',
@@ -661,7 +681,7 @@ my ($v_policies_before, $v_policies_after, $requests_policy);
     my $r = call('GET', '/api/v1/settings');
     is_deeply($r->{json}, { unmatched_status => 401 }, 'the default settings');
     $r = write_ok('PUT settings', 'PUT', '/api/v1/settings', { unmatched_status => 404 });
-    is($r->{json}{data}{unmatched_status}, 404, '404');
+    is($r->{json}{data}{unmatched_status}, 404, 'unmatched_status 404');
     my ($row) = sql_rows($db, "SELECT value FROM settings WHERE name = 'unmatched_status'");
     is($row->[0], 404, 'the settings row');
     write_noop('PATCH the same', 'PATCH', '/api/v1/settings', { unmatched_status => 404 });
@@ -698,11 +718,11 @@ my ($v_policies_before, $v_policies_after, $requests_policy);
     my ($revs) = sql_rows($db, 'SELECT COUNT(*) FROM config_revisions');
     is($n->[0], $revs->[0], 'as many audit rows with a version as revisions');
 
-    my $v_a = (counts())[2];
+    my $v_a = 0 + (counts())[2];
     my $doc_a = doc_of_revision($v_a);
     write_ok('a namespace to roll back', 'POST', '/api/v1/namespaces', { code => 'rb-1' });
     write_ok('a policy to roll back', 'POST', '/api/v1/namespaces/team-a/policies', { type => 'concurrency', limit => 3 });
-    $r = write_ok("rollback to version $v_a", 'POST', '/api/v1/config/rollback', { version => $v_a });
+    $r = write_ok("rollback to version $v_a", 'POST', '/api/v1/config/rollback', { version => $v_a }, status => 200);
     my $v_new = $r->{json}{config_version};
     is($v_new, $v_a + 3, 'a new version');
     is(last_audit()->[0], 'config.rollback', 'audit action config.rollback');
@@ -858,7 +878,7 @@ my ($admin_token, $editor_token, $viewer_token, $editor_pw);
     is_json_error(call('POST', "/api/v1/namespaces/team-a/keys/$key_a_id/rotate", auth => $viewer_token, body => {}),
         403, 'forbidden', 'viewer: rotate a key');
     is_deeply([counts()], \@c0, 'the viewer wrote nothing');
-    is(dump_config(), $before, 'no row changed');
+    same_rows($before, dump_config(), 'the viewer\'s calls');
     for my $w (@writes) {
         my $r = call($w->[0], $w->[1], auth => $editor_token, body => $fill->($w->[2], 'editor'));
         ok($r->{status} == 200 || $r->{status} == 201, "editor: $w->[0] $w->[1] allowed") or diag($r->{body});
@@ -1091,11 +1111,11 @@ my ($admin_token, $editor_token, $viewer_token, $editor_pw);
     ok(length $log, 'the logs are there');
     my @plain = grep { length } keys %secret;
     ok(@plain >= 8, scalar(@plain) . ' plaintext keys and tokens made');
-    for my $s (@plain, $bootstrap_pw, $editor_pw, $provider_secret) {
+    for my $s (@plain, $bootstrap_pw, $editor_pw, $provider_secret, $env_secret) {
         my $what = substr($s, 0, 8) . '...';
         ok(index($log, $s) < 0, "the logs do not hold $what");
     }
-    for my $s ($bootstrap_pw, $editor_pw, $provider_secret) {
+    for my $s ($bootstrap_pw, $editor_pw, $provider_secret, $env_secret) {
         ok(!(grep { index($_, $s) >= 0 } @answers), 'no API answer holds ' . substr($s, 0, 8) . '...');
     }
     for my $s (@plain) {
@@ -1105,7 +1125,7 @@ my ($admin_token, $editor_token, $viewer_token, $editor_pw);
     my $all = join '', map { sql($db, "SELECT * FROM $_") } qw(namespaces api_keys targets config_revisions
         audit_logs admin_users admin_sessions api_tokens);
     my $redis = join '', map { eval { redis($rport, 'GET', $_) } // '' } @{ redis($rport, 'KEYS', "$P:*") || [] };
-    for my $s (@plain, $bootstrap_pw, $editor_pw, $provider_secret) {
+    for my $s (@plain, $bootstrap_pw, $editor_pw, $provider_secret, $env_secret) {
         ok(index($all, $s) < 0 && index($redis, $s) < 0, 'neither MySQL nor Redis holds ' . substr($s, 0, 8) . '...');
     }
 }
