@@ -240,8 +240,11 @@ pub async fn login(admin: &Admin, req: &ApiRequest, body: &Value) -> Result<ApiR
         .await?;
         if row.is_some() {
             db.timed(conn.exec_drop(
-                "UPDATE admin_users SET failed_logins = failed_logins + 1,
-                    locked_until = IF(failed_logins + 1 >= ?, ?, locked_until) WHERE username = ?",
+                // locked_until first: MySQL and MariaDB assign left to right, so an
+                // assignment after `failed_logins = failed_logins + 1` would see the new
+                // count (and lock after LOCK_AFTER - 1 failures)
+                "UPDATE admin_users SET locked_until = IF(failed_logins + 1 >= ?, ?, locked_until),
+                    failed_logins = failed_logins + 1 WHERE username = ?",
                 (LOCK_AFTER, now + LOCK_MS, &user),
             ))
             .await?;

@@ -167,7 +167,8 @@ enum Intent {
 /// `ai_gateway_config` file), so that turning the config center on does not replace what
 /// the gateway serves with an empty configuration. `Ok(Some(version))` when it did.
 pub async fn seed(admin: &Admin, document: &[u8]) -> Result<Option<u64>, ApiError> {
-    let doc = crate::core::strict_json::parse(document).map_err(|e| ApiError::from_config(&e, ""))?;
+    let doc =
+        crate::core::strict_json::parse(document).map_err(|e| ApiError::from_config(&e, ""))?;
     let req = ApiRequest::default();
     let who = Principal {
         user: "bootstrap".into(),
@@ -175,7 +176,15 @@ pub async fn seed(admin: &Admin, document: &[u8]) -> Result<Option<u64>, ApiErro
         via: crate::core::admin::auth::Via::Token,
         token_id: None,
     };
-    let r = write(admin, &req, &Endpoint::Config, &who, &Query::parse(""), Intent::Seed(doc)).await?;
+    let r = write(
+        admin,
+        &req,
+        &Endpoint::Config,
+        &who,
+        &Query::parse(""),
+        Intent::Seed(doc),
+    )
+    .await?;
     let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
     Ok((v["changed"] == Value::Bool(true)).then(|| v["config_version"].as_u64().unwrap_or(0)))
 }
@@ -438,7 +447,11 @@ async fn write(
                 status: 200,
                 body: Value::Null,
                 location: None,
-                action: if seeding { "config.seed" } else { "config.import" },
+                action: if seeding {
+                    "config.seed"
+                } else {
+                    "config.import"
+                },
                 resource: "config".into(),
                 doc_path: Some(String::new()),
                 secret: None,

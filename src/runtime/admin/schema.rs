@@ -148,4 +148,11 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
             KEY login_failures_ip (ip, at)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
     ],
+), (
+    2,
+    "settings rows",
+    // Every setting has its row from the start: a write stores a changed setting as an
+    // UPDATE of its row (`core::admin::tables`), which changes nothing when the row is
+    // missing (the setting would be lost, and workers reading the tables would disagree).
+    &["INSERT IGNORE INTO settings (name, value) VALUES ('unmatched_status', '401')"],
 )];

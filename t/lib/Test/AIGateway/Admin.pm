@@ -22,12 +22,14 @@ sub json_of {
 }
 
 # api_call($port, $method, $path, body => $ref_or_text, auth => $session_or_token,
-#          headers => {...}, raw => 1)
+#          headers => {...}, raw => 1, local_addr => '127.0.0.2')
 # $auth is {cookie, csrf} (a login) or a token string. Returns {status, headers (lowercase
-# names), body (text), json}.
+# names), body (text), json}. local_addr: the client's own address (another loopback
+# address is another client address for the API's per-address limits).
 sub api_call {
     my ($port, $method, $path, %o) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 30)
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 30,
+        ($o{local_addr} ? (LocalAddr => $o{local_addr}) : ()))
         or return { status => 0, body => "connect: $!", headers => {} };
     my $req = "$method $path HTTP/1.0\r\nHost: admin\r\n";
     my $auth = $o{auth};
