@@ -117,6 +117,22 @@ pub fn settings(s: &State) -> Value {
     json!({"unmatched_status": s.settings.unmatched_status})
 }
 
+/// A gateway document as a viewer may see it: sealed credentials shown as set, not as
+/// their sealed text (editors and admins get the document as the nodes load it, which an
+/// import takes back).
+pub fn redact_document(mut doc: Value) -> Value {
+    if let Some(targets) = doc.get_mut("targets").and_then(Value::as_array_mut) {
+        for t in targets {
+            if let Some(c) = t.get_mut("credential") {
+                if c.get("sealed").is_some() {
+                    *c = json!({"sealed": "(redacted)"});
+                }
+            }
+        }
+    }
+    doc
+}
+
 /// The strong ETag of a representation.
 pub fn etag(v: &Value) -> String {
     let text = serde_json::to_vec(v).unwrap_or_default();
@@ -144,6 +160,19 @@ pub fn if_match_holds(header: &str, current: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn viewers_see_no_sealed_text() {
+        let doc = json!({"targets": [{"name": "a", "credential": {"sealed": "v1:abc:def"}},
+                                     {"name": "b", "credential": {"env": "K"}}, {"name": "c"}]});
+        let r = redact_document(doc);
+        assert_eq!(
+            r["targets"][0]["credential"],
+            json!({"sealed": "(redacted)"})
+        );
+        assert_eq!(r["targets"][1]["credential"], json!({"env": "K"}));
+        assert!(r["targets"][2].get("credential").is_none());
+    }
 
     #[test]
     fn if_match() {

@@ -15,7 +15,7 @@ use super::db::{
 };
 use super::publish::{nodes_view, wait_applied};
 use super::{auth, wait_arg, Admin, ApiRequest, ApiResponse};
-use crate::core::admin::auth::Principal;
+use crate::core::admin::auth::{Principal, Role};
 use crate::core::admin::diff::diff;
 use crate::core::admin::document::{document, document_bytes, import, ImportEnv};
 use crate::core::admin::endpoint::{Endpoint, Method};
@@ -24,7 +24,7 @@ use crate::core::admin::ops::{self, Applied, Ctx, ItemKind, Op};
 use crate::core::admin::query::{numeric_key, paginate, Query};
 use crate::core::admin::state::State;
 use crate::core::admin::tables;
-use crate::core::admin::views::{self, config_etag, etag, if_match_holds};
+use crate::core::admin::views::{self, config_etag, etag, if_match_holds, redact_document};
 use crate::core::snapshot::{sha256_hex, Source};
 use crate::runtime::redis_source::unix_ms;
 
@@ -115,7 +115,7 @@ pub async fn serve(
 ) -> Result<ApiResponse, ApiError> {
     let q = Query::parse(&req.query);
     if method.is_safe() {
-        return read(admin, req, ep, &q).await;
+        return read(admin, ep, &q, who).await;
     }
     let op = match (ep, method) {
         (Endpoint::ConfigValidate, _) => return validate(admin, body).await,
@@ -191,18 +191,18 @@ pub async fn seed(admin: &Admin, document: &[u8]) -> Result<Option<u64>, ApiErro
 
 async fn read(
     admin: &Admin,
-    req: &ApiRequest,
     ep: &Endpoint,
     q: &Query,
+    who: &Principal,
 ) -> Result<ApiResponse, ApiError> {
     let now = now();
     match ep {
         Endpoint::Revisions => return revisions(admin, q).await,
-        Endpoint::Revision(v) => return revision(admin, *v).await,
+        Endpoint::Revision(v) => return revision(admin, *v, who).await,
         Endpoint::Diff => return diff_of(admin, q).await,
         Endpoint::AuditLogs => return audit_logs(admin, q).await,
         Endpoint::Nodes => return nodes(admin).await,
-        Endpoint::Config => return export(admin, req).await,
+        Endpoint::Config => return export(admin, who).await,
         _ => {}
     }
     let (head, state) = read_state(admin).await?;
@@ -625,7 +625,7 @@ fn answer(
 }
 
 /// `GET /api/v1/config`: the document the nodes have (credentials sealed).
-async fn export(admin: &Admin, _req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+async fn export(admin: &Admin, who: &Principal) -> Result<ApiResponse, ApiError> {
     let d = &admin.db;
     let mut conn = d.conn().await?;
     let head = db::head(d, &mut conn).await?;
@@ -640,6 +640,11 @@ async fn export(admin: &Admin, _req: &ApiRequest) -> Result<ApiResponse, ApiErro
             .await?;
         serde_json::from_str(&text.unwrap_or_default())
             .map_err(|e| ApiError::internal(e.to_string()))?
+    };
+    let doc = if who.role == Role::Viewer {
+        redact_document(doc)
+    } else {
+        doc
     };
     Ok(ApiResponse::json(200, &doc)
         .header("ETag", config_etag(head.version))
@@ -710,7 +715,7 @@ async fn revisions(admin: &Admin, q: &Query) -> Result<ApiResponse, ApiError> {
     ))
 }
 
-async fn revision(admin: &Admin, v: u64) -> Result<ApiResponse, ApiError> {
+async fn revision(admin: &Admin, v: u64, who: &Principal) -> Result<ApiResponse, ApiError> {
     let d = &admin.db;
     let mut conn = d.conn().await?;
     let row: Option<RevisionDocRow> = d
@@ -721,7 +726,12 @@ async fn revision(admin: &Admin, v: u64) -> Result<ApiResponse, ApiError> {
         .await?;
     let r = row.ok_or_else(|| ApiError::not_found("revision", &v.to_string()))?;
     let mut view = revision_view(&(r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7));
-    view["document"] = serde_json::from_str(&r.8).unwrap_or(Value::Null);
+    let doc = serde_json::from_str(&r.8).unwrap_or(Value::Null);
+    view["document"] = if who.role == Role::Viewer {
+        redact_document(doc)
+    } else {
+        doc
+    };
     Ok(ApiResponse::json(200, &view))
 }
 
