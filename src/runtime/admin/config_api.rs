@@ -880,7 +880,7 @@ async fn nodes(admin: &Admin) -> Result<ApiResponse, ApiError> {
 }
 
 /// Republishes the config of record when Redis does not have it (a crash between commit
-/// and publish, Redis restarted empty, a head of another epoch). Returns the version
+/// and publish, Redis restarted empty, the snapshot key lost, a head of another epoch). Returns the version
 /// republished.
 pub async fn reconcile(admin: &Admin) -> Result<Option<u64>, String> {
     let Some(p) = &admin.publisher else {
@@ -895,7 +895,10 @@ pub async fn reconcile(admin: &Admin) -> Result<Option<u64>, String> {
     let published = p.head().await?;
     let behind = match &published {
         None => true,
-        Some(h) => h.epoch != head.epoch || h.version < head.version,
+        Some(h) if h.epoch != head.epoch || h.version < head.version => true,
+        // the head is there but not its snapshot (keys lost): the nodes could not load it
+        Some(h) if h.version == head.version => !p.has_snapshot(head.version).await?,
+        Some(_) => false,
     };
     if !behind {
         return Ok(None);

@@ -17,8 +17,8 @@ use crate::runtime::redis_source::RedisSettings;
 /// Snapshots kept in Redis behind the head.
 const KEEP: u64 = 20;
 
-/// Sets snapshot V and the head unless the head already names V or a later version of
-/// the same epoch; notifies the nodes. Returns 1 when it published, 0 when Redis was
+/// Sets snapshot V and the head unless the head already names a later version of the same
+/// epoch, or V with its snapshot there; notifies the nodes. Returns 1 when it published, 0 when Redis was
 /// already there.
 const SCRIPT: &str = r#"
 local head_key, snap_key, channel = KEYS[1], KEYS[2], KEYS[3]
@@ -26,8 +26,9 @@ local v, sha, epoch, doc, old_key = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local cur = redis.call('GET', head_key)
 if cur then
   local ok, h = pcall(cjson.decode, cur)
-  if ok and type(h) == 'table' and h.epoch == epoch and type(h.version) == 'number' and h.version >= v then
-    return 0
+  if ok and type(h) == 'table' and h.epoch == epoch and type(h.version) == 'number' then
+    if h.version > v then return 0 end
+    if h.version == v and redis.call('EXISTS', snap_key) == 1 then return 0 end
   end
 end
 redis.call('SET', snap_key, doc)
@@ -156,6 +157,13 @@ impl Publisher {
             None => Ok(None),
             Some(b) => Head::parse(&b).map(Some),
         }
+    }
+
+    /// Whether snapshot `version` is in Redis.
+    pub async fn has_snapshot(&self, version: u64) -> Result<bool, String> {
+        let key = self.redis.key(&format!("cfg:snap:{version}"));
+        self.run(move |mut c| Box::pin(async move { c.exists(key).await }))
+            .await
     }
 
     /// Every live worker's heartbeat (`<node>:<worker>` -> its status JSON).
