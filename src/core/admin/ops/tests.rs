@@ -424,3 +424,14 @@ fn settings_and_merge_patch() {
     merge_patch(&mut v, &json!({"a": {"b": null, "e": 3}, "d": [2, 3]}));
     assert_eq!(v, json!({"a": {"c": 2, "e": 3}, "d": [2, 3]}));
 }
+
+#[test]
+fn a_namespace_put_back_as_get_shows_it_changes_nothing() {
+    let mut s = with_namespace();
+    let view = crate::core::admin::views::namespace(&s.namespaces["team-a"]);
+    let before = s.clone();
+    run(&mut s, Op::ReplaceNamespace("team-a".into(), view.clone())).unwrap();
+    assert_eq!(s, before);
+    run(&mut s, Op::PatchNamespace("team-a".into(), view)).unwrap();
+    assert_eq!(s, before);
+}
