@@ -10,6 +10,7 @@ use warnings;
 use Test::More;
 use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
+use POSIX ();
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
@@ -27,6 +28,9 @@ plan skip_all => 'set TEST_NGINX_BINARY and TEST_NGINX_LOAD_MODULES (make inttes
     unless $nginx && $module;
 plan skip_all => 'MariaDB does not answer on 127.0.0.1:' . mysql_port() . ' (make mariadb starts one)'
     unless eval { sql('', 'SELECT 1'); 1 };
+
+# a server that answers before it read the whole request (413) must not kill the test
+$SIG{PIPE} = 'IGNORE';
 
 my $root     = abs_path(dirname(__FILE__) . '/..');
 my $servroot = $ENV{TEST_NGINX_SERVROOT} || "$root/t/servroot";
@@ -367,6 +371,17 @@ my $provider_secret = 'sk-provider-' . unpack('H*', pack('N', $$)) . 'XYZ9';
     is_deeply([@{ $r->{json}{data} }{qw(name description status)}], ['Gamma', undef, 'disabled'],
         'PATCH removes what is null, keeps the rest');
     write_noop('the same PATCH again', 'PATCH', '/api/v1/namespaces/team-c', { description => undef });
+    my $view = call('GET', '/api/v1/namespaces/team-a')->{json};
+    write_noop('PUT back what GET shows', 'PUT', '/api/v1/namespaces/team-a', $view);
+    write_noop('PATCH with what GET shows', 'PATCH', '/api/v1/namespaces/team-a', $view);
+
+    # text beyond ASCII (JSON escapes, a character outside the BMP) is stored as it is
+    $r = write_ok('a name beyond ASCII', 'POST', '/api/v1/namespaces', '{"code":"utf","name":"caf\u00e9 \ud83d\ude00"}');
+    is($r->{json}{data}{name}, "caf\x{e9} \x{1F600}", 'answered as sent');
+    is(call('GET', '/api/v1/namespaces/utf')->{json}{name}, "caf\x{e9} \x{1F600}", 'read back');
+    ($row) = sql_rows($db, "SELECT HEX(name) FROM namespaces WHERE code = 'utf'");
+    is($row->[0], uc unpack('H*', "caf\xc3\xa9 \xf0\x9f\x98\x80"), 'stored as UTF-8 (utf8mb4)');
+    write_ok('DELETE it', 'DELETE', '/api/v1/namespaces/utf');
     $r = call('GET', '/api/v1/namespaces?status=disabled');
     is_deeply([map { $_->{code} } @{ $r->{json}{items} }], ['team-c'], '?status=disabled');
     write_ok('DELETE namespace team-c', 'DELETE', '/api/v1/namespaces/team-c');
@@ -475,6 +490,17 @@ my ($key_a, $key_a_id, $imported_id, $rotated_plain, $rotated_id);
     write_fails('a grace of 31 days', 'POST', "/api/v1/namespaces/team-a/keys/$rotated_id/rotate",
         { grace => '31d' }, 400, 'validation_failed', 'grace');
 
+    $r = write_ok('generate a key with an expiry', 'POST', '/api/v1/namespaces/team-b/keys',
+        { name => 'exp', expires_at => 4102444800 });
+    $secret{ $r->{json}{data}{key} // '' } = $#answers;
+    is($r->{json}{data}{expires_at}, '2100-01-01T00:00:00Z', 'unix seconds, shown as RFC 3339');
+    my $doc2 = call('GET', '/api/v1/config')->{json};
+    my ($nsb) = grep { $_->{code} eq 'team-b' } @{ $doc2->{namespaces} || [] };
+    is_deeply($nsb->{api_keys}, [{ name => 'exp', sha256 => $r->{json}{data}{sha256}, expires_at => '2100-01-01T00:00:00Z' }],
+        'the document carries the expiry (every node stops the key on time)');
+    write_ok('delete it', 'DELETE', "/api/v1/namespaces/team-b/keys/$r->{json}{data}{id}");
+    write_fails('a key that expired already', 'POST', '/api/v1/namespaces/team-b/keys',
+        { expires_at => '2001-01-01T00:00:00Z' }, 400, 'validation_failed', 'expires_at');
     write_ok('delete the rotated-out key', 'DELETE', "/api/v1/namespaces/team-a/keys/$old_id");
     is_json_error(call('GET', "/api/v1/namespaces/team-a/keys/$old_id"), 404, 'not_found', 'the deleted key');
     write_fails('a key of a missing namespace', 'POST', '/api/v1/namespaces/nope/keys', {}, 404, 'not_found');
@@ -671,9 +697,67 @@ my ($v_policies_before, $v_policies_after, $requests_policy);
         { name => 'r-bad', targets => ['nope'] }, 400, 'validation_failed', 'targets[0]');
     write_fails('a route renamed', 'PATCH', '/api/v1/routes/r-gpt', { name => 'other' }, 400,
         'validation_failed', 'name');
-    write_ok('DELETE r-first', 'DELETE', '/api/v1/routes/r-first');
+    my $etag = call('GET', '/api/v1/routes/r-first')->{headers}{etag};
+    write_ok('PATCH r-first (its ETag changes)', 'PATCH', '/api/v1/routes/r-first', { max_attempts => 2 });
+    write_fails('DELETE r-first with its old ETag', 'DELETE', '/api/v1/routes/r-first', undef, 412,
+        'precondition_failed', undef, headers => { 'If-Match' => $etag });
+    write_ok('DELETE r-first with its current ETag', 'DELETE', '/api/v1/routes/r-first', undef,
+        headers => { 'If-Match' => call('GET', '/api/v1/routes/r-first')->{headers}{etag} });
     @rows = sql_rows($db, 'SELECT name, position FROM routes ORDER BY position');
     is_deeply(\@rows, [['r-gpt', 0], ['r-all', 1]], 'two routes left');
+
+    write_ok('a route for namespace team-b only', 'POST', '/api/v1/routes',
+        { name => 'r-b', path_prefix => '/v1/', namespaces => ['team-b'], targets => ['mock-c'] });
+    write_fails('deleting a namespace a route names', 'DELETE', '/api/v1/namespaces/team-b', undef, 409, 'conflict');
+    write_fails('a route for a missing namespace', 'PATCH', '/api/v1/routes/r-b', { namespaces => ['ghost'] },
+        400, 'validation_failed', 'namespaces[0]');
+    write_ok('DELETE r-b', 'DELETE', '/api/v1/routes/r-b');
+}
+
+# every list, one item a page: the pages add up to the whole list
+for my $list (qw(/api/v1/namespaces /api/v1/namespaces/team-a/keys /api/v1/namespaces/team-b/policies
+                 /api/v1/targets /api/v1/routes /api/v1/config/revisions /api/v1/audit-logs)) {
+    my $all = call('GET', "$list?limit=1000")->{json}{items} || [];
+    my (@paged, $cursor);
+    for (1 .. 200) {
+        my $r = call('GET', "$list?limit=1" . (defined $cursor ? "&cursor=$cursor" : ''));
+        last unless $r->{status} == 200 && $r->{json};
+        push @paged, @{ $r->{json}{items} };
+        $cursor = $r->{json}{next_cursor};
+        last unless defined $cursor;
+    }
+    ok(@$all > 1, "$list: more than one item (" . scalar(@$all) . ')');
+    is_deeply(\@paged, $all, "$list: the pages of one are the whole list");
+}
+
+# writes at the same time are serialized on the config head: 8 namespaces created by 8
+# clients at once make 8 revisions with 8 versions
+{
+    my @c0 = counts();
+    my %pid;
+    for my $i (1 .. 8) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $r = api_call($aport, 'POST', "/api/v1/namespaces", auth => $S, body => { code => "par-$i" });
+            POSIX::_exit($r->{status} == 201 ? 0 : 1);
+        }
+        $pid{$pid} = $i;
+    }
+    my $ok = 0;
+    for (keys %pid) { waitpid($_, 0); $ok++ if $? == 0 }
+    is($ok, 8, '8 concurrent creations: 201 each');
+    my @c1 = counts();
+    is_deeply([map { $c1[$_] - $c0[$_] } 0 .. 2], [8, 8, 8], '8 revisions, 8 audit rows, version + 8');
+    my @vs = map { $_->[0] } sql_rows($db, "SELECT version FROM config_revisions WHERE version > $c0[2] ORDER BY version");
+    is_deeply(\@vs, [map { $c0[2] + $_ } 1 .. 8], 'versions one after the other');
+    my ($n) = sql_rows($db, "SELECT COUNT(*) FROM namespaces WHERE code LIKE 'par-%'");
+    is($n->[0], 8, 'all 8 namespaces stored');
+    my $doc = doc_of_revision($c1[2]);
+    is(scalar(grep { $_->{code} =~ /^par-/ } @{ $doc->{namespaces} || [] }), 8, 'all 8 in the last document');
+    for my $i (1 .. 8) {
+        my $r = call('DELETE', "/api/v1/namespaces/par-$i");
+        $r->{status} == 200 or fail("delete par-$i: $r->{status}");
+    }
 }
 
 # settings
@@ -710,10 +794,14 @@ my ($v_policies_before, $v_policies_after, $requests_policy);
     is($r->{json}{document}{version}, $v, 'the document has the version');
     is_json_error(call('GET', '/api/v1/config/revisions/99999'), 404, 'not_found', 'a missing revision');
 
-    $r = call('GET', '/api/v1/audit-logs?action=namespace.&limit=100');
+    $r = call('GET', '/api/v1/audit-logs?action=namespace.&resource=namespaces/team-c&limit=100');
     is_deeply([map { $_->{action} } @{ $r->{json}{items} }],
-        ['namespace.delete', 'namespace.update', 'namespace.update', 'namespace.create', 'namespace.create',
-         'namespace.create'], 'the audit log filtered by action, newest first');
+        ['namespace.delete', 'namespace.update', 'namespace.update', 'namespace.create'],
+        'the audit log filtered by action and resource, newest first');
+    is_deeply([map { $_->{actor} } @{ $r->{json}{items} }], [('admin') x 4], 'the actor');
+    $r = call('GET', '/api/v1/audit-logs?action=auth.login_failed');
+    ok(@{ $r->{json}{items} || [] } >= 2 && !(grep { $_->{action} ne 'auth.login_failed' } @{ $r->{json}{items} }),
+        'failed logins are in the audit log');
     my ($n) = sql_rows($db, "SELECT COUNT(*) FROM audit_logs WHERE version IS NOT NULL");
     my ($revs) = sql_rows($db, 'SELECT COUNT(*) FROM config_revisions');
     is($n->[0], $revs->[0], 'as many audit rows with a version as revisions');
@@ -734,6 +822,16 @@ my ($v_policies_before, $v_policies_after, $requests_policy);
     is_deeply([sort map { "$_->{op} $_->{path}" } @{ $r->{json}{changes} }],
         ['removed namespaces[rb-1]', 'removed namespaces[team-a].policies[0]'], 'the rollback\'s diff');
     write_noop('rollback to the same again', 'POST', '/api/v1/config/rollback', { version => $v_a });
+    my @c0 = counts();
+    my $before = dump_config();
+    $r = call('POST', '/api/v1/config/rollback?dry_run=true', body => { version => $v_a - 1 });
+    is($r->{status}, 200, 'a dry-run rollback');
+    ok($r->{json}{dry_run} && $r->{json}{changed}, 'it would change the configuration');
+    $r = call('DELETE', '/api/v1/namespaces/team-a?dry_run=1');
+    is($r->{status}, 200, 'a dry-run DELETE');
+    ok($r->{json}{dry_run} && $r->{json}{changed}, 'it would delete');
+    is_deeply([counts()], \@c0, 'dry runs: no revision, no audit row');
+    same_rows($before, dump_config(), 'dry runs');
     write_fails('rollback to a missing revision', 'POST', '/api/v1/config/rollback', { version => 99999 },
         404, 'not_found');
     write_fails('rollback without a version', 'POST', '/api/v1/config/rollback', {}, 400,
@@ -797,6 +895,7 @@ my ($v_policies_before, $v_policies_after, $requests_policy);
 my ($admin_token, $editor_token, $viewer_token, $editor_pw);
 {
     $editor_pw = 'editor-password-' . $$;
+    my $rev_before_users = (counts())[0];
     my $r = call('POST', '/api/v1/users', body => { name => 'ed', role => 'editor', password => $editor_pw });
     is($r->{status}, 201, 'an editor created') or diag($r->{body});
     ok(!grep({ /password/ } keys %{ $r->{json} || {} }), 'no password (hash) in the answer');
@@ -808,6 +907,7 @@ my ($admin_token, $editor_token, $viewer_token, $editor_pw);
         400, 'validation_failed', 'an unknown role');
     is_json_error(call('POST', '/api/v1/users', body => { name => 'short', role => 'viewer', password => 'short' }),
         400, 'validation_failed', 'a short password');
+    is((counts())[0], $rev_before_users, 'users make no configuration revision');
     my ($h) = sql_rows($db, "SELECT password_hash FROM admin_users WHERE username = 'ed'");
     like($h->[0], qr/^\$argon2id\$/, 'stored as an argon2id hash');
 
@@ -937,6 +1037,25 @@ my ($admin_token, $editor_token, $viewer_token, $editor_pw);
     is(call('PATCH', '/api/v1/users/vi', body => { enabled => $true })->{status}, 200, 'enable it again');
     is(call('GET', '/api/v1/namespaces', auth => $viewer_token)->{status}, 200, 'the token works again');
 
+    is_json_error(call('POST', '/api/v1/tokens', body => { name => 'old', user => 'vi', expires_at => '2001-01-01T00:00:00Z' }),
+        400, 'validation_failed', 'a token that expired already');
+
+    # one's own password
+    my $ed = api_login($aport, 'ed', $editor_pw);
+    my $ed2 = api_login($aport, 'ed', $editor_pw);
+    is_json_error(call('POST', '/api/v1/auth/password', auth => $ed,
+        body => { current_password => 'not it', new_password => "editor-new-password-$$" }),
+        400, 'validation_failed', 'a password change with the wrong current password');
+    $r = call('POST', '/api/v1/auth/password', auth => $ed,
+        body => { current_password => $editor_pw, new_password => "editor-new-password-$$" });
+    is($r->{status}, 200, 'the editor changes its password');
+    is(call('GET', '/api/v1/auth/me', auth => $ed)->{status}, 200, 'its session goes on');
+    is_json_error(call('GET', '/api/v1/auth/me', auth => $ed2), 401, 'session_expired', 'its other session ended');
+    ok(!api_login($aport, 'ed', $editor_pw), 'the old password no longer logs in');
+    ok(api_login($aport, 'ed', "editor-new-password-$$"), 'the new one does');
+    $editor_pw = "editor-new-password-$$";
+    is(call('GET', '/api/v1/namespaces', auth => $editor_token)->{status}, 200, 'its API token still works');
+
     # a deleted token
     my $tid = substr(sha256_hex($viewer_token), 0, 12);
     is(call('DELETE', "/api/v1/tokens/$tid")->{status}, 200, 'an admin deletes a token');
@@ -1027,6 +1146,16 @@ my ($admin_token, $editor_token, $viewer_token, $editor_pw);
     write_fails('a matcher of a missing namespace', 'PATCH', '/api/v1/namespaces/ghost/matchers/1',
         { priority => 1 }, 404, 'not_found');
     write_fails('a missing policy', 'PATCH', '/api/v1/namespaces/team-a/policies/99999', { limit => 1 }, 404, 'not_found');
+    write_fails('a namespace name of 256 characters', 'POST', '/api/v1/namespaces', { code => 'long', name => 'n' x 256 },
+        400, 'validation_failed', 'name');
+    write_fails('a target name of 256 characters', 'POST', '/api/v1/targets',
+        { name => 't' x 256, provider => 'openai', base_url => 'http://127.0.0.1:9/v1' }, 400, 'validation_failed', 'name');
+    write_fails('a target name no URL can reach', 'POST', '/api/v1/targets',
+        { name => 'x/y', provider => 'openai', base_url => 'http://127.0.0.1:9/v1' }, 400, 'validation_failed', 'name');
+    write_fails('a route name no URL can reach', 'POST', '/api/v1/routes', { name => 'r/1', targets => ['mock-c'] },
+        400, 'validation_failed', 'name');
+    write_fails('a control character in a name', 'POST', '/api/v1/namespaces', { code => 'ctl', name => "a\r\nb" },
+        400, 'validation_failed', 'name');
     write_fails('a duplicate namespace code', 'POST', '/api/v1/namespaces', { code => 'team-a' }, 409, 'conflict', 'code');
     write_fails('a duplicate target', 'POST', '/api/v1/targets',
         { name => 'mock-a', provider => 'openai', base_url => 'http://127.0.0.1:9/v1' }, 409, 'conflict', 'name');
@@ -1109,6 +1238,8 @@ my ($admin_token, $editor_token, $viewer_token, $editor_pw);
     undef $nginx_pid;
     my $log = slurp("$dir/logs/error.log") . slurp("$dir/logs/access.log");
     ok(length $log, 'the logs are there');
+    my @bad = slurp("$dir/logs/error.log") =~ /^(.*\[(?:alert|crit|emerg)\].*)$/mg;
+    is_deeply(\@bad, [], 'no alert, crit or emerg in the error log (no socket left open at exit)');
     my @plain = grep { length } keys %secret;
     ok(@plain >= 8, scalar(@plain) . ' plaintext keys and tokens made');
     for my $s (@plain, $bootstrap_pw, $editor_pw, $provider_secret, $env_secret) {

@@ -301,6 +301,7 @@ pub fn import(doc: &Value, current: &State, env: &ImportEnv) -> Result<State, Ap
             spec,
         });
     }
+    super::tables::fits(&next).map_err(|e| ApiError::from_config(&e, ""))?;
     Ok(next)
 }
 

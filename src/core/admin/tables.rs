@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::state::{Item, Key, Namespace, Route, Settings, State, StoredCredential, Target};
+use crate::core::config_error::ConfigError;
 
 /// A column value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -408,6 +409,85 @@ pub fn state_from(rows: &Rows, next_id: u64) -> Result<State, String> {
     routes.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
     state.routes = routes.into_iter().map(|(_, r)| r).collect();
     Ok(state)
+}
+
+/// The longest text of a `VARCHAR(255)` column (characters) and of a `TEXT` column (bytes).
+const VARCHAR_CHARS: usize = 255;
+const TEXT_BYTES: usize = 65_535;
+
+/// Whether every resource of `state` fits its columns and can be named in its URL: the
+/// data plane takes names and texts of any length and target or route names with a `/`,
+/// which MySQL would refuse (a 503 for what is the request's fault) or no URL could reach
+/// (`/api/v1/targets/{name}`: nginx decodes `%2F` before the API sees the path). The path
+/// of an error is the document's.
+pub fn fits(state: &State) -> Result<(), ConfigError> {
+    let err = |path: String, message: &str| {
+        Err(ConfigError {
+            path,
+            message: message.to_string(),
+        })
+    };
+    let url_name = |n: &str| !n.contains('/') && n != "." && n != "..";
+    for (i, ns) in state.namespaces.values().enumerate() {
+        if ns
+            .name
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > VARCHAR_CHARS)
+        {
+            return err(
+                format!("namespaces[{i}].name"),
+                "must be at most 255 characters",
+            );
+        }
+        if ns
+            .description
+            .as_ref()
+            .is_some_and(|d| d.len() > TEXT_BYTES)
+        {
+            return err(
+                format!("namespaces[{i}].description"),
+                "must be at most 65535 bytes",
+            );
+        }
+    }
+    for (i, t) in state.targets.values().enumerate() {
+        if t.name.chars().count() > VARCHAR_CHARS {
+            return err(
+                format!("targets[{i}].name"),
+                "must be at most 255 characters",
+            );
+        }
+        if !url_name(&t.name) {
+            return err(
+                format!("targets[{i}].name"),
+                "must not contain '/' or be \".\" or \"..\" (it is the last part of the target's URL)",
+            );
+        }
+        let stored = match &t.credential {
+            Some(StoredCredential::Sealed { sealed, .. }) => sealed.len(),
+            Some(StoredCredential::Env { name }) => name.len(),
+            Some(StoredCredential::File { path }) => path.len(),
+            None => 0,
+        };
+        if stored > TEXT_BYTES {
+            return err(format!("targets[{i}].credential"), "is too long");
+        }
+    }
+    for (i, r) in state.routes.iter().enumerate() {
+        if r.name.chars().count() > VARCHAR_CHARS {
+            return err(
+                format!("routes[{i}].name"),
+                "must be at most 255 characters",
+            );
+        }
+        if !url_name(&r.name) {
+            return err(
+                format!("routes[{i}].name"),
+                "must not contain '/' or be \".\" or \"..\" (it is the last part of the route's URL)",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Rows as read back from MySQL (in each table's column order).

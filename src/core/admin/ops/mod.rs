@@ -127,6 +127,7 @@ pub fn check(state: &State, applied: &Applied) -> Result<(), ApiError> {
     let doc = document(state, 1, 0);
     GatewayConfig::from_value(&doc)
         .map(|_| ())
+        .and_then(|_| super::tables::fits(state))
         .map_err(|e| match &applied.doc_path {
             Some(prefix) if strip_prefix(&e.path, prefix) != e.path || e.path == *prefix => {
                 ApiError::from_config(&e, prefix)

@@ -424,3 +424,71 @@ fn settings_and_merge_patch() {
     merge_patch(&mut v, &json!({"a": {"b": null, "e": 3}, "d": [2, 3]}));
     assert_eq!(v, json!({"a": {"c": 2, "e": 3}, "d": [2, 3]}));
 }
+
+#[test]
+fn a_namespace_put_back_as_get_shows_it_changes_nothing() {
+    let mut s = with_namespace();
+    let view = crate::core::admin::views::namespace(&s.namespaces["team-a"]);
+    let before = s.clone();
+    run(&mut s, Op::ReplaceNamespace("team-a".into(), view.clone())).unwrap();
+    assert_eq!(s, before);
+    run(&mut s, Op::PatchNamespace("team-a".into(), view)).unwrap();
+    assert_eq!(s, before);
+}
+
+#[test]
+fn what_mysql_cannot_store_or_no_url_can_name_is_refused_with_its_path() {
+    let mut s = with_namespace();
+    let long = "n".repeat(256);
+    let e = run(
+        &mut s,
+        Op::CreateNamespace(json!({"code": "b", "name": long})),
+    )
+    .unwrap_err();
+    assert_eq!((e.status, e.details[0].path.as_str()), (400, "name"));
+    let e = run(
+        &mut s,
+        Op::PatchNamespace("team-a".into(), json!({"description": "d".repeat(65_536)})),
+    )
+    .unwrap_err();
+    assert_eq!((e.status, e.details[0].path.as_str()), (400, "description"));
+    // 255 characters of 4 bytes each fit a utf8mb4 VARCHAR(255)
+    run(
+        &mut s,
+        Op::PatchNamespace("team-a".into(), json!({"name": "\u{1F600}".repeat(255)})),
+    )
+    .unwrap();
+    let target = |name: &str| {
+        Op::CreateTarget(
+            json!({"name": name, "provider": "openai", "base_url": "http://127.0.0.1:9/v1"}),
+        )
+    };
+    for bad in ["a/b", ".", "..", &"t".repeat(256)] {
+        let e = run(&mut s, target(bad)).unwrap_err();
+        assert_eq!(
+            (e.status, e.details[0].path.as_str()),
+            (400, "name"),
+            "{bad}"
+        );
+    }
+    run(&mut s, target("a.b")).unwrap();
+    let e = run(
+        &mut s,
+        Op::CreateRoute(json!({"name": "r/1", "targets": ["a.b"]})),
+    )
+    .unwrap_err();
+    assert_eq!((e.status, e.details[0].path.as_str()), (400, "name"));
+    let e = crate::core::admin::document::import(
+        &json!({"targets": [{"name": "x/y", "provider": "openai", "base_url": "http://127.0.0.1:9/v1"}]}),
+        &State::default(),
+        &crate::core::admin::document::ImportEnv {
+            now_ms: 1,
+            seal: &crate::core::admin::test_seal,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.status, e.details[0].path.as_str()),
+        (400, "targets[0].name")
+    );
+}

@@ -11,7 +11,8 @@ use JSON::PP ();
 
 our @EXPORT = qw(api_call api_login json_of to_json);
 
-my $json = JSON::PP->new->canonical->allow_nonref;
+# bodies are UTF-8 bytes on the wire: encode to and decode from them
+my $json = JSON::PP->new->utf8->canonical->allow_nonref;
 
 sub to_json { $json->encode(shift) }
 
