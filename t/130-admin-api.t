@@ -1092,6 +1092,15 @@ my ($admin_token, $editor_token, $viewer_token, $editor_pw);
     ok(!$r->{json}{locked_until}, 'unlocked');
     ok(api_login($aport, 'ed', $editor_pw), 'the user logs in again');
 
+    # a lock that has ended: the count starts again (one wrong password does not relock)
+    call('POST', '/api/v1/auth/login', auth => undef, body => { username => 'ed', password => "wrong-$_" }) for 1 .. 5;
+    sql($db, "UPDATE admin_users SET locked_until = UNIX_TIMESTAMP() * 1000 - 1000 WHERE username = 'ed'");
+    $r = call('POST', '/api/v1/auth/login', auth => undef, body => { username => 'ed', password => 'wrong again' });
+    is($r->{status}, 401, 'after the lock ended, a wrong password is a 401');
+    ($row) = sql_rows($db, "SELECT failed_logins, locked_until FROM admin_users WHERE username = 'ed'");
+    is_deeply($row, [1, 0], '... counted from zero again, not locked');
+    ok(api_login($aport, 'ed', $editor_pw), '... and the right one logs in');
+
     # 20 failures from one address: the 21st attempt waits
     my $bad = 0;
     for (1 .. 20) {
@@ -1168,7 +1177,7 @@ my ($admin_token, $editor_token, $viewer_token, $editor_pw);
         'validation_failed', '?wait_applied');
 
     my $big = to_json({ code => 'big', description => 'x' x 70000 });
-    write_fails('a body above client_max_body_size (64k)', 'POST', '/api/v1/namespaces', $big, 413, 'too_large');
+    write_fails('a body above client_max_body_size (64k)', 'POST', '/api/v1/namespaces', $big, 413, 'request_too_large');
 
     my $r = call('GET', '/api/v1/no-such-thing');
     is_json_error($r, 404, 'not_found', 'an unknown path');

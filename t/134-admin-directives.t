@@ -223,7 +223,7 @@ Content-Type: application/json
 --- error_code: 413
 --- response_headers
 Content-Type: application/json
---- response_body_like: ^\{"error":\{"code":"too_large","details":\[\],"message":"the request body is larger than this location's client_max_body_size"\}\}$
+--- response_body_like: ^\{"error":\{"code":"request_too_large","details":\[\],"message":"the request body is larger than this location's client_max_body_size"\}\}$
 --- no_error_log
 [alert]
 [emerg]

@@ -175,7 +175,7 @@ const JSON_TYPE: &[u8] = b"application/json";
 fn admin_error(status: u16) -> ApiError {
     let (code, message) = match status {
         413 => (
-            "too_large",
+            "request_too_large",
             "the request body is larger than this location's client_max_body_size",
         ),
         400 => ("bad_request", "the request is malformed"),

@@ -11,7 +11,7 @@ use crate::core::snapshot::sha256_hex;
 pub fn namespace(ns: &Namespace) -> Value {
     json!({
         "code": ns.code,
-        "name": ns.name.clone().unwrap_or_else(|| ns.code.clone()),
+        "name": ns.name,
         "description": ns.description,
         "status": if ns.enabled { "enabled" } else { "disabled" },
         "key_count": ns.keys.len(),

@@ -217,6 +217,12 @@ pub async fn login(admin: &Admin, req: &ApiRequest, body: &Value) -> Result<ApiR
         .await?;
     if let Some((_, _, _, _, locked_until)) = &row {
         if *locked_until > now {
+            // a locked account's attempts count against the address too
+            db.timed(conn.exec_drop(
+                "INSERT INTO login_failures (ip, at) VALUES (?, ?)",
+                (&req.client_ip, now),
+            ))
+            .await?;
             return Err(ApiError::new(
                 403,
                 "account_locked",
@@ -224,6 +230,15 @@ pub async fn login(admin: &Admin, req: &ApiRequest, body: &Value) -> Result<ApiR
             )
             .retry_after(((*locked_until - now) / 1000 + 1) as u64));
         }
+    }
+    if row.as_ref().is_some_and(|r| r.4 != 0) {
+        // a lock that has ended starts the count again (one more wrong password does not
+        // lock the account at once)
+        db.timed(conn.exec_drop(
+            "UPDATE admin_users SET failed_logins = 0, locked_until = 0 WHERE username = ? AND locked_until <= ?",
+            (&user, now),
+        ))
+        .await?;
     }
     let ok = verify_password(row.as_ref().map(|r| r.0.clone()), pw).await;
     let enabled = row.as_ref().is_some_and(|r| r.2 != 0);
