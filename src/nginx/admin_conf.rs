@@ -26,7 +26,7 @@ use super::config_source::{full_path, param, time_ms};
 use super::directives::{lossy, setter, SetError};
 use super::module::Module;
 use crate::runtime::admin::db::MysqlSettings;
-use crate::runtime::admin::{auth, config_api, Admin, AdminSettings, Bootstrap};
+use crate::runtime::admin::{accounts, sync, write, Admin, AdminSettings, Bootstrap};
 
 /// This worker's config center (set in `init_process`).
 static ADMIN: Mutex<Option<Arc<Admin>>> = Mutex::new(None);
@@ -302,7 +302,7 @@ async fn background(admin: Arc<Admin>, log: usize, config_file: Option<String>) 
     );
     if let Some(b) = admin.settings.bootstrap.clone() {
         loop {
-            match auth::bootstrap(&admin, &b).await {
+            match accounts::bootstrap(&admin, &b).await {
                 Ok(true) => {
                     post_log(
                         log,
@@ -328,7 +328,7 @@ async fn background(admin: Arc<Admin>, log: usize, config_file: Option<String>) 
     }
     if let Some(path) = config_file {
         match tokio::task::spawn_blocking(move || std::fs::read(&path)).await {
-            Ok(Ok(bytes)) => match config_api::seed(&admin, &bytes).await {
+            Ok(Ok(bytes)) => match write::seed(&admin, &bytes).await {
                 Ok(Some(v)) => post_log(log, NGX_LOG_NOTICE as usize, format!("config center: its first revision ({v}) is this node's ai_gateway_config file")),
                 Ok(None) => {}
                 Err(e) => post_log(log, NGX_LOG_ERR as usize, format!("config center: cannot take the ai_gateway_config file as its first revision: {}", e.message)),
@@ -338,7 +338,7 @@ async fn background(admin: Arc<Admin>, log: usize, config_file: Option<String>) 
     }
     let mut failing = false;
     loop {
-        match config_api::reconcile(&admin).await {
+        match sync::reconcile(&admin).await {
             Ok(republished) => {
                 failing = false;
                 if let Some(v) = republished {

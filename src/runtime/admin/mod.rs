@@ -2,16 +2,23 @@
 //! content handler of `ai_gateway_admin`, as plain data) is served here, against MySQL and
 //! Redis, and its answer carried back. Nothing here touches nginx.
 //!
-//! - [`db`]: MySQL (pool, timeouts, migrations, the state of record's tables);
-//! - [`publish`]: Redis (publishing revisions, the reconciler, nodes, propagation);
-//! - [`auth`]: users, sessions, API tokens, login lockout, argon2id off the runtime thread;
-//! - [`config_api`]: the configuration's resources, revisions and audit log.
+//! - [`db`], [`schema`]: MySQL (pool, timeouts, migrations, the state of record's tables);
+//! - [`publish`]: Redis (publishing revisions, nodes' heartbeats, propagation);
+//! - [`auth`], [`accounts`], [`password`]: who a request is, sessions, login lockout; users
+//!   and API tokens; argon2id off the runtime thread;
+//! - [`config_api`] (reads, dispatch), [`write`], [`history`] (export, revisions, diff,
+//!   audit log), [`sync`] (nodes, the reconciler): the configuration.
 
+pub mod accounts;
 pub mod auth;
 pub mod config_api;
 pub mod db;
+pub mod history;
+pub mod password;
 pub mod publish;
 pub mod schema;
+pub mod sync;
+pub mod write;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +35,11 @@ use crate::core::seal::SealKey;
 use crate::runtime::redis_source::{unix_ms, RedisSettings};
 use db::{Db, MysqlSettings};
 use publish::Publisher;
+
+/// Unix milliseconds now.
+pub fn now() -> i64 {
+    unix_ms() as i64
+}
 
 /// The OpenAPI document of the API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -137,7 +149,7 @@ impl Admin {
         if self.ready.load(Ordering::Acquire) {
             return Ok(());
         }
-        let epoch = auth::random_secret(12)?;
+        let epoch = password::random_secret(12)?;
         self.db.migrate(&epoch, unix_ms() as i64).await?;
         self.ready.store(true, Ordering::Release);
         Ok(())
@@ -249,10 +261,10 @@ async fn handle(admin: &Admin, req: &ApiRequest) -> Result<ApiResponse, ApiError
             auth::own(admin, req, &ep, &session, &body).await
         }
         Endpoint::Users | Endpoint::User(_) => {
-            auth::users(admin, req, method, &ep, &session.principal, &body).await
+            accounts::users(admin, req, method, &ep, &session.principal, &body).await
         }
         Endpoint::Tokens | Endpoint::Token(_) => {
-            auth::tokens(admin, req, method, &ep, &session.principal, &body).await
+            accounts::tokens(admin, req, method, &ep, &session.principal, &body).await
         }
         _ => config_api::serve(admin, req, method, &ep, &session.principal, body).await,
     }

@@ -67,7 +67,7 @@ fn namespaces_are_created_updated_and_deleted() {
     .unwrap();
     assert_eq!(
         (a.body["status"].as_str(), a.body["name"].as_str()),
-        (Some("enabled"), Some("team-a"))
+        (Some("enabled"), None)
     );
     let e = run(
         &mut s,
