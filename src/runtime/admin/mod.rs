@@ -10,6 +10,8 @@
 pub mod auth;
 pub mod config_api;
 pub mod db;
+#[cfg(test)]
+mod openapi_check;
 pub mod publish;
 pub mod schema;
 
