@@ -9,6 +9,19 @@ use super::clock::format_ms;
 use super::error::ApiError;
 use super::state::{key_id, Item, Key, Namespace, Route, State, StoredCredential, Target};
 use crate::core::config::GatewayConfig;
+use crate::core::config_error::ConfigError;
+
+/// The longest namespace and key names and target names the config center stores, in
+/// characters (its tables' columns).
+pub const NAME_MAX: usize = 255;
+/// The longest route name.
+pub const ROUTE_NAME_MAX: usize = 128;
+/// The longest namespace description.
+pub const DESCRIPTION_MAX: usize = 10_000;
+/// The longest provider key (`value`) taken in clear, and the longest stored credential
+/// (`sealed`, `env`, `file`).
+pub const CREDENTIAL_VALUE_MAX: usize = 4096;
+pub const CREDENTIAL_STORED_MAX: usize = 8192;
 
 /// The document of `state` as version `version`. Disabled keys and keys already expired at
 /// `now_ms` are left out (they work nowhere); later expiries travel with their key, so each
@@ -110,6 +123,88 @@ pub fn route_document(r: &Route) -> Value {
     Value::Object(o)
 }
 
+/// What the config center asks of a document (one the data plane's parser took) beyond that
+/// parser: names its URLs can hold, and values its tables can store. A code or name `.` or
+/// `..`, or a name with `/`, could be created but never read, changed or deleted: nginx
+/// resolves dot segments and decodes `%2F` before the API sees the path.
+pub fn check_storable(doc: &Value) -> Result<(), ConfigError> {
+    let fail = |path: String, message: &str| {
+        Err(ConfigError {
+            path,
+            message: message.to_string(),
+        })
+    };
+    let too_long = |v: Option<&Value>, max: usize| {
+        v.and_then(Value::as_str)
+            .is_some_and(|s| s.chars().count() > max)
+    };
+    let unaddressable = |v: Option<&Value>, slash: bool| {
+        v.and_then(Value::as_str)
+            .is_some_and(|s| s == "." || s == ".." || (slash && s.contains('/')))
+    };
+    let list = |key: &str| {
+        doc.get(key)
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice)
+    };
+    for (i, ns) in list("namespaces").iter().enumerate() {
+        let path = format!("namespaces[{i}]");
+        if unaddressable(ns.get("code"), false) {
+            return fail(
+                format!("{path}.code"),
+                "cannot be \".\" or \"..\" (a URL cannot name it)",
+            );
+        }
+        if too_long(ns.get("name"), NAME_MAX) {
+            return fail(format!("{path}.name"), "must be at most 255 characters");
+        }
+        if too_long(ns.get("description"), DESCRIPTION_MAX) {
+            return fail(
+                format!("{path}.description"),
+                "must be at most 10000 characters",
+            );
+        }
+        let keys = ns.get("api_keys").and_then(Value::as_array);
+        for (k, key) in keys.map_or(&[][..], Vec::as_slice).iter().enumerate() {
+            if too_long(key.get("name"), NAME_MAX) {
+                return fail(
+                    format!("{path}.api_keys[{k}].name"),
+                    "must be at most 255 characters",
+                );
+            }
+        }
+    }
+    for (i, t) in list("targets").iter().enumerate() {
+        if unaddressable(t.get("name"), true) {
+            return fail(
+                format!("targets[{i}].name"),
+                "cannot be \".\" or \"..\" or have a \"/\" (a URL cannot name it)",
+            );
+        }
+        if too_long(t.get("name"), NAME_MAX) {
+            return fail(
+                format!("targets[{i}].name"),
+                "must be at most 255 characters",
+            );
+        }
+    }
+    for (i, r) in list("routes").iter().enumerate() {
+        if unaddressable(r.get("name"), true) {
+            return fail(
+                format!("routes[{i}].name"),
+                "cannot be \".\" or \"..\" or have a \"/\" (a URL cannot name it)",
+            );
+        }
+        if too_long(r.get("name"), ROUTE_NAME_MAX) {
+            return fail(
+                format!("routes[{i}].name"),
+                "must be at most 128 characters",
+            );
+        }
+    }
+    Ok(())
+}
+
 /// What importing needs besides the document: the time, and sealing a plain credential.
 pub struct ImportEnv<'a> {
     pub now_ms: i64,
@@ -123,7 +218,9 @@ pub struct ImportEnv<'a> {
 /// the same place, targets and routes by name. Routes without a name are named `route-<n>`.
 /// Disabled keys, which no document holds, are not kept.
 pub fn import(doc: &Value, current: &State, env: &ImportEnv) -> Result<State, ApiError> {
-    GatewayConfig::from_value(doc).map_err(|e| ApiError::from_config(&e, ""))?;
+    GatewayConfig::from_value(doc)
+        .and_then(|_| check_storable(doc))
+        .map_err(|e| ApiError::from_config(&e, ""))?;
     let obj = doc
         .as_object()
         .ok_or_else(|| ApiError::invalid("", "must be an object"))?;
@@ -346,6 +443,14 @@ pub fn stored_credential(
         .as_str()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| format!("{kind}: must be a non-empty string"))?;
+    let max = if kind == "value" {
+        CREDENTIAL_VALUE_MAX
+    } else {
+        CREDENTIAL_STORED_MAX
+    };
+    if s.chars().count() > max {
+        return Err(format!("{kind}: must be at most {max} characters"));
+    }
     match kind.as_str() {
         "value" => {
             if let Some(problem) = crate::core::fields::token_problem(s) {

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 pub use items::ItemKind;
 
-use super::document::document;
+use super::document::{check_storable, document};
 use super::error::{strip_prefix, ApiError};
 use super::state::State;
 use super::views::READ_ONLY;
@@ -126,7 +126,7 @@ pub fn apply(state: &mut State, op: &Op, ctx: &Ctx) -> Result<Applied, ApiError>
 pub fn check(state: &State, applied: &Applied) -> Result<(), ApiError> {
     let doc = document(state, 1, 0);
     GatewayConfig::from_value(&doc)
-        .map(|_| ())
+        .and_then(|_| check_storable(&doc))
         .map_err(|e| match &applied.doc_path {
             Some(prefix) if strip_prefix(&e.path, prefix) != e.path || e.path == *prefix => {
                 ApiError::from_config(&e, prefix)
