@@ -101,7 +101,7 @@ http {
 }
 _EOC_
 
-is(system($nginx, '-p', "$dir/", '-c', 'conf/nginx.conf'), 0, 'nginx started');
+is(system($nginx, '-p', "$dir/", '-c', 'conf/nginx.conf'), 0, 'nginx started') or BAIL_OUT('nginx did not start');
 $nginx_pid = wait_pid("$dir/logs/nginx.pid");
 ok(wait_port($port), 'the admin API listens');
 
@@ -121,6 +121,28 @@ my $token = $r->{json}{token} // '';
 like($token, qr/^aigw_/, 'the token is in the answer');
 is(api_call($port, 'GET', '/api/v1/auth/me', auth => $token)->{json}{role}, 'admin', 'the token acts as an admin');
 
+# what the document's examples name (namespace team-a with key 0b006f9beb97, policy 1 and
+# matcher 2, target vllm, route gpt, user viewer-1), so calls reach existing resources too; the
+# route keeps the namespace and the target from being deleted early
+my @seed = (
+    ['POST', '/api/v1/namespaces', { code => 'team-a', name => 'Team A' }],
+    ['POST', '/api/v1/namespaces/team-a/keys',
+        { name => 'seed', sha256 => '0b006f9beb977623c3f78ec1be7fe09519ecfab87240f4f263e4164f76667e55' }],
+    ['POST', '/api/v1/namespaces/team-a/policies', { type => 'requests', limit => 60, window => '1m' }],
+    ['POST', '/api/v1/namespaces/team-a/matchers',
+        { type => 'header', field => 'X-Team', operator => 'equals', value => 'a' }],
+    ['POST', '/api/v1/targets', { name => 'vllm', provider => 'openai-compatible', base_url => 'http://127.0.0.1:9/v1' }],
+    ['POST', '/api/v1/routes', { name => 'gpt', path_prefix => '/v1/', namespaces => ['team-a'], targets => ['vllm'] }],
+    ['POST', '/api/v1/users', { name => 'viewer-1', role => 'viewer', password => 'a viewer password' }],
+);
+for my $s (@seed) {
+    my ($m, $path, $body) = @$s;
+    is(api_call($port, $m, $path, auth => $token, body => $body)->{status}, 201, "seeded $path");
+}
+is(api_call($port, 'GET', '/api/v1/namespaces/team-a/policies/1', auth => $token)->{status}, 200, 'policy 1');
+is(api_call($port, 'GET', '/api/v1/namespaces/team-a/matchers/2', auth => $token)->{status}, 200, 'matcher 2');
+is(api_call($port, 'GET', '/api/v1/namespaces/team-a/keys/0b006f9beb97', auth => $token)->{status}, 200, 'key 0b006f9beb97');
+
 # the document the fuzzer reads is the one the API serves
 $r = api_call($port, 'GET', '/api/v1/openapi.json');
 is($r->{status}, 200, 'GET /api/v1/openapi.json');
@@ -131,7 +153,7 @@ my @cmd = (
     '--url', "http://127.0.0.1:$port",
     '--header', "Authorization: Bearer $token",
     '--checks', 'not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance',
-    '--phases', 'examples,coverage,fuzzing',
+    '--phases', 'examples,coverage,fuzzing,stateful',
     '--mode', 'positive',
     '--max-examples', $examples,
     '--seed', $seed,
@@ -148,6 +170,7 @@ my @cmd = (
     '--output-sanitize', 'true',
 );
 local $ENV{SCHEMATHESIS_HOOKS} = 'aigw_fuzz_hooks';
+local $ENV{AIGW_FUZZ_ADMIN}    = $admin;
 local $ENV{PYTHONPATH} = join ':', grep { length } "$root/t/fuzz", $ENV{PYTHONPATH} // '';
 # the token is not shown in the command line that is printed
 note('running: ', join(' ', map { /^Authorization: / ? 'Authorization: Bearer <token>' : $_ } @cmd));
