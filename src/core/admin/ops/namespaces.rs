@@ -9,7 +9,17 @@ use crate::core::admin::error::ApiError;
 use crate::core::admin::state::{Namespace, State};
 use crate::core::admin::views;
 
-const FIELDS: [&str; 4] = ["code", "name", "description", "status"];
+/// A namespace's fields, and the counts its view adds (ignored when a client sends the view
+/// back, as the other fields the API adds are).
+const FIELDS: [&str; 7] = [
+    "code",
+    "name",
+    "description",
+    "status",
+    "key_count",
+    "matcher_count",
+    "policy_count",
+];
 
 /// The namespace's place in the document (namespaces are in code order).
 pub fn doc_path(state: &State, code: &str) -> Option<String> {

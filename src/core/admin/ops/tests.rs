@@ -75,6 +75,10 @@ fn namespaces_are_created_updated_and_deleted() {
     )
     .unwrap_err();
     assert_eq!(e.details[0].path, "code");
+    // the view as GET shows it goes back unchanged
+    let view = crate::core::admin::views::namespace(s.namespace("team-a").unwrap());
+    let a = run(&mut s, Op::ReplaceNamespace("team-a".into(), view.clone())).unwrap();
+    assert_eq!(a.body, view);
     let e = run(&mut s, Op::PatchNamespace("nope".into(), json!({}))).unwrap_err();
     assert_eq!(e.status, 404);
     run(&mut s, Op::DeleteNamespace("team-a".into())).unwrap();
