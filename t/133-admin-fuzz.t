@@ -171,6 +171,8 @@ my @cmd = (
 );
 local $ENV{SCHEMATHESIS_HOOKS} = 'aigw_fuzz_hooks';
 local $ENV{AIGW_FUZZ_ADMIN}    = $admin;
+local $ENV{AIGW_FUZZ_URL}      = "http://127.0.0.1:$port";
+local $ENV{AIGW_FUZZ_TOKEN}    = $token;
 local $ENV{PYTHONPATH} = join ':', grep { length } "$root/t/fuzz", $ENV{PYTHONPATH} // '';
 # the token is not shown in the command line that is printed
 note('running: ', join(' ', map { /^Authorization: / ? 'Authorization: Bearer <token>' : $_ } @cmd));
