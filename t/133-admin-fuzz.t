@@ -172,6 +172,7 @@ my @cmd = (
     '--output-sanitize', 'true',
 );
 local $ENV{SCHEMATHESIS_HOOKS} = 'aigw_fuzz_hooks';
+local $ENV{PYTHONDONTWRITEBYTECODE} = 1;
 local $ENV{AIGW_FUZZ_ADMIN}    = $admin;
 local $ENV{AIGW_FUZZ_URL}      = "http://127.0.0.1:$port";
 local $ENV{AIGW_FUZZ_TOKEN}    = $token;
