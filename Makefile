@@ -14,6 +14,10 @@ TEST_PORT    ?= 1984
 # The official OpenAI and Anthropic Python SDKs, for t/096-sdk.t (from the Python package index, pinned)
 SDK_VENV     := vendor/sdk-venv
 SDK_PACKAGES := openai==3.54.0 anthropic==2.12.0
+# schemathesis (and the hypothesis it generates with), for t/133-admin-fuzz.t (from the
+# Python package index, pinned: the fuzzer's cases depend on both)
+FUZZ_VENV     := vendor/fuzz-venv
+FUZZ_PACKAGES := schemathesis==4.32.5 hypothesis==6.170.27
 
 APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libssl-dev openssl \
                 zlib1g-dev curl ca-certificates perl libtest-base-perl libtext-diff-perl \
@@ -31,7 +35,7 @@ MYSQL_PORT   ?= 3306
 MARIADB_UP   := mariadb --no-defaults -h 127.0.0.1 -P $(MYSQL_PORT) -u root -e 'SELECT 1' >/dev/null 2>&1
 
 .DEFAULT_GOAL := build
-.PHONY: help deps sdk-deps bench-deps build debian run stop check unittest inttest inttest-debian \
+.PHONY: help deps sdk-deps fuzz-deps bench-deps build debian run stop check unittest inttest inttest-debian \
         bench bench-smoke test clean redis mariadb publish-config
 
 help: ## show this help
@@ -124,6 +128,14 @@ sdk-deps: deps ## the OpenAI and Anthropic Python SDKs in vendor/sdk-venv (for t
 	    echo "$(SDK_PACKAGES)" > $(SDK_VENV)/.packages; \
 	fi
 
+fuzz-deps: deps ## schemathesis in vendor/fuzz-venv (for t/133-admin-fuzz.t)
+	@if ! $(FUZZ_VENV)/bin/schemathesis --version >/dev/null 2>&1 \
+	    || [ "$$(cat $(FUZZ_VENV)/.packages 2>/dev/null)" != "$(FUZZ_PACKAGES)" ]; then \
+	    rm -rf $(FUZZ_VENV) && /usr/bin/python3 -m venv $(FUZZ_VENV) && \
+	    $(FUZZ_VENV)/bin/pip install -q --disable-pip-version-check $(FUZZ_PACKAGES) </dev/null && \
+	    echo "$(FUZZ_PACKAGES)" > $(FUZZ_VENV)/.packages; \
+	fi
+
 redis: deps ## make sure a Redis answers on 127.0.0.1:6379 (else start one, data in vendor/redis)
 	@if [ "$$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" != PONG ]; then \
 	    mkdir -p $(REDIS_DIR) && \
@@ -158,15 +170,17 @@ publish-config: ## publish FILE=<json> to Redis (tools/publish-config)
 	@[ -n "$(FILE)" ] || { echo "usage: make publish-config FILE=<json> [PUBLISH_ARGS='-u redis://host:port -p prefix -e epoch']"; exit 1; }
 	tools/publish-config $(PUBLISH_ARGS) $(FILE)
 
-inttest: build sdk-deps redis mariadb ## t/ suite (and the runner's own t/selftest) against vendor/objs/nginx with the module
+inttest: build sdk-deps fuzz-deps redis mariadb ## t/ suite (and the runner's own t/selftest) against vendor/objs/nginx with the module
 	AI_GATEWAY_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python \
+	AI_GATEWAY_SCHEMATHESIS=$(CURDIR)/$(FUZZ_VENV)/bin/schemathesis \
 	TEST_NGINX_BINARY=$(CURDIR)/$(OBJS)/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(OBJS)/$(MODULE).so \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
 	PERL5LIB=$(CURDIR)/t/lib/compat prove -r t/
 
-inttest-debian: debian sdk-deps redis mariadb ## the same t/ suite with Debian's /usr/sbin/nginx and the Debian-built module
+inttest-debian: debian sdk-deps fuzz-deps redis mariadb ## the same t/ suite with Debian's /usr/sbin/nginx and the Debian-built module
 	AI_GATEWAY_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python \
+	AI_GATEWAY_SCHEMATHESIS=$(CURDIR)/$(FUZZ_VENV)/bin/schemathesis \
 	TEST_NGINX_BINARY=/usr/sbin/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(DEB_DIR)/$(MODULE).so \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \

@@ -156,7 +156,8 @@ pub fn csrf_holds(expected: &str, sent: Option<&str>) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// An admin user's name: 1-64 of letters, digits, `.`, `_`, `-`, `@`.
+/// An admin user's name: 1-64 of letters, digits, `.`, `_`, `-`, `@`, but not `.` or `..`
+/// (a URL cannot name them: /api/v1/users/.. is /api/v1/).
 pub fn check_username(name: &str) -> Result<(), ApiError> {
     if name.is_empty()
         || name.len() > 64
@@ -167,6 +168,12 @@ pub fn check_username(name: &str) -> Result<(), ApiError> {
         return Err(ApiError::invalid(
             "name",
             "must be 1 to 64 letters, digits, '.', '_', '-' or '@'",
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(ApiError::invalid(
+            "name",
+            "cannot be \".\" or \"..\" (a URL cannot name it)",
         ));
     }
     Ok(())
@@ -240,6 +247,9 @@ mod tests {
         assert!(!csrf_holds("", Some("")));
         assert!(check_username("ops.admin@x").is_ok());
         assert!(check_username("a b").is_err());
+        assert!(check_username("..").is_err());
+        assert!(check_username(".").is_err());
+        assert!(check_username(".x").is_ok());
         assert!(check_password("password", "short").is_err());
         assert!(check_password("password", "long enough pw").is_ok());
         assert_eq!(bearer("Bearer aigw_x"), Some("aigw_x"));

@@ -10,6 +10,18 @@ use super::error::ApiError;
 use super::state::{key_id, Item, Key, Namespace, Route, State, StoredCredential, Target};
 use crate::core::config::GatewayConfig;
 
+/// The longest namespace and key names and target names the config center stores, in
+/// characters (its tables' columns).
+pub const NAME_MAX: usize = 255;
+/// The longest route name.
+pub const ROUTE_NAME_MAX: usize = 128;
+/// The longest namespace description.
+pub const DESCRIPTION_MAX: usize = 10_000;
+/// The longest provider key (`value`) taken in clear, and the longest stored credential
+/// (`sealed`, `env`, `file`).
+pub const CREDENTIAL_VALUE_MAX: usize = 4096;
+pub const CREDENTIAL_STORED_MAX: usize = 8192;
+
 /// The document of `state` as version `version`. Disabled keys and keys already expired at
 /// `now_ms` are left out (they work nowhere); later expiries travel with their key, so each
 /// node stops a key at its time without a new version.
@@ -167,6 +179,15 @@ pub fn import(doc: &Value, current: &State, env: &ImportEnv) -> Result<State, Ap
                 ),
                 _ => continue,
             };
+            if name
+                .as_deref()
+                .is_some_and(|n| n.chars().count() > NAME_MAX)
+            {
+                return Err(ApiError::invalid(
+                    format!("namespaces[{i}].api_keys[{k}].name"),
+                    format!("must be at most {NAME_MAX} characters"),
+                ));
+            }
             let id = key_id(&sha);
             if keys.contains_key(&id) || next.key_id_taken(&id) {
                 return Err(ApiError::conflict(format!(
@@ -347,6 +368,14 @@ pub fn stored_credential(
         .as_str()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| format!("{kind}: must be a non-empty string"))?;
+    let max = if kind == "value" {
+        CREDENTIAL_VALUE_MAX
+    } else {
+        CREDENTIAL_STORED_MAX
+    };
+    if s.chars().count() > max {
+        return Err(format!("{kind}: must be at most {max} characters"));
+    }
     match kind.as_str() {
         "value" => {
             if let Some(problem) = crate::core::fields::token_problem(s) {

@@ -411,57 +411,47 @@ pub fn state_from(rows: &Rows, next_id: u64) -> Result<State, String> {
     Ok(state)
 }
 
-/// The longest text of a `VARCHAR(255)` column (characters) and of a `TEXT` column (bytes).
-const VARCHAR_CHARS: usize = 255;
-const TEXT_BYTES: usize = 65_535;
-
 /// Whether every resource of `state` fits its columns and can be named in its URL: the
-/// data plane takes names and texts of any length and target or route names with a `/`,
-/// which MySQL would refuse (a 503 for what is the request's fault) or no URL could reach
-/// (`/api/v1/targets/{name}`: nginx decodes `%2F` before the API sees the path). The path
-/// of an error is the document's.
+/// data plane takes names and texts of any length, a namespace code `.` or `..` and target
+/// or route names with a `/`, which MySQL would refuse (a 503 for what is the request's
+/// fault) or no URL could reach (nginx resolves `.`/`..` and decodes `%2F` before the API
+/// sees the path). Limits in characters: names 255 (`NAME_MAX`), route names 128,
+/// descriptions 10000; stored credentials 8192 bytes. The path of an error is the
+/// document's.
 pub fn fits(state: &State) -> Result<(), ConfigError> {
-    let err = |path: String, message: &str| {
-        Err(ConfigError {
-            path,
-            message: message.to_string(),
-        })
-    };
-    let url_name = |n: &str| !n.contains('/') && n != "." && n != "..";
+    use super::document::{CREDENTIAL_STORED_MAX, DESCRIPTION_MAX, NAME_MAX, ROUTE_NAME_MAX};
+    let err = |path: String, message: String| Err(ConfigError { path, message });
+    let long = |s: &str, max: usize| s.chars().count() > max;
+    let at_most = |max: usize| format!("must be at most {max} characters");
+    let dots = |n: &str| n == "." || n == "..";
+    let unaddressable = "cannot be \".\" or \"..\" or have a \"/\" (a URL cannot name it)";
     for (i, ns) in state.namespaces.values().enumerate() {
-        if ns
-            .name
-            .as_ref()
-            .is_some_and(|n| n.chars().count() > VARCHAR_CHARS)
-        {
+        if dots(&ns.code) {
             return err(
-                format!("namespaces[{i}].name"),
-                "must be at most 255 characters",
+                format!("namespaces[{i}].code"),
+                "cannot be \".\" or \"..\" (a URL cannot name it)".into(),
             );
+        }
+        if ns.name.as_deref().is_some_and(|n| long(n, NAME_MAX)) {
+            return err(format!("namespaces[{i}].name"), at_most(NAME_MAX));
         }
         if ns
             .description
-            .as_ref()
-            .is_some_and(|d| d.len() > TEXT_BYTES)
+            .as_deref()
+            .is_some_and(|d| long(d, DESCRIPTION_MAX))
         {
             return err(
                 format!("namespaces[{i}].description"),
-                "must be at most 65535 bytes",
+                at_most(DESCRIPTION_MAX),
             );
         }
     }
     for (i, t) in state.targets.values().enumerate() {
-        if t.name.chars().count() > VARCHAR_CHARS {
-            return err(
-                format!("targets[{i}].name"),
-                "must be at most 255 characters",
-            );
+        if dots(&t.name) || t.name.contains('/') {
+            return err(format!("targets[{i}].name"), unaddressable.into());
         }
-        if !url_name(&t.name) {
-            return err(
-                format!("targets[{i}].name"),
-                "must not contain '/' or be \".\" or \"..\" (it is the last part of the target's URL)",
-            );
+        if long(&t.name, NAME_MAX) {
+            return err(format!("targets[{i}].name"), at_most(NAME_MAX));
         }
         let stored = match &t.credential {
             Some(StoredCredential::Sealed { sealed, .. }) => sealed.len(),
@@ -469,22 +459,19 @@ pub fn fits(state: &State) -> Result<(), ConfigError> {
             Some(StoredCredential::File { path }) => path.len(),
             None => 0,
         };
-        if stored > TEXT_BYTES {
-            return err(format!("targets[{i}].credential"), "is too long");
+        if stored > CREDENTIAL_STORED_MAX {
+            return err(
+                format!("targets[{i}].credential"),
+                format!("must be at most {CREDENTIAL_STORED_MAX} bytes as stored"),
+            );
         }
     }
     for (i, r) in state.routes.iter().enumerate() {
-        if r.name.chars().count() > VARCHAR_CHARS {
-            return err(
-                format!("routes[{i}].name"),
-                "must be at most 255 characters",
-            );
+        if dots(&r.name) || r.name.contains('/') {
+            return err(format!("routes[{i}].name"), unaddressable.into());
         }
-        if !url_name(&r.name) {
-            return err(
-                format!("routes[{i}].name"),
-                "must not contain '/' or be \".\" or \"..\" (it is the last part of the route's URL)",
-            );
+        if long(&r.name, ROUTE_NAME_MAX) {
+            return err(format!("routes[{i}].name"), at_most(ROUTE_NAME_MAX));
         }
     }
     Ok(())

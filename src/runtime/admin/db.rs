@@ -341,7 +341,8 @@ pub async fn insert_audit(
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             a.at,
-            a.actor,
+            // a failed login's actor is whatever name was sent
+            truncate(a.actor, 255),
             a.role,
             a.action,
             truncate(a.resource, 512),

@@ -14,6 +14,8 @@ pub mod auth;
 pub mod config_api;
 pub mod db;
 pub mod history;
+#[cfg(test)]
+mod openapi_check;
 pub mod password;
 pub mod publish;
 pub mod schema;
@@ -224,7 +226,13 @@ pub fn json_body(req: &ApiRequest) -> Result<Value, ApiError> {
 
 async fn handle(admin: &Admin, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let method = Method::parse(&req.method);
-    let ep = endpoint::route(method, &req.path)?;
+    let ep = endpoint::route(method, &req.path).map_err(|mut e| {
+        // the router knows a method it does not take only as "OTHER": name the one sent
+        if e.status == 405 && method == Method::Other {
+            e.message = e.message.replacen("OTHER", &req.method, 1);
+        }
+        e
+    })?;
     if ep == Endpoint::OpenApi {
         let doc: Value = serde_json::from_str(OPENAPI).unwrap_or(Value::Null);
         return Ok(ApiResponse::json(200, &doc));

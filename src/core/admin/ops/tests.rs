@@ -75,6 +75,10 @@ fn namespaces_are_created_updated_and_deleted() {
     )
     .unwrap_err();
     assert_eq!(e.details[0].path, "code");
+    // the view as GET shows it goes back unchanged
+    let view = crate::core::admin::views::namespace(s.namespace("team-a").unwrap());
+    let a = run(&mut s, Op::ReplaceNamespace("team-a".into(), view.clone())).unwrap();
+    assert_eq!(a.body, view);
     let e = run(&mut s, Op::PatchNamespace("nope".into(), json!({}))).unwrap_err();
     assert_eq!(e.status, 404);
     run(&mut s, Op::DeleteNamespace("team-a".into())).unwrap();
@@ -491,4 +495,76 @@ fn what_mysql_cannot_store_or_no_url_can_name_is_refused_with_its_path() {
         (e.status, e.details[0].path.as_str()),
         (400, "targets[0].name")
     );
+}
+
+#[test]
+fn names_a_url_cannot_hold_and_values_too_long_to_store_are_refused() {
+    let mut s = with_namespace();
+    let invalid = |e: ApiError| (e.status, e.details[0].path.clone());
+    // nginx resolves "." and ".." and decodes %2F before the API sees the path
+    for code in [".", ".."] {
+        let e = run(&mut s, Op::CreateNamespace(json!({ "code": code }))).unwrap_err();
+        assert_eq!(invalid(e), (400, "code".to_string()), "{code}");
+    }
+    run(&mut s, Op::CreateNamespace(json!({"code": ".a"}))).unwrap();
+    let target = |name: &str| json!({"name": name, "provider": "openai", "base_url": "http://127.0.0.1:9/v1"});
+    for name in [".", "..", "a/b"] {
+        let e = run(&mut s, Op::CreateTarget(target(name))).unwrap_err();
+        assert_eq!(invalid(e), (400, "name".to_string()), "{name}");
+    }
+    run(&mut s, Op::CreateTarget(target("t"))).unwrap();
+    for name in [".", "a/b"] {
+        let e = run(
+            &mut s,
+            Op::CreateRoute(json!({"name": name, "targets": ["t"]})),
+        )
+        .unwrap_err();
+        assert_eq!(invalid(e), (400, "name".to_string()), "{name}");
+    }
+    // the columns' sizes
+    let long = "n".repeat(256);
+    let e = run(&mut s, Op::CreateTarget(target(&long))).unwrap_err();
+    assert_eq!(invalid(e), (400, "name".to_string()));
+    run(&mut s, Op::CreateTarget(target(&"é".repeat(255)))).unwrap();
+    let e = run(
+        &mut s,
+        Op::PatchNamespace("team-a".into(), json!({ "name": long })),
+    )
+    .unwrap_err();
+    assert_eq!(invalid(e), (400, "name".to_string()));
+    let e = run(
+        &mut s,
+        Op::PatchNamespace("team-a".into(), json!({"description": "d".repeat(10_001)})),
+    )
+    .unwrap_err();
+    assert_eq!(invalid(e), (400, "description".to_string()));
+    let e = run(
+        &mut s,
+        Op::PatchTarget(
+            "t".into(),
+            json!({"credential": {"value": "k".repeat(4097)}}),
+        ),
+    )
+    .unwrap_err();
+    assert_eq!(invalid(e), (400, "credential.value".to_string()));
+    run(
+        &mut s,
+        Op::PatchTarget(
+            "t".into(),
+            json!({"credential": {"value": "k".repeat(4096)}}),
+        ),
+    )
+    .unwrap();
+    // a whole document is held to the same
+    let e = crate::core::admin::document::import(
+        &json!({"routes": [{"name": "..", "targets": ["t"]}],
+                "targets": [{"name": "t", "provider": "openai", "base_url": "http://h"}]}),
+        &State::default(),
+        &crate::core::admin::document::ImportEnv {
+            now_ms: 0,
+            seal: &crate::core::admin::test_seal,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(invalid(e), (400, "routes[0].name".to_string()));
 }
