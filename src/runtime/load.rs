@@ -78,7 +78,7 @@ pub fn resolve_targets(
                     Some(key.to_string())
                 }
                 Some(Credential::File(path)) => {
-                    let raw = std::fs::read_to_string(config_dir.join(path)).map_err(|e| {
+                    let raw = read_credential_file(&config_dir.join(path)).map_err(|e| {
                         format!("targets[{i}].credential.file: cannot read \"{path}\": {e}")
                     })?;
                     let key = credential_secret(&raw, true).map_err(|problem| {
@@ -93,6 +93,24 @@ pub fn resolve_targets(
             Ok(ResolvedTarget::new(t, addrs, secret.as_deref()))
         })
         .collect()
+}
+
+/// The longest credential file read: a key is a line; a bigger file (or a device that never
+/// ends) is refused rather than read into memory.
+const CREDENTIAL_FILE_MAX: u64 = 16 * 1024;
+
+fn read_credential_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(CREDENTIAL_FILE_MAX + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > CREDENTIAL_FILE_MAX {
+        return Err(std::io::Error::other(format!(
+            "larger than {CREDENTIAL_FILE_MAX} bytes (a key is one line)"
+        )));
+    }
+    Ok(text)
 }
 
 /// Opens target `i`'s sealed credential; the key inside must be one header-safe token, as an
@@ -114,6 +132,13 @@ fn open_sealed(text: &str, keys: &[SealKey], i: usize) -> Result<String, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_credential_file_is_read_up_to_16_kib() {
+        let e = read_credential_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("larger than 16384 bytes"), "{e}");
+        assert!(read_credential_file(Path::new("/nonexistent/k")).is_err());
+    }
 
     #[test]
     fn a_document_becomes_a_snapshot_with_its_targets_resolved() {

@@ -127,6 +127,11 @@ pub struct ImportEnv<'a> {
     pub now_ms: i64,
     /// Seals a plain provider key; `Err` when the config center has no secret key.
     pub seal: &'a dyn Fn(&str) -> Result<String, String>,
+    /// Whether `{"file": ...}` credentials may name any path: only for a node's own
+    /// configuration file (the first revision). What the API is sent may only name files
+    /// beside the nodes' configuration file (a relative path without `..`), so that an
+    /// editor cannot have a node send another of its files to a provider of its choosing.
+    pub any_file: bool,
 }
 
 /// Takes a whole gateway document into a state that replaces `current`. The document must
@@ -405,6 +410,10 @@ pub fn stored_credential(
         "env" => Ok(StoredCredential::Env {
             name: s.to_string(),
         }),
+        "file" if !env.any_file && (s.starts_with('/') || s.split('/').any(|part| part == "..")) => Err(
+            "file: must be a path relative to the nodes' ai_gateway_config file, without \"..\" (the API does not name other files of the nodes)"
+                .into(),
+        ),
         "file" => Ok(StoredCredential::File {
             path: s.to_string(),
         }),
@@ -425,6 +434,7 @@ mod tests {
         ImportEnv {
             now_ms: 1_000,
             seal: &crate::core::admin::test_seal,
+            any_file: false,
         }
     }
 

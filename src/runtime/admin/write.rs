@@ -201,6 +201,7 @@ pub(super) async fn write(
                 &ImportEnv {
                     now_ms: now,
                     seal: &seal,
+                    any_file: seeding,
                 },
             )?;
             Applied {

@@ -34,6 +34,7 @@ fn credential(
             let env = ImportEnv {
                 now_ms: ctx.now_ms,
                 seal: ctx.seal,
+                any_file: false,
             };
             stored_credential(c, old, &env)
                 .map(|c| Some(Some(c)))

@@ -488,6 +488,7 @@ fn what_mysql_cannot_store_or_no_url_can_name_is_refused_with_its_path() {
         &crate::core::admin::document::ImportEnv {
             now_ms: 1,
             seal: &crate::core::admin::test_seal,
+            any_file: false,
         },
     )
     .unwrap_err();
@@ -563,8 +564,38 @@ fn names_a_url_cannot_hold_and_values_too_long_to_store_are_refused() {
         &crate::core::admin::document::ImportEnv {
             now_ms: 0,
             seal: &crate::core::admin::test_seal,
+            any_file: false,
         },
     )
     .unwrap_err();
     assert_eq!(invalid(e), (400, "routes[0].name".to_string()));
+}
+
+#[test]
+fn file_credentials_sent_to_the_api_name_only_files_beside_the_config() {
+    let mut s = with_namespace();
+    let t = |file: &str| {
+        json!({"name": "t", "provider": "openai", "base_url": "http://127.0.0.1:9/v1",
+               "credential": {"file": file}})
+    };
+    for bad in ["/etc/passwd", "../secret", "keys/../../x"] {
+        let e = run(&mut s, Op::CreateTarget(t(bad))).unwrap_err();
+        assert_eq!(
+            (e.status, e.details[0].path.as_str()),
+            (400, "credential.file"),
+            "{bad}"
+        );
+    }
+    run(&mut s, Op::CreateTarget(t("keys/openai"))).unwrap();
+    // a whole document sent to the API is held to the same; a node's own file is not
+    let doc = json!({"targets": [{"name": "a", "provider": "openai", "base_url": "http://h",
+                                  "credential": {"file": "/etc/nginx/keys/a"}}]});
+    let env = |any_file| crate::core::admin::document::ImportEnv {
+        now_ms: 0,
+        seal: &crate::core::admin::test_seal,
+        any_file,
+    };
+    let e = crate::core::admin::document::import(&doc, &State::default(), &env(false)).unwrap_err();
+    assert_eq!(e.details[0].path, "targets[0].credential");
+    assert!(crate::core::admin::document::import(&doc, &State::default(), &env(true)).is_ok());
 }
