@@ -8,19 +8,8 @@ use serde_json::{json, Map, Value};
 use super::clock::format_ms;
 use super::error::ApiError;
 use super::state::{key_id, Item, Key, Namespace, Route, State, StoredCredential, Target};
+use super::tables::{CREDENTIAL_STORED_MAX, CREDENTIAL_VALUE_MAX, NAME_MAX};
 use crate::core::config::GatewayConfig;
-
-/// The longest namespace and key names and target names the config center stores, in
-/// characters (its tables' columns).
-pub const NAME_MAX: usize = 255;
-/// The longest route name.
-pub const ROUTE_NAME_MAX: usize = 128;
-/// The longest namespace description.
-pub const DESCRIPTION_MAX: usize = 10_000;
-/// The longest provider key (`value`) taken in clear, and the longest stored credential
-/// (`sealed`, `env`, `file`).
-pub const CREDENTIAL_VALUE_MAX: usize = 4096;
-pub const CREDENTIAL_STORED_MAX: usize = 8192;
 
 /// The document of `state` as version `version`. Disabled keys and keys already expired at
 /// `now_ms` are left out (they work nowhere); later expiries travel with their key, so each

@@ -12,6 +12,7 @@ pub mod endpoint;
 pub mod error;
 pub mod ops;
 pub mod query;
+pub mod resource;
 pub mod state;
 pub mod tables;
 pub mod views;

@@ -411,6 +411,18 @@ pub fn state_from(rows: &Rows, next_id: u64) -> Result<State, String> {
     Ok(state)
 }
 
+/// The longest namespace and key names and target names the config center stores, in
+/// characters (its tables' columns).
+pub const NAME_MAX: usize = 255;
+/// The longest route name.
+pub const ROUTE_NAME_MAX: usize = 128;
+/// The longest namespace description.
+pub const DESCRIPTION_MAX: usize = 10_000;
+/// The longest provider key (`value`) taken in clear, and the longest stored credential
+/// (`sealed`, `env`, `file`).
+pub const CREDENTIAL_VALUE_MAX: usize = 4096;
+pub const CREDENTIAL_STORED_MAX: usize = 8192;
+
 /// Whether every resource of `state` fits its columns and can be named in its URL: the
 /// data plane takes names and texts of any length, a namespace code `.` or `..` and target
 /// or route names with a `/`, which MySQL would refuse (a 503 for what is the request's
@@ -419,7 +431,6 @@ pub fn state_from(rows: &Rows, next_id: u64) -> Result<State, String> {
 /// descriptions 10000; stored credentials 8192 bytes. The path of an error is the
 /// document's.
 pub fn fits(state: &State) -> Result<(), ConfigError> {
-    use super::document::{CREDENTIAL_STORED_MAX, DESCRIPTION_MAX, NAME_MAX, ROUTE_NAME_MAX};
     let err = |path: String, message: String| Err(ConfigError { path, message });
     let long = |s: &str, max: usize| s.chars().count() > max;
     let at_most = |max: usize| format!("must be at most {max} characters");

@@ -17,6 +17,7 @@ use crate::core::admin::endpoint::{Endpoint, Method};
 use crate::core::admin::error::ApiError;
 use crate::core::admin::ops::{ItemKind, Op};
 use crate::core::admin::query::{numeric_key, paginate, Query};
+use crate::core::admin::resource::view_of;
 use crate::core::admin::state::State;
 use crate::core::admin::views::{self, config_etag, etag};
 
@@ -34,63 +35,6 @@ pub async fn read_state(admin: &Admin) -> Result<(HeadRow, Arc<State>), ApiError
     let _ = d.timed(tx.rollback()).await;
     admin.remember(&head.epoch, head.version, state.clone());
     Ok((head, state))
-}
-
-/// A resource as the API shows it, or 404.
-fn view_of(state: &State, ep: &Endpoint, now: i64) -> Result<Value, ApiError> {
-    let ns_of = |code: &str| {
-        state
-            .namespace(code)
-            .ok_or_else(|| ApiError::not_found("namespace", code))
-    };
-    match ep {
-        Endpoint::Namespace(code) => Ok(views::namespace(ns_of(code)?)),
-        Endpoint::Key(code, id) | Endpoint::KeyRotate(code, id) => {
-            let k = ns_of(code)?
-                .keys
-                .get(id)
-                .ok_or_else(|| ApiError::not_found("key", id))?;
-            Ok(views::key(code, k, now))
-        }
-        Endpoint::Item(kind, code, id) => {
-            let ns = ns_of(code)?;
-            let list = match kind {
-                ItemKind::Matcher => &ns.matchers,
-                ItemKind::Policy => &ns.policies,
-            };
-            list.iter()
-                .enumerate()
-                .find(|(_, i)| i.id == *id)
-                .map(|(p, i)| views::item(code, p, i))
-                .ok_or_else(|| ApiError::not_found(kind.singular(), &id.to_string()))
-        }
-        Endpoint::Target(name) => state
-            .targets
-            .get(name)
-            .map(views::target)
-            .ok_or_else(|| ApiError::not_found("target", name)),
-        Endpoint::Route(name) => state
-            .route_index(name)
-            .map(|i| views::route(i, &state.routes[i]))
-            .ok_or_else(|| ApiError::not_found("route", name)),
-        Endpoint::Settings => Ok(views::settings(state)),
-        _ => Err(ApiError::internal("not a single resource")),
-    }
-}
-
-/// The ETag a write's `If-Match` is compared with: the resource's, or (collections, the
-/// whole configuration) the config version's. `None`: the resource does not exist.
-pub(super) fn etag_for(state: &State, head: &HeadRow, ep: &Endpoint, now: i64) -> Option<String> {
-    match ep {
-        Endpoint::Namespace(_)
-        | Endpoint::Key(..)
-        | Endpoint::KeyRotate(..)
-        | Endpoint::Item(..)
-        | Endpoint::Target(_)
-        | Endpoint::Route(_)
-        | Endpoint::Settings => view_of(state, ep, now).ok().map(|v| etag(&v)),
-        _ => Some(config_etag(head.version)),
-    }
 }
 
 pub async fn serve(
@@ -179,7 +123,7 @@ pub(super) async fn read(
                     .namespaces
                     .values()
                     .filter(|n| {
-                        search.as_ref().is_none_or_compat(|s| {
+                        search.as_ref().map_or(true, |s| {
                             n.code.to_lowercase().contains(s.as_str())
                                 || n.name
                                     .as_deref()
@@ -189,8 +133,8 @@ pub(super) async fn read(
                         })
                     })
                     .filter(|n| {
-                        status.is_none_or_compat(|s| {
-                            *s == if n.enabled { "enabled" } else { "disabled" }
+                        status.map_or(true, |s| {
+                            s == if n.enabled { "enabled" } else { "disabled" }
                         })
                     })
                     .map(|n| (n.code.clone(), views::namespace(n)))
@@ -238,20 +182,6 @@ pub(super) async fn read(
             Ok(ApiResponse::json(200, &v)
                 .header("ETag", etag(&v))
                 .header("X-Config-Version", head.version.to_string()))
-        }
-    }
-}
-
-/// `Option::is_none_or` for the toolchain the crate supports.
-pub(super) trait NoneOr<T> {
-    fn is_none_or_compat(&self, f: impl FnOnce(&T) -> bool) -> bool;
-}
-
-impl<T> NoneOr<T> for Option<T> {
-    fn is_none_or_compat(&self, f: impl FnOnce(&T) -> bool) -> bool {
-        match self {
-            None => true,
-            Some(v) => f(v),
         }
     }
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
 
-use super::config_api::{etag_for, NoneOr};
 use super::db::{insert_audit, load_state, lock_head, store_changes, write_tx, Audit};
 use super::now;
 use super::password::random_secret;
@@ -23,6 +22,7 @@ use crate::core::admin::endpoint::Endpoint;
 use crate::core::admin::error::{split_config_message, strip_prefix, ApiError};
 use crate::core::admin::ops::{self, Applied, Ctx, Op};
 use crate::core::admin::query::Query;
+use crate::core::admin::resource::etag_for;
 use crate::core::admin::state::State;
 use crate::core::admin::tables;
 use crate::core::admin::views::{etag, if_match_holds};
@@ -167,7 +167,7 @@ pub(super) async fn write(
         None => Arc::new(load_state(d, &mut tx, head.next_id).await?),
     };
     if let Some(m) = req.if_match.as_deref() {
-        if !if_match_holds(m, etag_for(&state, &head, ep, now).as_deref()) {
+        if !if_match_holds(m, etag_for(&state, head.version, ep, now).as_deref()) {
             return Err(ApiError::new(
                 412,
                 "precondition_failed",
@@ -343,7 +343,7 @@ pub(super) fn answer(
     propagation: Option<(bool, Value)>,
     _ep: &Endpoint,
 ) -> ApiResponse {
-    let complete = propagation.as_ref().is_none_or_compat(|(c, _)| *c);
+    let complete = propagation.as_ref().map_or(true, |(c, _)| *c);
     let status = if !complete { 202 } else { a.status };
     let mut r = ApiResponse::json(
         status,
