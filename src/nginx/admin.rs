@@ -7,14 +7,12 @@
 use std::any::Any;
 
 use ngx::ffi::{
-    ngx_http_finalize_request, ngx_http_read_client_request_body, ngx_http_request_t, ngx_int_t,
-    NGX_DONE, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ERR,
+    ngx_http_request_t, ngx_int_t, NGX_DONE, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR,
 };
 
 use super::admin_conf::admin;
-use super::body::request_body;
+use super::body::{finish_after_body, read_body_then, request_body};
 use super::bridge;
-use super::guard::guard;
 use super::headers::{add_response_header, find_header};
 use super::respond::send_complete;
 use crate::core::admin::error::ApiError;
@@ -30,23 +28,13 @@ const MARGIN_MS: u64 = 65_000;
 pub unsafe extern "C" fn ngx_http_ai_gateway_admin_handler(
     r: *mut ngx_http_request_t,
 ) -> ngx_int_t {
-    // SAFETY: nginx passes a live request.
-    let log = unsafe { (*(*r).connection).log };
-    guard(log, SERVER_ERROR, || unsafe {
-        let rc = ngx_http_read_client_request_body(r, Some(body_handler));
-        if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
-            return rc;
-        }
-        NGX_DONE as ngx_int_t
-    })
+    // SAFETY: nginx passes a live request in its content phase.
+    unsafe { read_body_then(r, Some(body_handler)) }
 }
 
 unsafe extern "C" fn body_handler(r: *mut ngx_http_request_t) {
     // SAFETY: nginx passes a live request whose body has been read.
-    let log = unsafe { (*(*r).connection).log };
-    let rc = guard(log, SERVER_ERROR, || unsafe { start(r) });
-    // SAFETY: balances the reference the body reader took (a parked request holds its own).
-    unsafe { ngx_http_finalize_request(r, rc) };
+    unsafe { finish_after_body(r, start) }
 }
 
 /// Collects the request and parks it until the runtime answers.

@@ -3,7 +3,9 @@
 use std::borrow::Cow;
 
 use ngx::ffi::{
-    ngx_alloc_chain_link, ngx_buf_t, ngx_http_request_t, ngx_pcalloc, ngx_pnalloc, ngx_read_file,
+    ngx_alloc_chain_link, ngx_buf_t, ngx_http_client_body_handler_pt, ngx_http_finalize_request,
+    ngx_http_read_client_request_body, ngx_http_request_t, ngx_int_t, ngx_pcalloc, ngx_pnalloc,
+    ngx_read_file, NGX_DONE, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE,
 };
 
 /// The request body nginx has read, borrowed when it is one in-memory buffer, otherwise
@@ -134,3 +136,43 @@ pub unsafe fn replace_request_body(r: *mut ngx_http_request_t, bytes: &[u8]) -> 
         true
     }
 }
+
+/// The first half of a content handler that needs the whole body (the token service, the
+/// admin API): starts reading it; `on_body` runs once it is read (at once when it already
+/// is) and ends with [`finish_after_body`].
+///
+/// # Safety
+/// `r` must be a live request in its content phase.
+pub unsafe fn read_body_then(
+    r: *mut ngx_http_request_t,
+    on_body: ngx_http_client_body_handler_pt,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request.
+    let log = unsafe { (*(*r).connection).log };
+    super::guard::guard(log, SERVER_ERROR, || unsafe {
+        let rc = ngx_http_read_client_request_body(r, on_body);
+        if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+            return rc;
+        }
+        NGX_DONE as ngx_int_t
+    })
+}
+
+/// The second half, in the body handler: runs `respond` (under the panic guard) and
+/// finalizes the request with what it returns, which balances the reference the body reader
+/// took (a request `respond` parks on the bridge holds its own).
+///
+/// # Safety
+/// `r` must be a live request whose body has been read.
+pub unsafe fn finish_after_body(
+    r: *mut ngx_http_request_t,
+    respond: unsafe fn(*mut ngx_http_request_t) -> ngx_int_t,
+) {
+    // SAFETY: nginx passed a live request to the body handler.
+    let log = unsafe { (*(*r).connection).log };
+    let rc = super::guard::guard(log, SERVER_ERROR, || unsafe { respond(r) });
+    // SAFETY: as above.
+    unsafe { ngx_http_finalize_request(r, rc) };
+}
+
+const SERVER_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;

@@ -3,13 +3,9 @@
 //! counting runs on the worker (about 1 ms per 32 KB of text), so the location's
 //! `client_max_body_size` bounds what one request can cost.
 
-use ngx::ffi::{
-    ngx_http_finalize_request, ngx_http_read_client_request_body, ngx_http_request_t, ngx_int_t,
-    NGX_DONE, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ERR,
-};
+use ngx::ffi::{ngx_http_request_t, ngx_int_t, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR};
 
-use super::body::request_body;
-use super::guard::guard;
+use super::body::{finish_after_body, read_body_then, request_body};
 use super::respond::send_complete;
 use crate::core::tokens::service::answer;
 
@@ -20,23 +16,13 @@ const JSON: &[u8] = b"application/json";
 pub unsafe extern "C" fn ngx_http_ai_gateway_token_service_handler(
     r: *mut ngx_http_request_t,
 ) -> ngx_int_t {
-    // SAFETY: nginx passes a live request.
-    let log = unsafe { (*(*r).connection).log };
-    guard(log, SERVER_ERROR, || unsafe {
-        let rc = ngx_http_read_client_request_body(r, Some(body_handler));
-        if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
-            return rc;
-        }
-        NGX_DONE as ngx_int_t
-    })
+    // SAFETY: nginx passes a live request in its content phase.
+    unsafe { read_body_then(r, Some(body_handler)) }
 }
 
 unsafe extern "C" fn body_handler(r: *mut ngx_http_request_t) {
     // SAFETY: nginx passes a live request whose body has been read.
-    let log = unsafe { (*(*r).connection).log };
-    let rc = guard(log, SERVER_ERROR, || unsafe { respond(r) });
-    // SAFETY: ends the request, balancing the reference taken by the body reader.
-    unsafe { ngx_http_finalize_request(r, rc) };
+    unsafe { finish_after_body(r, respond) }
 }
 
 unsafe fn respond(r: *mut ngx_http_request_t) -> ngx_int_t {

@@ -44,7 +44,7 @@ pub enum Need {
 /// How a caller proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
-    /// A session cookie: unsafe methods need the CSRF header.
+    /// A session cookie: state-changing methods need the CSRF header.
     Session,
     /// `Authorization: Bearer` with an API token.
     Token,
@@ -104,7 +104,7 @@ pub fn authorize(need: Need, who: Option<&Principal>) -> Result<(), ApiError> {
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "aigw_session";
-/// The header a cookie session's unsafe calls carry its CSRF token in.
+/// The header a cookie session's state-changing calls carry its CSRF token in.
 pub const CSRF_HEADER: &str = "X-CSRF-Token";
 /// How long a session lasts.
 pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
@@ -143,7 +143,7 @@ pub fn session_clear_cookie(secure: bool) -> String {
     )
 }
 
-/// A cookie session's unsafe call must carry the session's CSRF token (a page of another
+/// A cookie session's state-changing call must carry the session's CSRF token (a page of another
 /// site can make the browser send the cookie, not this header). Compared in constant time.
 pub fn csrf_holds(expected: &str, sent: Option<&str>) -> bool {
     let Some(sent) = sent else {

@@ -143,6 +143,34 @@ pub fn paginate(items: impl IntoIterator<Item = (String, Value)>, page: &Page) -
     })
 }
 
+/// A page of rows read newest first with one row more than the page (`LIMIT limit + 1`):
+/// `{items, next_cursor}`, the cursor being the last shown row's id.
+pub fn page_of_rows<T>(
+    rows: &[T],
+    limit: usize,
+    id: impl Fn(&T) -> String,
+    view: impl Fn(&T) -> Value,
+) -> Value {
+    let next = (rows.len() > limit)
+        .then(|| {
+            rows.get(limit.saturating_sub(1))
+                .map(|r| cursor_encode(&id(r)))
+        })
+        .flatten();
+    json!({"items": rows.iter().take(limit).map(view).collect::<Vec<_>>(), "next_cursor": next})
+}
+
+/// The id a cursor of a newest-first page names (`None`: the first page).
+pub fn before_id<T: std::str::FromStr>(page: &Page) -> Result<Option<T>, ApiError> {
+    page.after
+        .as_deref()
+        .map(|c| {
+            c.parse::<T>()
+                .map_err(|_| ApiError::invalid("?cursor", "is not a cursor of this list"))
+        })
+        .transpose()
+}
+
 /// A sort key of a number that orders as the number does.
 pub fn numeric_key(n: u64) -> String {
     format!("{n:020}")
@@ -212,5 +240,17 @@ mod tests {
         );
         assert!(p["next_cursor"].is_null());
         assert!(numeric_key(9) < numeric_key(10));
+        let rows = [5u64, 4, 3];
+        let p = page_of_rows(&rows, 2, |r| r.to_string(), |r| Value::from(*r));
+        assert_eq!(p["items"], json!([5, 4]));
+        let after = before_id::<u64>(&Page {
+            limit: 2,
+            after: cursor_decode(p["next_cursor"].as_str().unwrap()),
+        });
+        assert_eq!(after.unwrap(), Some(4));
+        assert!(
+            page_of_rows(&rows[..2], 2, |r| r.to_string(), |r| Value::from(*r))["next_cursor"]
+                .is_null()
+        );
     }
 }

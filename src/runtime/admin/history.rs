@@ -13,6 +13,7 @@ use crate::core::admin::diff::diff;
 use crate::core::admin::document::document;
 use crate::core::admin::error::ApiError;
 use crate::core::admin::query::Query;
+use crate::core::admin::query::{before_id, page_of_rows};
 use crate::core::admin::state::State;
 use crate::core::admin::views::{config_etag, redact_document};
 
@@ -80,12 +81,7 @@ const REVISION_COLUMNS: &str =
 
 pub(super) async fn revisions(admin: &Admin, q: &Query) -> Result<ApiResponse, ApiError> {
     let page = q.page()?;
-    let before = match &page.after {
-        Some(c) => c
-            .parse::<u64>()
-            .map_err(|_| ApiError::invalid("?cursor", "is not a cursor of this list"))?,
-        None => u64::MAX >> 1,
-    };
+    let before = before_id::<u64>(&page)?.unwrap_or(u64::MAX >> 1);
     let d = &admin.db;
     let mut conn = d.conn().await?;
     let rows: Vec<RevisionRow> = d
@@ -94,17 +90,9 @@ pub(super) async fn revisions(admin: &Admin, q: &Query) -> Result<ApiResponse, A
             (before, page.limit as u64 + 1),
         ))
         .await?;
-    let more = rows.len() > page.limit;
-    let items: Vec<Value> = rows.iter().take(page.limit).map(revision_view).collect();
-    let next = if more {
-        rows.get(page.limit - 1)
-            .map(|r| crate::core::admin::query::cursor_encode(&r.0.to_string()))
-    } else {
-        None
-    };
     Ok(ApiResponse::json(
         200,
-        &json!({"items": items, "next_cursor": next}),
+        &page_of_rows(&rows, page.limit, |r| r.0.to_string(), revision_view),
     ))
 }
 
@@ -179,12 +167,7 @@ pub(super) async fn diff_of(admin: &Admin, q: &Query) -> Result<ApiResponse, Api
 /// `resource` (a prefix), `since`/`until` (RFC 3339 or unix seconds).
 pub(super) async fn audit_logs(admin: &Admin, q: &Query) -> Result<ApiResponse, ApiError> {
     let page = q.page()?;
-    let before = match &page.after {
-        Some(c) => c
-            .parse::<i64>()
-            .map_err(|_| ApiError::invalid("?cursor", "is not a cursor of this list"))?,
-        None => i64::MAX,
-    };
+    let before = before_id::<i64>(&page)?.unwrap_or(i64::MAX);
     let time = |name: &str| -> Result<Option<i64>, ApiError> {
         q.get(name)
             .map(|v| {
@@ -234,17 +217,9 @@ pub(super) async fn audit_logs(admin: &Admin, q: &Query) -> Result<ApiResponse, 
     sql.push_str(" ORDER BY id DESC LIMIT ?");
     params.push((page.limit as u64 + 1).into());
     let rows: Vec<AuditRow> = d.timed(conn.exec(sql, params)).await?;
-    let more = rows.len() > page.limit;
-    let items: Vec<Value> = rows.iter().take(page.limit).map(audit_view).collect();
-    let next = if more {
-        rows.get(page.limit - 1)
-            .map(|r| crate::core::admin::query::cursor_encode(&r.0.to_string()))
-    } else {
-        None
-    };
     Ok(ApiResponse::json(
         200,
-        &json!({"items": items, "next_cursor": next}),
+        &page_of_rows(&rows, page.limit, |r| r.0.to_string(), audit_view),
     ))
 }
 

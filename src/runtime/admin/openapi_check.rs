@@ -166,7 +166,7 @@ fn roles_and_denials_are_stated() {
             );
         } else {
             assert!(codes.contains("401"), "{at}: needs a caller, yet no 401");
-            // a session or an API token; a session's unsafe calls add the CSRF header
+            // a session or an API token; a session's state-changing calls add the CSRF header
             let schemes: BTreeSet<String> = security
                 .iter()
                 .map(|s| {
@@ -187,7 +187,7 @@ fn roles_and_denials_are_stated() {
                 "{at}: security"
             );
             // a role above viewer can be refused, and so can a session without its CSRF
-            // token on an unsafe call
+            // token on an state-changing call
             let refusable = matches!(need, Need::Edit | Need::Admin) || !m.is_safe();
             assert_eq!(codes.contains("403"), refusable, "{at}: 403");
         }

@@ -45,6 +45,17 @@ fn name(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> {
     Ok(n)
 }
 
+/// Key `id` of namespace `ns`, or the 404 of whichever is missing.
+fn key_of<'a>(state: &'a State, ns: &str, id: &str) -> Result<&'a Key, ApiError> {
+    state
+        .namespaces
+        .get(ns)
+        .ok_or_else(|| ApiError::not_found("namespace", ns))?
+        .keys
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("key", id))
+}
+
 fn path(state: &State, ns: &str) -> Option<String> {
     ns_path(state, ns).map(|p| format!("{p}.api_keys"))
 }
@@ -166,13 +177,7 @@ pub fn patch(
     body: &Value,
     ctx: &Ctx,
 ) -> Result<Applied, ApiError> {
-    let key = state
-        .namespaces
-        .get(ns)
-        .ok_or_else(|| ApiError::not_found("namespace", ns))?
-        .keys
-        .get(id)
-        .ok_or_else(|| ApiError::not_found("key", id))?;
+    let key = key_of(state, ns, id)?;
     body_object(body)?;
     let mut cur = json!({"name": key.name, "enabled": key.enabled,
                          "expires_at": key.expires_at.map(|t| t / 1000)});
@@ -236,14 +241,7 @@ pub fn rotate(
     body: &Value,
     ctx: &Ctx,
 ) -> Result<Applied, ApiError> {
-    let old = state
-        .namespaces
-        .get(ns)
-        .ok_or_else(|| ApiError::not_found("namespace", ns))?
-        .keys
-        .get(id)
-        .ok_or_else(|| ApiError::not_found("key", id))?
-        .clone();
+    let old = key_of(state, ns, id)?.clone();
     let obj = body_object(body)?;
     known(obj, &["grace", "name", "expires_at"])?;
     let grace = match obj.get("grace") {

@@ -199,6 +199,15 @@ fn position(obj: &Map<String, Value>, len: usize) -> Result<Option<usize>, ApiEr
     }
 }
 
+/// A body that names its resource must name the one in the URL: `what` says why the name
+/// cannot change.
+fn same_name(obj: &Map<String, Value>, name: &str, what: &str) -> Result<(), ApiError> {
+    match opt_string(obj, "name")? {
+        Some(n) if n != name => Err(ApiError::invalid("name", what.to_string())),
+        _ => Ok(()),
+    }
+}
+
 /// Only these fields may be in the body.
 fn known(obj: &Map<String, Value>, fields: &[&str]) -> Result<(), ApiError> {
     match obj

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{body_object, merge_patch, opt_string, position, spec_of, Applied, Ctx};
+use super::{body_object, merge_patch, opt_string, position, same_name, spec_of, Applied, Ctx};
 use crate::core::admin::error::ApiError;
 use crate::core::admin::state::{Route, State};
 use crate::core::admin::views;
@@ -64,14 +64,7 @@ pub fn replace(
         body.clone()
     };
     let obj = body_object(&input)?;
-    if let Some(n) = opt_string(obj, "name")? {
-        if n != name {
-            return Err(ApiError::invalid(
-                "name",
-                "a route's name cannot change: create another",
-            ));
-        }
-    }
+    same_name(obj, name, "a route's name cannot change: create another")?;
     let spec = spec_of(obj, &["name", "position"]);
     let mut r = state.routes.remove(from);
     let to = position(obj, state.routes.len())?.unwrap_or(from);

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::namespaces::quoted;
-use super::{body_object, merge_patch, opt_string, spec_of, Applied, Ctx};
+use super::{body_object, merge_patch, opt_string, same_name, spec_of, Applied, Ctx};
 use crate::core::admin::document::{stored_credential, ImportEnv};
 use crate::core::admin::error::ApiError;
 use crate::core::admin::state::{State, StoredCredential, Target};
@@ -94,14 +94,11 @@ pub fn replace(
         body.clone()
     };
     let obj = body_object(&input)?;
-    if let Some(n) = opt_string(obj, "name")? {
-        if n != name {
-            return Err(ApiError::invalid(
-                "name",
-                "a target's name cannot change (routes name it): create another",
-            ));
-        }
-    }
+    same_name(
+        obj,
+        name,
+        "a target's name cannot change (routes name it): create another",
+    )?;
     let spec = spec_of(obj, &["name", "credential"]);
     let cred = match credential(body_obj, old.credential.as_ref(), ctx)? {
         Some(c) => c,
