@@ -7,6 +7,8 @@ mod admin;
 mod admin_conf;
 mod body;
 mod bridge;
+mod cluster;
+mod cluster_conf;
 mod conf;
 mod config_source;
 mod config_status;

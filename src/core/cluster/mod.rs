@@ -209,13 +209,18 @@ mod tests {
 
     #[test]
     fn policy_fields() {
-        let c = parse(serde_json::json!({"mode": "exact", "on_failure": "fail_closed",
-            "fail_open_fraction": 0.25}))
+        let c = parse(
+            serde_json::json!({"mode": "exact", "on_failure": "fail_closed",
+            "fail_open_fraction": 0.25}),
+        )
         .unwrap();
         assert_eq!(c.mode, Some(Mode::Exact));
         assert_eq!(c.on_failure, Some(OnFailure::Closed));
         assert_eq!(c.fraction, Some(250));
-        assert_eq!(parse(serde_json::json!({})).unwrap(), PolicyCluster::default());
+        assert_eq!(
+            parse(serde_json::json!({})).unwrap(),
+            PolicyCluster::default()
+        );
         for bad in [
             serde_json::json!({"mode": "approx"}),
             serde_json::json!({"mode": 1}),
