@@ -3,8 +3,9 @@
 //! with what it reports (metrics, log lines) applied on the nginx thread.
 //!
 //! ```nginx
-//! ai_gateway_cluster_limits [mode=exact|local] [timeout=100ms] [on_failure=fail_open|fail_closed]
-//!                           [fail_open_fraction=0.5] [breaker=3] [probe=1s] [lease=10s];
+//! ai_gateway_cluster_limits [mode=exact|approximate|local] [timeout=100ms]
+//!                           [on_failure=fail_open|fail_closed] [fail_open_fraction=0.5]
+//!                           [breaker=3] [probe=1s] [lease=10s] [sync=100ms] [node=<name>];
 //! ```
 
 use std::ffi::{c_char, c_void};
@@ -15,9 +16,11 @@ use ngx::ffi::{
 use ngx::http::HttpModuleMainConf;
 
 use super::bridge;
+use super::cluster_sync;
 use super::conf::MainConf;
 use super::config_source::{param, time_ms};
 use super::directives::{lossy, setter, SetError};
+use super::limit_zone::LimitZone;
 use super::module::Module;
 use super::shm;
 use crate::core::cluster::{fraction_of, parse_mode, parse_on_failure, Node};
@@ -56,6 +59,12 @@ pub unsafe extern "C" fn cmd_cluster_limits(
                     node.probe_ms = time_ms(v).ok_or_else(bad)?;
                 } else if let Some(v) = param(&a, "lease") {
                     node.lease_ms = time_ms(v).filter(|ms| *ms >= 1000).ok_or_else(bad)?;
+                } else if let Some(v) = param(&a, "sync") {
+                    node.sync_ms = time_ms(v).filter(|ms| *ms >= 10).ok_or_else(bad)?;
+                } else if let Some(v) = param(&a, "node") {
+                    let ok =
+                        !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic());
+                    node.name = ok.then(|| v.to_string()).ok_or_else(bad)?;
                 } else if let Some(v) = param(&a, "breaker") {
                     let n = v.parse::<u32>().ok().filter(|n| (1..=1000).contains(n));
                     node.breaker = n.ok_or_else(bad)?;
@@ -84,6 +93,7 @@ pub fn init_main_conf(mcf: &mut MainConf) -> Result<(), String> {
         return Err("\"ai_gateway_cluster_limits\" needs \"ai_gateway_limit_zone\" (limits while Redis is unreachable, and local policies)".into());
     }
     node.prefix = redis.prefix.clone();
+    node.defaults.stale_ms = node.stale_ms();
     Ok(())
 }
 
@@ -164,13 +174,23 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
             mcf: mcf as *const MainConf as usize,
             log: (*cycle).log as usize,
         };
+        let mut node = node;
+        if node.name.is_empty() {
+            // the host and the master's pid: nodes on one host differ, reloads keep it
+            node.name = format!("{}:{}", lossy(&(*cycle).hostname), libc::getppid());
+        }
+        let every = node.sync_ms;
         let client = Client::new(redis.info.clone(), node, Box::new(report));
         cluster::install(Some(client.clone()));
         bridge::spawn(client.tick());
+        if let Some(zone) = mcf.limit_zone.and_then(|z| LimitZone::open(z)) {
+            cluster_sync::start(cycle, zone, every);
+        }
     }
 }
 
 /// Drops the worker's client (`exit_process`).
 pub fn exit_process() {
+    cluster_sync::stop();
     cluster::install(None);
 }

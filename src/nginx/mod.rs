@@ -9,6 +9,7 @@ mod body;
 mod bridge;
 mod cluster;
 mod cluster_conf;
+mod cluster_sync;
 mod conf;
 mod config_source;
 mod config_status;

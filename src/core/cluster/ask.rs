@@ -30,7 +30,7 @@ impl Kind {
             Shape::Window { ms } => Some(Kind::Window(ms)),
             Shape::Quota(p) => Some(Kind::Quota(p)),
             Shape::Concurrency => Some(Kind::Leases),
-            Shape::Health => None,
+            Shape::Health | Shape::Sync => None,
         }
     }
 

@@ -488,7 +488,7 @@ const REDIS_LE: [&str; 11] = [
     "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
     "0.25",
 ];
-const REDIS_OPS: [&str; super::store::REDIS_OPS] = ["admit", "finish", "renew", "probe"];
+const REDIS_OPS: [&str; super::store::REDIS_OPS] = ["admit", "finish", "renew", "probe", "sync"];
 const REDIS_OUTCOMES: [&str; super::store::REDIS_OUTCOMES] = ["ok", "error", "timeout"];
 
 /// The cluster limits' metrics.

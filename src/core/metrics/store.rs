@@ -41,7 +41,7 @@ pub const SYNC_REASONS: usize = 7;
 /// Cluster limits: Redis calls by operation and outcome, their duration, breaker openings,
 /// requests decided without Redis (`fail_open`, `fail_closed`).
 const H_REDIS_CALLS: usize = H_SYNC_ERRORS + SYNC_REASONS;
-pub const REDIS_OPS: usize = 4;
+pub const REDIS_OPS: usize = 5;
 pub const REDIS_OUTCOMES: usize = 3;
 const H_REDIS_DURATION: usize = H_REDIS_CALLS + REDIS_OPS * REDIS_OUTCOMES;
 /// Upper bounds (µs) of the Redis call duration histogram buckets.

@@ -14,6 +14,7 @@ use redis::{ConnectionInfo, Script, ScriptInvocation, Value};
 use super::hold::{Hold, Pending};
 use super::reply;
 use super::{Op, Outcome, Report};
+use crate::core::cluster::approx::{redis_keys, SyncAnswer, SyncItem};
 use crate::core::cluster::ask::{takes_of, Ask, Reply};
 use crate::core::cluster::breaker::{Breaker, Change, Gate};
 use crate::core::cluster::Node;
@@ -75,6 +76,7 @@ pub struct Client {
     admit: Script,
     finish: Script,
     renew: Script,
+    sync: Script,
 }
 
 impl Client {
@@ -97,6 +99,7 @@ impl Client {
             admit: Script::new(include_str!("admit.lua")),
             finish: Script::new(include_str!("finish.lua")),
             renew: Script::new(include_str!("renew.lua")),
+            sync: Script::new(include_str!("sync.lua")),
         })
     }
 
@@ -407,6 +410,39 @@ impl Client {
                 self.keep(job);
             }
         }
+    }
+
+    /// Syncs this node's approximate counters (`core::cluster::approx`): one script per
+    /// counter, all at once on the connection; `None` for a counter whose sync failed (and
+    /// for all while the breaker is open: the tick's probe closes it).
+    pub async fn sync(self: Arc<Self>, items: Vec<SyncItem>) -> Vec<Option<SyncAnswer>> {
+        self.remember_handle();
+        if self.breaker_open() {
+            return vec![None; items.len()];
+        }
+        let live = self.node.sync_ms.saturating_mul(3).saturating_add(1000);
+        let mut answers = Vec::with_capacity(items.len());
+        for chunk in items.chunks(256) {
+            let calls = chunk.iter().map(|item| self.sync_one(item, live));
+            answers.extend(futures_util::future::join_all(calls).await);
+        }
+        answers
+    }
+
+    async fn sync_one(&self, item: &SyncItem, live: u64) -> Option<SyncAnswer> {
+        let (window, nodes) = redis_keys(&self.node.prefix, item.key);
+        let mut inv = self.sync.prepare_invoke();
+        inv.key(window)
+            .key(nodes)
+            .arg(&self.node.name)
+            .arg(item.window_ms)
+            .arg(item.demand)
+            .arg(live);
+        for (bucket, delta) in &item.deltas {
+            inv.arg(*bucket).arg(*delta);
+        }
+        let out = self.call(Op::Sync, Some(&inv)).await.ok()?;
+        reply::sync_answer(&out)
     }
 
     /// Settlements and replays waiting for Redis.

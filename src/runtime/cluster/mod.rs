@@ -17,6 +17,7 @@ pub enum Op {
     Finish = 1,
     Renew = 2,
     Probe = 3,
+    Sync = 4,
 }
 
 /// How a call ended.

@@ -2,6 +2,7 @@
 
 use redis::Value;
 
+use crate::core::cluster::approx::SyncAnswer;
 use crate::core::cluster::ask::{CounterReply, Reply};
 
 fn number(v: &Value) -> Option<u64> {
@@ -47,6 +48,19 @@ pub fn parse(v: &Value, counters: usize) -> Option<Reply> {
     })
 }
 
+/// The sync script's `{total, nodes, demand}`.
+pub fn sync_answer(v: &Value) -> Option<SyncAnswer> {
+    let Value::Array(items) = v else { return None };
+    let [total, nodes, demand] = items.as_slice() else {
+        return None;
+    };
+    Some(SyncAnswer {
+        total: number(total)?,
+        nodes: number(nodes)?,
+        demand_total: number(demand)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +93,8 @@ mod tests {
         assert!(parse(&odd, 1).is_none());
         let negative = Value::Array(vec![int(0), int(1), Value::Array(vec![int(-5), int(1)])]);
         assert!(parse(&negative, 1).is_none());
+        let a = sync_answer(&Value::Array(vec![int(40), int(3), int(12)])).unwrap();
+        assert_eq!((a.total, a.nodes, a.demand_total), (40, 3, 12));
+        assert!(sync_answer(&Value::Array(vec![int(40), int(3)])).is_none());
     }
 }
