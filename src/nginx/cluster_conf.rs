@@ -24,7 +24,7 @@ use super::limit_zone::LimitZone;
 use super::module::Module;
 use super::shm;
 use crate::core::cluster::{fraction_of, parse_mode, parse_on_failure, Node};
-use crate::runtime::cluster::{self, Client, Op, Outcome, Report};
+use crate::runtime::cluster::{self, Client, Report};
 
 /// The directive's handler (http level).
 pub unsafe extern "C" fn cmd_cluster_limits(
@@ -116,13 +116,6 @@ impl NginxReport {
 }
 
 impl Report for NginxReport {
-    fn call(&self, op: Op, outcome: Outcome, micros: u64) {
-        let mcf = self.mcf;
-        bridge::post(Box::new(move || {
-            NginxReport::with_store(mcf, |s| s.redis_call(op as usize, outcome as usize, micros))
-        }));
-    }
-
     fn breaker(&self, opened: bool, why: String) {
         let (mcf, log) = (self.mcf, self.log);
         bridge::post(Box::new(move || {
@@ -183,9 +176,9 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
         let client = Client::new(redis.info.clone(), node, Box::new(report));
         cluster::install(Some(client.clone()));
         bridge::spawn(client.tick());
-        if let Some(zone) = mcf.limit_zone.and_then(|z| LimitZone::open(z)) {
-            cluster_sync::start(cycle, zone, every, stale);
-        }
+        let zone = mcf.limit_zone.and_then(|z| LimitZone::open(z));
+        let metrics = mcf.metrics_zone;
+        cluster_sync::start(cycle, zone, metrics, every, stale);
     }
 }
 

@@ -208,7 +208,7 @@ impl Client {
                 )
             }
         };
-        self.report.call(op, outcome, micros);
+        super::STATS.record(op as usize, outcome as usize, micros);
         match (change, out) {
             (Change::Opened, Err(f)) => self.report.breaker(true, f.to_string()),
             (Change::Closed, _) => self.report.breaker(false, String::new()),
