@@ -9,6 +9,7 @@
 //! ```
 
 use std::ffi::{c_char, c_void};
+use std::time::Duration;
 
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_log_t, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
@@ -182,8 +183,13 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
     }
 }
 
-/// Drops the worker's client (`exit_process`).
+/// Drops the worker's client (`exit_process`), once the settlements of the requests it
+/// served went out (bounded: Redis may be gone).
 pub fn exit_process() {
     cluster_sync::stop();
+    if let Some(client) = cluster::installed() {
+        let max = Duration::from_millis((client.node.timeout_ms * 5 + 500).min(3000));
+        let _ = bridge::block_on(client.settle_all(), max);
+    }
     cluster::install(None);
 }
