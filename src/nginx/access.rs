@@ -22,14 +22,13 @@ use super::guard::guard;
 use super::headers::{is_dropped_header, remove_headers, request_header, NgxIncoming};
 use super::log_phase::enter;
 use super::module::Module;
-use super::policy::{log_denial, PolicyState};
+use super::policy::{log_denial, Held, PolicyState};
 use super::route::{health_zone, NgxEnv};
 use super::snapshot;
 use crate::core::error::GatewayError;
 use crate::core::identify::{bearer_token, plain_key, ClientKey};
 use crate::core::pipeline::{self, Decision, Request, Verdict};
 use crate::core::request::is_json_content_type;
-use crate::runtime::cluster::Hold;
 
 const DECLINED: ngx_int_t = NGX_DECLINED as ngx_int_t;
 const DONE: ngx_int_t = NGX_DONE as ngx_int_t;
@@ -187,20 +186,16 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
         if d.ask.is_some() && matches!(d.verdict, Verdict::Allow) {
             return cluster::ask(r, d);
         }
-        apply(r, d, None)
+        apply(r, d, Held::default())
     }
 }
 
 /// Maps a decision onto the request: its context, log lines, new body; returns
-/// `NGX_DECLINED` or a status. `hold`: what the request holds in Redis.
+/// `NGX_DECLINED` or a status. `held`: what the request took of its cluster counters.
 ///
 /// # Safety
 /// `r` must be a live main request whose body has been read, with its context.
-pub(super) unsafe fn apply(
-    r: *mut ngx_http_request_t,
-    d: Decision,
-    hold: Option<Hold>,
-) -> ngx_int_t {
+pub(super) unsafe fn apply(r: *mut ngx_http_request_t, d: Decision, held: Held) -> ngx_int_t {
     // SAFETY: as the caller's.
     unsafe {
         let log = (*(*r).connection).log;
@@ -220,7 +215,7 @@ pub(super) unsafe fn apply(
             }
         }
         let zone = if d.took_counters { zone } else { None };
-        ctx.policy = Some(Box::new(PolicyState::new(d.policy, zone, hold)));
+        ctx.policy = Some(Box::new(PolicyState::new(d.policy, zone, held)));
         match d.verdict {
             Verdict::Reject {
                 error,

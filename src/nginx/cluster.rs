@@ -12,13 +12,14 @@ use super::bridge::{self, Resume};
 use super::cluster_sync;
 use super::ctx;
 use super::log_phase::metrics_store;
+use super::policy::Held;
 use super::route::{health_zone, NgxEnv};
 use crate::core::cluster::ask::Ask;
 use crate::core::cluster::breaker::Gate;
 use crate::core::cluster::OnFailure;
 use crate::core::pipeline::cluster::{conclude, degrade};
 use crate::core::pipeline::{Decision, Verdict};
-use crate::runtime::cluster::{installed, Admitted, Client, Hold};
+use crate::runtime::cluster::{installed, Admitted, Client, Hold, Replay};
 
 /// What [`ask`] returns when the request waits for Redis (the body handler then leaves it).
 pub const PARKED: ngx_int_t = NGX_AGAIN as ngx_int_t;
@@ -31,15 +32,15 @@ pub const PARKED: ngx_int_t = NGX_AGAIN as ngx_int_t;
 pub unsafe fn ask(r: *mut ngx_http_request_t, mut d: Decision) -> ngx_int_t {
     let Some(ask) = d.ask.take() else {
         // SAFETY: as the caller's.
-        return unsafe { apply(r, d, None) };
+        return unsafe { apply(r, d, Held::default()) };
     };
     let client = installed();
     let gate = client.as_ref().map_or(Gate::Skip, |c| c.gate());
     let Some(client) = client.filter(|_| gate != Gate::Skip) else {
         // SAFETY: as the caller's.
         unsafe {
-            without_redis(r, &mut d, &ask, installed().as_ref());
-            return apply(r, d, None);
+            let replay = without_redis(r, &mut d, &ask, installed().as_ref());
+            return apply(r, d, Held { hold: None, replay });
         }
     };
     // the runtime's own timeout answers first; the park's timer is a backstop
@@ -82,6 +83,7 @@ unsafe fn resume(
         };
         let client = installed();
         let mut kept: Option<Hold> = None;
+        let mut replay: Option<Replay> = None;
         match admitted {
             Some(Admitted {
                 reply: Ok(reply),
@@ -92,7 +94,7 @@ unsafe fn resume(
                         r,
                         "an answer of the admit script that does not match the request",
                     );
-                    without_redis(r, &mut d, ask, client.as_ref());
+                    replay = without_redis(r, &mut d, ask, client.as_ref());
                 } else if matches!(d.verdict, Verdict::Allow) {
                     kept = hold.map(|mut h| {
                         h.keep();
@@ -102,14 +104,14 @@ unsafe fn resume(
             }
             Some(Admitted { reply: Err(f), .. }) => {
                 warn(r, &f.to_string());
-                without_redis(r, &mut d, ask, client.as_ref());
+                replay = without_redis(r, &mut d, ask, client.as_ref());
             }
             None => {
                 warn(r, "no answer in time");
-                without_redis(r, &mut d, ask, client.as_ref());
+                replay = without_redis(r, &mut d, ask, client.as_ref());
             }
         }
-        let status = apply(r, d, kept);
+        let status = apply(r, d, Held { hold: kept, replay });
         cluster_sync::drain_stats();
         proceed(r, status, started);
         NGX_DONE as ngx_int_t
@@ -127,19 +129,17 @@ unsafe fn warn(r: *mut ngx_http_request_t, why: &str) {
     );
 }
 
-/// Decides the cluster counters without Redis (`fail_open` / `fail_closed`), counts it,
-/// and keeps what a `fail_open` admission took for Redis to learn when it is back.
+/// Decides the cluster counters without Redis (`fail_open` / `fail_closed`), counts it;
+/// what a `fail_open` admission took, for Redis to learn when the request ends.
 unsafe fn without_redis(
     r: *mut ngx_http_request_t,
     d: &mut Decision,
     ask: &Ask,
     client: Option<&std::sync::Arc<Client>>,
-) {
+) -> Option<Replay> {
     // SAFETY: r is live (caller).
     unsafe {
-        let Some(snapshot) = ctx::get(r).and_then(|c| c.snapshot.clone()) else {
-            return;
-        };
+        let snapshot = ctx::get(r).and_then(|c| c.snapshot.clone())?;
         let mut env = NgxEnv {
             zone: health_zone(r),
         };
@@ -149,9 +149,8 @@ unsafe fn without_redis(
             store.degraded(how == OnFailure::Closed);
         }
         if how == OnFailure::Open && matches!(d.verdict, Verdict::Allow) {
-            if let Some(c) = client {
-                c.replay(ask);
-            }
+            return client.map(|c| c.replay(ask));
         }
+        None
     }
 }

@@ -12,7 +12,14 @@ use crate::core::pipeline::PolicyOutcome;
 use crate::core::policy::slot::Shape;
 use crate::core::policy::{release, reset_text, settle, Denial};
 use crate::core::short_text::decimal;
-use crate::runtime::cluster::Hold;
+use crate::runtime::cluster::{Hold, Replay};
+
+/// What a request took of its cluster counters: in Redis, or without it.
+#[derive(Default)]
+pub struct Held {
+    pub hold: Option<Hold>,
+    pub replay: Option<Replay>,
+}
 
 /// What the policies decided for a request (the pipeline's outcome, read through `Deref`),
 /// and the zone its counters were taken from; dropped with the request context, which gives
@@ -22,6 +29,8 @@ pub struct PolicyState {
     outcome: PolicyOutcome,
     /// What the request holds in Redis (settled and released when dropped).
     hold: Option<Hold>,
+    /// What it took without Redis (sent to Redis when dropped).
+    replay: Option<Replay>,
 }
 
 impl std::ops::Deref for PolicyState {
@@ -50,17 +59,14 @@ impl Drop for PolicyState {
 impl PolicyState {
     /// The state of what the pipeline decided; `zone` is the table counters were taken
     /// from (given back through it).
-    pub fn new(
-        mut outcome: PolicyOutcome,
-        zone: Option<LimitZone>,
-        hold: Option<Hold>,
-    ) -> PolicyState {
+    pub fn new(mut outcome: PolicyOutcome, zone: Option<LimitZone>, held: Held) -> PolicyState {
         // logged already: not kept for the request's life
         outcome.denials = Vec::new();
         PolicyState {
             zone,
             outcome,
-            hold,
+            hold: held.hold,
+            replay: held.replay,
         }
     }
 }
@@ -69,6 +75,9 @@ impl PolicyState {
 pub fn settle_tokens(state: &mut PolicyState, total: Option<u64>) {
     if let Some(hold) = state.hold.as_mut() {
         hold.settle(total);
+    }
+    if let Some(replay) = state.replay.as_mut() {
+        replay.settle(total);
     }
     let Some(zone) = state.zone else {
         return;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use redis::{ConnectionInfo, Script, ScriptInvocation, Value};
 
-use super::hold::{Hold, Keeper, Pending};
+use super::hold::{Hold, Keeper, Pending, Replay};
 use super::reply;
 use super::{Op, Outcome, Report};
 use crate::core::cluster::approx_keys;
@@ -409,15 +409,18 @@ impl Client {
         }
     }
 
-    /// Keeps what a request admitted without Redis (`fail_open`) took, to be added to the
-    /// cluster counters when Redis is back (leases are not: they would only expire).
-    pub fn replay(&self, ask: &Ask) {
+    /// What a request admitted without Redis (`fail_open`) took, to be added to the cluster
+    /// counters when it ends (leases are not: they would only expire).
+    pub fn replay(self: &Arc<Self>, ask: &Ask) -> Replay {
+        let mut items = Vec::new();
         for c in &ask.counters {
             let id = format!("{}.r{:x}", self.member_base, self.next_id());
             if let Some(job) = Pending::replay(c.key.clone(), c.kind, c.amount, &id) {
-                self.keep(job);
+                items.push((job, c.tokens));
             }
         }
+        let keeper: Arc<dyn Keeper> = self.clone();
+        Replay::new(keeper, items)
     }
 
     /// Syncs this node's approximate counters (`core::policy::approx`): one script per

@@ -181,6 +181,46 @@ impl Hold {
     }
 }
 
+/// What a request admitted without Redis (`fail_open`) took of its cluster counters: sent to
+/// Redis when the request ends, token counters with its actual usage (not the reservation),
+/// so the window after Redis is back counts what really happened.
+pub struct Replay {
+    client: Arc<dyn Keeper>,
+    /// The replays, and whether each counts tokens.
+    items: Vec<(Pending, bool)>,
+    actual: Option<u64>,
+}
+
+impl Replay {
+    pub(super) fn new(client: Arc<dyn Keeper>, items: Vec<(Pending, bool)>) -> Replay {
+        Replay {
+            client,
+            items,
+            actual: None,
+        }
+    }
+
+    /// The request's actual token usage (prompt + completion), when known.
+    pub fn settle(&mut self, actual: Option<u64>) {
+        self.actual = actual;
+    }
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        for (mut job, tokens) in std::mem::take(&mut self.items) {
+            if let (true, Some(a), Pending::Replay { amount, .. }) = (tokens, self.actual, &mut job)
+            {
+                *amount = a;
+            }
+            if matches!(job, Pending::Replay { amount: 0, .. }) {
+                continue;
+            }
+            self.client.clone().send(job);
+        }
+    }
+}
+
 impl Drop for Hold {
     fn drop(&mut self) {
         self.client.unregister_leases(self.id);

@@ -8,7 +8,7 @@ pub mod hold;
 pub mod reply;
 
 pub use client::{install, installed, Admitted, Client, Failure};
-pub use hold::Hold;
+pub use hold::{Hold, Replay};
 
 use crate::core::metrics::redis_stats::RedisStats;
 
