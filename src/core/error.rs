@@ -42,6 +42,8 @@ pub enum GatewayError {
     },
     /// The limit zone has no free slot for a new counter.
     LimitZoneFull,
+    /// A cluster policy with `"on_failure": "fail_closed"` could not reach Redis.
+    LimitsUnavailable,
     /// No route serves the request's path, model and namespace.
     NoRoute,
     /// Every target of the route failed; `status` is the last attempt's (502 for no answer).
@@ -69,7 +71,7 @@ impl GatewayError {
             Self::NamespaceNotFound | Self::NoRoute => 404,
             Self::InputTooLong { .. } | Self::OutputTooLarge { .. } => 400,
             Self::RateLimited { .. } => 429,
-            Self::LimitZoneFull => 503,
+            Self::LimitZoneFull | Self::LimitsUnavailable => 503,
             Self::TargetsFailed { status } => match status {
                 429 | 503 | 504 => *status,
                 _ => 502,
@@ -97,6 +99,7 @@ impl GatewayError {
                 Limited::Quota { .. } => "insufficient_quota",
             },
             Self::LimitZoneFull => "limit_zone_full",
+            Self::LimitsUnavailable => "limits_unavailable",
             Self::NoRoute => "model_not_found",
             Self::TargetsFailed { .. } => "all_targets_failed",
             Self::Http(status) => http_code(*status),
@@ -131,7 +134,9 @@ impl GatewayError {
                 Limited::Tokens => "tokens",
                 Limited::Quota { .. } => "insufficient_quota",
             },
-            Self::LimitZoneFull | Self::TargetsFailed { .. } => "server_error",
+            Self::LimitZoneFull | Self::LimitsUnavailable | Self::TargetsFailed { .. } => {
+                "server_error"
+            }
             Self::Http(status) if *status >= 500 => "server_error",
             _ => "invalid_request_error",
         }
@@ -204,6 +209,9 @@ impl GatewayError {
             Self::LimitZoneFull => {
                 "The gateway's limit zone is full; please retry later.".to_string()
             }
+            Self::LimitsUnavailable => "The gateway cannot check this namespace's limits \
+                 right now; please retry after the time in the Retry-After header."
+                .to_string(),
             Self::NoRoute => {
                 "The requested model does not exist or this gateway has no route to it.".to_string()
             }

@@ -4,6 +4,7 @@
 //! the core and maps the result back.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod config_error;
 pub mod error;

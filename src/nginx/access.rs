@@ -151,6 +151,7 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
             uri: req.uri.as_bytes(),
             routed: lcf.is_some_and(|l| l.route()),
             stream_usage: lcf.is_some_and(|l| l.stream_usage()),
+            cluster: None,
         };
         let zone = health_zone(r);
         let mut env = NgxEnv { zone };

@@ -7,6 +7,7 @@
 //! Failover after an attempt ([`failover`]) and the outcome of attempts ([`record_attempt`])
 //! are decided here too.
 
+pub mod cluster;
 pub mod failover;
 pub mod finish;
 mod prompt;
@@ -14,6 +15,8 @@ mod view;
 
 use std::borrow::Cow;
 
+use super::cluster::ask::Ask;
+use super::cluster::Node;
 use super::config::{GatewayConfig, Namespace};
 use super::error::GatewayError;
 use super::identify::{identify, ClientKey, Via};
@@ -42,6 +45,8 @@ pub struct Request<'a> {
     pub routed: bool,
     /// The location asks OpenAI streams for their usage (`ai_gateway_stream_usage`).
     pub stream_usage: bool,
+    /// The node's cluster limits (`ai_gateway_cluster_limits`).
+    pub cluster: Option<&'a Node>,
 }
 
 /// What the pipeline needs besides the request: the clock, the shared counter table, the
@@ -136,6 +141,9 @@ pub struct Decision {
     /// `stream_options.include_usage` was added to the body (the response filter takes
     /// the usage chunk back out).
     pub added_include_usage: bool,
+    /// Cluster counters still to take in Redis: the verdict (Allow so far, with the zone's
+    /// counters taken) stands only if Redis admits too (see [`cluster`]).
+    pub ask: Option<Box<Ask>>,
 }
 
 impl Decision {
@@ -151,6 +159,7 @@ impl Decision {
             route: None,
             body: None,
             added_include_usage: false,
+            ask: None,
         }
     }
 
@@ -276,6 +285,7 @@ fn enforce<I: Incoming, E: Env>(
         model,
         max_output: summary.max_output(),
         view,
+        cluster: req.cluster.map(|n| &n.defaults),
     };
     let mut prompt = BodyPrompt::new(text, &summary.spans, model);
     let mut plan = match precheck(&ns.policies, &facts, &mut prompt) {
@@ -337,6 +347,16 @@ fn enforce<I: Incoming, E: Env>(
             }
         }
     }
+    if plan.remote_charges().next().is_some() {
+        if plan.remote_needs_exact_prompt() {
+            // Redis is asked once: with the prompt's exact count, not a bound
+            plan.use_exact_prompt(prompt.exact_count());
+        }
+        if let Some(node) = req.cluster {
+            d.ask = Ask::new(&node.prefix, &ns.code, &ns.policies, &plan).map(Box::new);
+        }
+    }
+    let state = &mut d.policy;
     state.output_cap = plan.output_cap;
     d.prompt = prompt.counted();
     Ok(plan

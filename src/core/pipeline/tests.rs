@@ -84,6 +84,7 @@ fn req<'a>(body: &'a [u8], key: Option<&str>) -> Request<'a> {
         uri: b"/v1/chat/completions",
         routed: true,
         stream_usage: true,
+        cluster: None,
     }
 }
 

@@ -14,8 +14,9 @@
 
 use super::glob::any_matches;
 use super::rules::{Policy, Rule};
-use super::slot::Shape;
+use super::slot::{Shape, Slot};
 use super::table::{counter_key, SlotRef, Table};
+use crate::core::cluster::{degraded_limit, Defaults, Remote};
 use crate::core::error::{GatewayError, Limited};
 use crate::core::matcher::RequestView;
 
@@ -26,6 +27,8 @@ pub struct Facts<'a> {
     /// The output limit the client asked for (`RequestSummary::max_output`).
     pub max_output: Option<u64>,
     pub view: &'a dyn RequestView,
+    /// The node's cluster defaults (`None`: no cluster limits, every counter is local).
+    pub cluster: Option<&'a Defaults>,
 }
 
 /// The prompt's tokens, as the engine asks for them: a cheap upper bound first, the exact
@@ -81,17 +84,40 @@ impl RateHeaders {
 
 /// A counter a request will take from.
 #[derive(Debug, Clone)]
-struct Charge {
+pub struct Charge {
     /// The policy's place in the namespace's list.
-    index: usize,
-    key: u64,
-    shape: Shape,
-    amount: u64,
-    limit: u64,
+    pub index: usize,
+    pub key: u64,
+    pub shape: Shape,
+    pub amount: u64,
+    pub limit: u64,
     /// Settled with actual token usage at the end (the amount is prompt + `reserve`).
-    tokens: bool,
+    pub tokens: bool,
     /// Output tokens reserved (token charges).
-    reserve: u64,
+    pub reserve: u64,
+    /// The counter lives in Redis (`core::cluster`), not in the zone.
+    pub remote: Option<Remote>,
+}
+
+/// Which charges of a plan [`admit_part`] takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The zone's counters.
+    Local,
+    /// The cluster counters, in the zone at their degraded limits (Redis unreachable).
+    Degraded,
+    /// Both at once.
+    All,
+}
+
+impl Part {
+    fn takes(self, c: &Charge) -> bool {
+        match self {
+            Part::Local => c.remote.is_none(),
+            Part::Degraded => c.remote.is_some(),
+            Part::All => true,
+        }
+    }
 }
 
 /// The stateless verdict: what to take from which counters, and what to change.
@@ -111,9 +137,30 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Whether the request takes from any counter (and the zone must be consulted).
+    /// Whether the request takes from any counter of the zone.
     pub fn needs_zone(&self) -> bool {
-        !self.charges.is_empty()
+        self.charges.iter().any(|c| c.remote.is_none())
+    }
+
+    /// The charges whose counters live in Redis.
+    pub fn remote_charges(&self) -> impl Iterator<Item = &Charge> {
+        self.charges.iter().filter(|c| c.remote.is_some())
+    }
+
+    /// Whether a token counter in Redis is charged an upper bound of the prompt (the exact
+    /// count is then given before asking Redis, which is asked once).
+    pub fn remote_needs_exact_prompt(&self) -> bool {
+        self.prompt_tokens.is_none() && self.remote_charges().any(|c| c.tokens)
+    }
+
+    /// A plan of these charges alone (to take them apart from the plan they were made in).
+    pub fn of_charges(charges: Vec<Charge>) -> Plan {
+        Plan {
+            charges,
+            // the amounts are final
+            prompt_tokens: Some(0),
+            ..Plan::default()
+        }
     }
 
     /// Charges the exact prompt count instead of the bound (after [`admit`] asked for it).
@@ -160,7 +207,7 @@ fn applies(p: &Policy, model: Option<&str>) -> bool {
     p.models.is_empty() || model.is_some_and(|m| any_matches(&p.models, m))
 }
 
-fn deny(p: &Policy, error: GatewayError, retry_after_s: Option<u64>) -> Denial {
+pub fn deny(p: &Policy, error: GatewayError, retry_after_s: Option<u64>) -> Denial {
     Denial {
         policy: p.id.clone(),
         error,
@@ -295,13 +342,14 @@ pub fn precheck(
             limit,
             tokens,
             reserve,
+            remote: p.cluster.resolve(facts.cluster),
         });
     }
     plan.prompt_tokens = exact;
     Ok(plan)
 }
 
-/// Checks every counter, then takes from all of them, or from none.
+/// Checks every counter of the zone, then takes from all of them, or from none.
 ///
 /// `policies` must be the list `plan` was made from. `Err` with `limit_zone_full` when a
 /// counter could not get a slot.
@@ -311,13 +359,24 @@ pub fn admit(
     table: &mut Table,
     now_ms: u64,
 ) -> Result<Admission, Box<Refusal>> {
+    admit_part(policies, plan, table, now_ms, Part::Local)
+}
+
+/// [`admit`] for a part of the plan's charges.
+pub fn admit_part(
+    policies: &[Policy],
+    plan: &Plan,
+    table: &mut Table,
+    now_ms: u64,
+    part: Part,
+) -> Result<Admission, Box<Refusal>> {
     let mut headers = RateHeaders::default();
     let mut dry_run = plan.dry_run.clone();
     let mut refused: Option<Denial> = None;
     let mut exact_needed = false;
     let mut slots = Vec::with_capacity(plan.charges.len());
 
-    for c in &plan.charges {
+    for c in plan.charges.iter().filter(|c| part.takes(c)) {
         let Some(p) = policies.get(c.index) else {
             slots.push(None);
             continue;
@@ -337,57 +396,25 @@ pub fn admit(
             continue;
         };
         slot.advance(c.shape, now_ms);
-        let used = slot.used(c.shape);
-        let fits = used.saturating_add(c.amount) <= c.limit;
-        let remaining_after = c.limit.saturating_sub(used.saturating_add(c.amount));
-        let gauge = Gauge {
-            limit: c.limit,
-            remaining: if fits {
-                remaining_after
-            } else {
-                c.limit.saturating_sub(used)
-            },
-            reset_ms: if fits && c.amount > 0 {
-                slot.added_now_leaves_in_ms(c.shape, now_ms)
-            } else {
-                slot.reset_in_ms(c.shape, now_ms)
-            },
+        let limit = match (part, c.remote) {
+            (Part::Degraded | Part::All, Some(r)) => degraded_limit(c.limit, r.fraction),
+            _ => c.limit,
         };
-        match (&p.rule, c.tokens) {
-            (Rule::Concurrency { .. }, _) => {}
-            (_, true) => RateHeaders::offer(&mut headers.tokens, gauge),
-            (_, false) => RateHeaders::offer(&mut headers.requests, gauge),
-        }
+        let fits = judge(
+            p,
+            c,
+            limit,
+            slot,
+            now_ms,
+            &mut Verdicts {
+                headers: &mut headers,
+                dry_run: &mut dry_run,
+                refused: &mut refused,
+            },
+        );
         if !fits && c.tokens && plan.prompt_tokens.is_none() {
             // charged an upper bound of the prompt: only the exact count may refuse
             exact_needed = true;
-        }
-        if !fits {
-            let need = used.saturating_add(c.amount) - c.limit;
-            let retry_ms = if c.amount > c.limit {
-                // can never fit: the client should not hammer; a full window is a fair wait
-                slot.free_in_ms(c.shape, now_ms, used).or(Some(1000))
-            } else {
-                slot.free_in_ms(c.shape, now_ms, need).or(Some(1000))
-            };
-            let what = match (&p.rule, c.tokens) {
-                (Rule::Concurrency { .. }, _) => Limited::Concurrency,
-                (Rule::Quota { .. }, t) => Limited::Quota { tokens: t },
-                (_, true) => Limited::Tokens,
-                (_, false) => Limited::Requests,
-            };
-            let error = GatewayError::RateLimited {
-                what,
-                limit: c.limit,
-                used,
-                requested: c.amount,
-            };
-            let d = deny(p, error, retry_ms.map(|ms| ms.div_ceil(1000).max(1)));
-            if p.dry_run {
-                dry_run.push(d);
-            } else {
-                refused.get_or_insert(d);
-            }
         }
         slots.push(Some(slot_ref));
     }
@@ -401,7 +428,7 @@ pub fn admit(
         }));
     }
     let mut takes = Vec::with_capacity(plan.charges.len());
-    for (c, slot_ref) in plan.charges.iter().zip(slots) {
+    for (c, slot_ref) in plan.charges.iter().filter(|c| part.takes(c)).zip(slots) {
         let Some(slot_ref) = slot_ref else { continue };
         if let Some(slot) = table.get(slot_ref) {
             let at = slot.add(c.shape, c.amount);
@@ -419,6 +446,87 @@ pub fn admit(
         headers,
         dry_run,
     })
+}
+
+/// Where the verdicts of counters go.
+pub struct Verdicts<'a> {
+    pub headers: &'a mut RateHeaders,
+    pub dry_run: &'a mut Vec<Denial>,
+    /// The first refusal of a policy not in dry-run mode.
+    pub refused: &'a mut Option<Denial>,
+}
+
+/// Judges charge `c` of policy `p` against its counter's `slot` (advanced to `now_ms`) and
+/// `limit`: the rate-limit gauge, and a denial when it does not fit. Returns whether it fits.
+/// The zone's counters and those Redis answers with are judged alike.
+pub fn judge(
+    p: &Policy,
+    c: &Charge,
+    limit: u64,
+    slot: &Slot,
+    now_ms: u64,
+    out: &mut Verdicts,
+) -> bool {
+    let used = slot.used(c.shape);
+    let fits = used.saturating_add(c.amount) <= limit;
+    let remaining_after = limit.saturating_sub(used.saturating_add(c.amount));
+    let gauge = Gauge {
+        limit,
+        remaining: if fits {
+            remaining_after
+        } else {
+            limit.saturating_sub(used)
+        },
+        reset_ms: if fits && c.amount > 0 {
+            slot.added_now_leaves_in_ms(c.shape, now_ms)
+        } else {
+            slot.reset_in_ms(c.shape, now_ms)
+        },
+    };
+    match (&p.rule, c.tokens) {
+        (Rule::Concurrency { .. }, _) => {}
+        (_, true) => RateHeaders::offer(&mut out.headers.tokens, gauge),
+        (_, false) => RateHeaders::offer(&mut out.headers.requests, gauge),
+    }
+    if fits {
+        return true;
+    }
+    let need = used.saturating_add(c.amount) - limit;
+    let retry_ms = if c.amount > limit {
+        // can never fit: the client should not hammer; a full window is a fair wait
+        slot.free_in_ms(c.shape, now_ms, used).or(Some(1000))
+    } else {
+        slot.free_in_ms(c.shape, now_ms, need).or(Some(1000))
+    };
+    let what = match (&p.rule, c.tokens) {
+        (Rule::Concurrency { .. }, _) => Limited::Concurrency,
+        (Rule::Quota { .. }, t) => Limited::Quota { tokens: t },
+        (_, true) => Limited::Tokens,
+        (_, false) => Limited::Requests,
+    };
+    let error = GatewayError::RateLimited {
+        what,
+        limit,
+        used,
+        requested: c.amount,
+    };
+    let d = deny(p, error, retry_ms.map(|ms| ms.div_ceil(1000).max(1)));
+    if p.dry_run {
+        out.dry_run.push(d);
+    } else {
+        out.refused.get_or_insert(d);
+    }
+    false
+}
+
+/// Gives back everything `takes` took (a request refused after its zone counters were
+/// taken: by Redis, or by its degraded part).
+pub fn refund(table: &mut Table, takes: &[Take]) {
+    for t in takes {
+        if let Some(slot) = table.get(t.slot) {
+            slot.adjust(t.shape, t.at, -i64::try_from(t.amount).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 /// Corrects token reservations with the request's actual total (prompt + completion);

@@ -40,6 +40,7 @@ fn facts<'a>(model: Option<&'a str>, max_output: Option<u64>, view: &'a View) ->
         model,
         max_output,
         view,
+        cluster: None,
     }
 }
 

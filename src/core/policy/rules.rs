@@ -13,13 +13,15 @@
 //!  "value": "internal", "action": "deny"}
 //! ```
 //! Every policy may also have `name`, `models` (globs: the policy applies to these models
-//! only), `per_model` (one counter per model instead of one for the namespace) and `dry_run`.
+//! only), `per_model` (one counter per model instead of one for the namespace) and `dry_run`;
+//! counting policies also `mode`, `on_failure` and `fail_open_fraction` (`core::cluster`).
 
 use serde_json::Value;
 
 use super::glob::Glob;
 use super::slot::{Period, Shape};
 use super::table::counter_key;
+use crate::core::cluster::{parse_policy_cluster, PolicyCluster, POLICY_FIELDS};
 use crate::core::config_error::ConfigError;
 use crate::core::fields::{at, duration_ms, err, flag, integer, object, required, string, Object};
 use crate::core::matcher::{Matcher, Operator, Source};
@@ -34,6 +36,8 @@ pub struct Policy {
     pub models: Vec<Glob>,
     pub per_model: bool,
     pub dry_run: bool,
+    /// `mode`, `on_failure`, `fail_open_fraction` (counting policies; see `core::cluster`).
+    pub cluster: PolicyCluster,
     pub rule: Rule,
     /// What defines the policy's counters: its id, its kind (requests or tokens) and its
     /// window or period, hashed once (see [`counter_identity`]).
@@ -241,7 +245,14 @@ fn parse_policy(v: &Value, path: &str) -> Result<Policy, ConfigError> {
         }
     };
     for key in obj.keys() {
-        if !COMMON.contains(&key.as_str()) && !extra.contains(&key.as_str()) {
+        let cluster_field = POLICY_FIELDS.contains(&key.as_str());
+        if cluster_field && !rule.is_counter() {
+            return err(
+                &at(path, key),
+                "only counting policies (requests, tokens, quota, concurrency) have a cluster mode",
+            );
+        }
+        if !COMMON.contains(&key.as_str()) && !extra.contains(&key.as_str()) && !cluster_field {
             return err(&at(path, key), "unknown field");
         }
     }
@@ -258,6 +269,7 @@ fn parse_policy(v: &Value, path: &str) -> Result<Policy, ConfigError> {
         );
     }
     let dry_run = flag(obj, path, "dry_run")?;
+    let cluster = parse_policy_cluster(obj, path)?;
     let id = match name {
         Some(n) => n.to_string(),
         None => derived_id(&rule, &models, per_model),
@@ -268,6 +280,7 @@ fn parse_policy(v: &Value, path: &str) -> Result<Policy, ConfigError> {
         models,
         per_model,
         dry_run,
+        cluster,
         rule,
     })
 }
