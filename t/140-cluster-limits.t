@@ -164,13 +164,15 @@ for my $n (@nodes) {
     my %pids = map { $_->{pid} => 1 } grep { $_->{pid} } @r;
     is(scalar(keys %pids), 6, 'all 6 workers answered');
 
+    my @all = @{ redis($rport, 'KEYS', "$P:lim:*") };
+    my @bad = grep { !/^\Q$P\E:lim:\{[a-z]+\}:([0-9a-f]{16}|done:\S+)$/ } @all;
+    is(scalar(@bad), 0, 'every key is a counter <P>:lim:{<namespace>}:<16 hex digits> (or a settlement marker)')
+        or diag("@bad");
     my @keys = lim_keys();
-    my @bad = grep { !/^\Q$P\E:lim:\{[a-z]+\}:[0-9a-f]{16}$/ } @keys;
-    is(scalar(@bad), 0, 'every limit key is <P>:lim:{<namespace>}:<16 hex digits>') or diag("@bad");
     my @exact = lim_keys('exact');
     is(scalar(@exact), 1, 'one key for the namespace');
     is(hash_sum($exact[0]), 100, '... a hash whose buckets hold 100') if @exact;
-    my @no_ttl = grep { redis($rport, 'PTTL', $_) < 0 } @keys;
+    my @no_ttl = grep { redis($rport, 'PTTL', $_) < 0 } @all;
     is(scalar(@no_ttl), 0, 'every limit key expires') or diag("@no_ttl");
 
     my $m1 = all_metrics();
@@ -226,9 +228,12 @@ for my $n (@nodes) {
         sleep 0.02;
     }
     is($held, $sum, "the window holds the sum of the usage the clients saw ($sum tokens)");
-    diag(sprintf '2. tokens: 60 requests (20 streamed) in %.2f s, %d tokens reported; the Redis window held %s %s',
+    my $markers = @{ redis($rport, 'KEYS', "$P:lim:{tok}:done:*") };
+    diag(sprintf '2. tokens: 60 requests (20 streamed) in %.2f s, %d tokens reported; the Redis window held %s %s; '
+        . '%d settlement markers left in Redis (TTL %s ms)',
         $sent, $sum, $held // 'nothing',
-        defined $waited ? sprintf('%.0f ms after the last response', $waited * 1000) : '(not equal after 3 s)');
+        defined $waited ? sprintf('%.0f ms after the last response', $waited * 1000) : '(not equal after 3 s)',
+        $markers, $markers ? redis($rport, 'PTTL', redis($rport, 'KEYS', "$P:lim:{tok}:done:*")->[0]) : '-');
 }
 
 ##########################################################################################
@@ -574,11 +579,12 @@ sub workers {
     return @w;
 }
 
-# The limit keys of the test's prefix (of one namespace).
+# The counter keys of the test's prefix (of one namespace), not the settlement markers
+# (<P>:lim:{<namespace>}:done:<id>).
 sub lim_keys {
     my $ns = shift;
     my $keys = redis($rport, 'KEYS', defined $ns ? "$P:lim:{$ns}:*" : "$P:lim:*");
-    my @sorted = sort @$keys;
+    my @sorted = sort grep { /:[0-9a-f]{16}$/ } @$keys;
     return @sorted;
 }
 
