@@ -12,6 +12,10 @@ Three nginx instances of the same binary (vendor/objs/nginx):
   full       the gateway with every policy type enabled for the bench namespace (limits
              that never refuse) and routing (ai_gateway_upstream, keepalive, the provider
              credential injected); gateway CPU.
+  exact      full with its counting policies held across nodes in Redis
+             (ai_gateway_cluster_limits mode=exact): a private redis-server pinned with the
+             load; one admit and one finish script per request; gateway CPU (Redis's own
+             CPU per request is reported apart).
 
 Rounds interleave the targets (plain, nometrics, gateway, ...) for each scenario:
 JSON, SSE in one buffer and SSE one event per write at concurrency 32 (req/s, CPU
@@ -45,6 +49,7 @@ MODULE = os.path.join(OBJS, "ngx_http_ai_gateway_module.so")
 WORK = os.path.join(ROOT, "vendor", "bench")
 
 PORTS = {"mock": 18101, "plain": 18102, "gateway": 18103, "nometrics": 18104, "full": 18105,
+         "exact": 18106, "redis": 18107,
          "deb_plain": 18112, "deb_lua": 18113, "deb_gateway": 18114, "deb_full": 18115}
 # Debian's own nginx, with a Lua layer doing the original gateway's work, next to the module
 # built for it (make debian)
@@ -67,7 +72,10 @@ LABELS = {"json_c32": "JSON", "sse_c32": "SSE, one buffer",
           "chunked_c32": "SSE, one write per event"}
 # the module's own mock streams one event per write, 1 ms apart (as a provider does)
 CHUNK_INTERVAL = "1ms"
-TARGETS = ["plain", "nometrics", "gateway", "full"]
+TARGETS = ["plain", "nometrics", "gateway", "full", "exact"]
+# targets counted by callgrind (exact mode's work is split between nginx and its runtime
+# thread waiting on Redis: timings below, not instructions)
+IR_TARGETS = ["plain", "nometrics", "gateway", "full"]
 
 TARGETS_TEXT = """\
 - Gateway without policies and routing: <= 1.10x plain proxy_pass CPU/request.
@@ -232,9 +240,13 @@ http {{
     gateway_location = PROXY.format(
         extra="            ai_gateway on;\n"
               "            proxy_set_header X-AI-Gateway-Namespace $ai_gateway_namespace;\n")
+    cluster = ("    ai_gateway_redis redis://127.0.0.1:%d prefix=bench timeout=1s;\n"
+               "    ai_gateway_cluster_limits mode=exact timeout=100ms;\n" % PORTS["redis"])
     for name, metrics in (("nometrics", ""), ("gateway", metrics_zone),
-                          ("full", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n")):
-        if name == "full":
+                          ("full", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n"),
+                          ("exact", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n"
+                           + cluster)):
+        if name in ("full", "exact"):
             upstreams = ("    upstream ai_gateway_targets { ai_gateway_upstream; keepalive 64; }\n")
             proxy = "".join(
                 "        location %s {\n            ai_gateway on;\n"
@@ -253,7 +265,8 @@ http {{
 {proxy}{exposition}    }}
 }}
 """.format(upstream=upstreams, port=PORTS[name], metrics=metrics,
-           exposition="        location = /metrics { ai_gateway_metrics; }\n" if name == "gateway" else "",
+           exposition="        location = /metrics { ai_gateway_metrics; }\n"
+           if name in ("gateway", "exact") else "",
            proxy=proxy)
     if debian_available():
         for name in DEB_TARGETS:
@@ -268,10 +281,10 @@ http {{
         with open(os.path.join(WORK, name, "conf", "nginx.conf"), "w") as f:
             f.write(text)
 
-    for name in ("nometrics", "gateway", "full") + (("deb_gateway", "deb_full")
-                                                   if debian_available() else ()):
+    for name in ("nometrics", "gateway", "full", "exact") + (("deb_gateway", "deb_full")
+                                                            if debian_available() else ()):
         with open(os.path.join(WORK, name, "conf", "gateway.json"), "w") as f:
-            json.dump(gateway_config(full=name.endswith("full")), f)
+            json.dump(gateway_config(full=name.endswith(("full", "exact"))), f)
     for stream in (False, True):
         name = "sse" if stream else "json"
         body = request_body(stream)
@@ -466,7 +479,7 @@ def check(name, path, stream):
             "http://127.0.0.1:%d%s" % (PORTS[name], path)], input=body.decode())
     ok = r.stdout.startswith("HTTP/1.1 200") and ("[DONE]" in r.stdout if stream
                                                  else '"usage"' in r.stdout)
-    if name == "full":
+    if name in ("full", "exact"):
         ok = ok and "x-ratelimit-remaining-tokens:" in r.stdout.lower()
     if not ok:
         sys.exit("%s %s did not answer as expected:\n%s" % (name, path, r.stdout[:500]))
@@ -612,6 +625,43 @@ def fmt_us(ns):
     return "%.2f us" % (ns / 1000) if ns >= 1000 else "%.0f ns" % ns
 
 
+def start_redis():
+    """A private redis-server for the exact target, pinned with the load; its process."""
+    if not shutil.which("redis-server"):
+        sys.exit("redis-server is required (make deps installs it)")
+    d = os.path.join(WORK, "redis")
+    os.makedirs(d, exist_ok=True)
+    proc = subprocess.Popen(
+        ["taskset", "-c", CPU_LOAD, "redis-server", "--port", str(PORTS["redis"]), "--bind",
+         "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", d],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        r = sh(["redis-cli", "-p", str(PORTS["redis"]), "ping"])
+        if r.stdout.strip() == "PONG":
+            return proc
+        time.sleep(0.05)
+    sys.exit("redis-server did not start")
+
+
+def redis_cpu_seconds(proc):
+    with open("/proc/%d/stat" % proc.pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_calls():
+    """The exact target's Redis calls so far, by operation and result."""
+    r = sh(["curl", "-s", "http://127.0.0.1:%d/metrics" % PORTS["exact"]])
+    calls = {}
+    for op, result, v in re.findall(
+            r'^gateway_redis_calls_total\{op="(\w+)",result="(\w+)"\} (\S+)$', r.stdout, re.M):
+        calls[(op, result)] = float(v)
+    degraded = sum(float(v) for v in re.findall(
+        r"^gateway_cluster_limit_degraded_total\{.*\} (\S+)$", r.stdout, re.M))
+    calls[("degraded", "all")] = degraded
+    return calls
+
+
 def scrape_metrics():
     """The gateway target's own count of what it served, from its /metrics."""
     r = sh(["curl", "-s", "http://127.0.0.1:%d/metrics" % PORTS["gateway"]])
@@ -722,6 +772,44 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
             ratio(scen, "cpu_us", "gateway", "full"), pol, pol / ir[("plain", scen)],
             pol - ir[("gateway", scen)], added))
     w("")
+    w("## Cluster limits: exact mode against local, concurrency 32 and 1\n")
+    w("`exact` is `full` with its four counting policies (concurrency, requests, tokens, quota) "
+      "held in Redis (`ai_gateway_cluster_limits mode=exact`; a private redis-server on the load "
+      "CPU): each request is parked while one admit script takes its counters, and one finish "
+      "script settles the tokens and releases the lease at its end. `full` keeps the same "
+      "counters in the local zone. Gateway CPU is the nginx process (its runtime thread "
+      "included); Redis's own CPU per request is shown apart.\n")
+    w("| response | full CPU us/req | exact CPU us/req | exact / full | exact / plain | Redis CPU us/req | full req/s | exact req/s |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for scen, _, _, _ in C32:
+        w("| %s | %.1f | %.1f | **%.3f** | %.3f | %.1f | %.0f | %.0f |" % (
+            LABELS[scen], cell("full", scen, "cpu_us"), cell("exact", scen, "cpu_us"),
+            ratio(scen, "cpu_us", "full", "exact"), ratio(scen, "cpu_us", "plain", "exact"),
+            cell("exact", scen, "redis_cpu_us"), cell("full", scen, "rps"),
+            cell("exact", scen, "rps")))
+    w("")
+    w("| concurrency 1 | full p50 | exact p50 | added p50 | full p99 | exact p99 | added p99 |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    for scen, label in (("json_c1", "JSON"), ("sse_c1", "SSE, one buffer")):
+        a50 = median([e["p50"] - f["p50"] for f, e in zip(results[("full", scen)],
+                                                         results[("exact", scen)])])
+        a99 = median([e["p99"] - f["p99"] for f, e in zip(results[("full", scen)],
+                                                         results[("exact", scen)])])
+        w("| %s | %.0f us | %.0f us | **%+.0f us** | %.0f us | %.0f us | %+.0f us |" % (
+            label, cell("full", scen, "p50"), cell("exact", scen, "p50"), a50,
+            cell("full", scen, "p99"), cell("exact", scen, "p99"), a99))
+    w("")
+    redis = scrape.get("redis", {})
+    n = max(scrape.get("exact_requests", 0), 1)
+    w("Redis calls per request of the exact target over the whole run (from its "
+      "`gateway_redis_calls_total`): admit %.2f, finish %.2f, renew %.3f; calls that failed "
+      "or timed out: %d; requests decided without Redis: %d.\n" % (
+          sum(v for (op, _), v in redis.items() if op == "admit") / n,
+          sum(v for (op, _), v in redis.items() if op == "finish") / n,
+          sum(v for (op, _), v in redis.items() if op == "renew") / n,
+          sum(v for (op, res), v in redis.items()
+              if op != "degraded" and res in ("error", "timeout")),
+          redis.get(("degraded", "all"), 0)))
     w("## Latency, concurrency 1\n")
     w("| response | plain p50 | gateway p50 | added p50 | plain p99 | gateway p99 | added p99 | CPU us/req ratio |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -922,6 +1010,7 @@ def main():
     micro = micro_benchmarks(quick)
 
     write_configs()
+    redis = start_redis()
     pids = {"mock": start("mock", CPU_LOAD)}
     for t in TARGETS:
         pids[t] = start(t, CPU_GATEWAY)
@@ -939,16 +1028,25 @@ def main():
         scrape_before = scrape_metrics()
         rss = {t: [rss_kb(pids[t]), 0, 0, pss_kb(pids[t]), 0] for t in TARGETS}
         results = {(t, s[0]): [] for t in TARGETS for s in SCENARIOS}
+        calls_before = redis_calls()
         for rnd in range(args.rounds):
             for scen, path, stream, conns in SCENARIOS:
                 for t in TARGETS:
+                    redis0 = redis_cpu_seconds(redis)
                     r = wrk(t, path, stream, conns, args.duration, pids[t])
+                    if t == "exact":
+                        r["redis_cpu_us"] = ((redis_cpu_seconds(redis) - redis0) * 1e6
+                                             / max(r["requests"], 1))
                     results[(t, scen)].append(r)
                     rss[t][2] += r["requests"]
                     print("round %d %-9s %-8s %8.0f req/s %7.1f us/req CPU  p50 %5d us  p99 %6d us%s"
                           % (rnd + 1, scen, t, r["rps"], r["cpu_us"], r["p50"], r["p99"],
                              "  ERRORS %d" % r["errors"] if r["errors"] else ""), flush=True)
         scrape = scrape_metrics()
+        calls_after = redis_calls()
+        scrape["redis"] = {k: v - calls_before.get(k, 0) for k, v in calls_after.items()}
+        scrape["exact_requests"] = sum(r["requests"] for s in SCENARIOS
+                                       for r in results[("exact", s[0])])
         scrape["counted"] = scrape["requests"] - scrape_before["requests"]
         scrape["cut"] = args.rounds * sum(c for _, _, _, c in SCENARIOS)
         for t in TARGETS:
@@ -957,7 +1055,7 @@ def main():
             stop(pids.pop(t))
         count = 200 if quick else 2000
         ir = {}
-        for t in TARGETS:
+        for t in IR_TARGETS:
             for scen, path, stream, _ in C32:
                 # the paced stream takes ~35 ms a request: fewer of them
                 n = count if scen != "chunked_c32" else max(count // 5, 40)
@@ -967,6 +1065,8 @@ def main():
     finally:
         for pid in pids.values():
             stop(pid)
+        redis.terminate()
+        redis.wait(timeout=30)
 
     deb = debian_rounds(args, quick) if debian_available() else None
 

@@ -318,6 +318,7 @@ fn policies() {
         model: Some("gpt-4o-mini"),
         max_output: Some(256),
         view: &view,
+        cluster: None,
     };
     let mut header = TableHeader::default();
     let mut slots = vec![Slot::default(); 4096];

@@ -12,9 +12,10 @@ use ngx::ffi::{
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ERR, NGX_LOG_INFO,
     NGX_LOG_WARN,
 };
-use ngx::http::HttpModuleLocationConf;
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 
 use super::body::{replace_request_body, request_body};
+use super::cluster;
 use super::ctx::{self, Phase, RequestCtx};
 use super::failover;
 use super::guard::guard;
@@ -26,8 +27,9 @@ use super::route::{health_zone, NgxEnv};
 use super::snapshot;
 use crate::core::error::GatewayError;
 use crate::core::identify::{bearer_token, plain_key, ClientKey};
-use crate::core::pipeline::{self, Request, Verdict};
+use crate::core::pipeline::{self, Decision, Request, Verdict};
 use crate::core::request::is_json_content_type;
+use crate::runtime::cluster::Hold;
 
 const DECLINED: ngx_int_t = NGX_DECLINED as ngx_int_t;
 const DONE: ngx_int_t = NGX_DONE as ngx_int_t;
@@ -98,8 +100,28 @@ unsafe extern "C" fn ngx_http_ai_gateway_body_handler(r: *mut ngx_http_request_t
     let log = unsafe { (*(*r).connection).log };
     let started = Instant::now();
     let status = guard(log, SERVER_ERROR, || unsafe { decide(r) });
+    // SAFETY: r is live.
+    unsafe {
+        if status == cluster::PARKED {
+            // waits for Redis; cluster::resume goes on from here
+            if let Some(ctx) = ctx::get(r) {
+                ctx.overhead_ns += started.elapsed().as_nanos() as u64;
+            }
+            return;
+        }
+        proceed(r, status, started);
+    }
+}
+
+/// Stores the access decision (`status`) and runs the phases again (the access handler then
+/// returns it).
+///
+/// # Safety
+/// `r` must be a live main request whose body has been read.
+pub(super) unsafe fn proceed(r: *mut ngx_http_request_t, status: ngx_int_t, started: Instant) {
     // SAFETY: r is live; resuming the phase engine is what nginx's own body handlers do.
     unsafe {
+        let log = (*(*r).connection).log;
         if let Some(ctx) = ctx::get(r) {
             ctx.phase = Phase::Decided;
             ctx.status = status;
@@ -120,7 +142,7 @@ unsafe extern "C" fn ngx_http_ai_gateway_body_handler(r: *mut ngx_http_request_t
 }
 
 /// Runs the pipeline on the read body and maps its decision onto the request; returns
-/// `NGX_DECLINED` or a status.
+/// `NGX_DECLINED`, a status, or [`cluster::PARKED`] (Redis is asked first).
 unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: r is live and its body has been read; ctx was created by the access handler.
     unsafe {
@@ -142,6 +164,7 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
         let content_type = (!req.headers_in.content_type.is_null())
             .then(|| (*req.headers_in.content_type).value.as_bytes());
         let lcf = Module::location_conf(req);
+        let mcf = Module::main_conf(req);
         let key = client_key(req).map(ClientKey::new);
         ctx.key = key;
         let request = Request {
@@ -151,7 +174,7 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
             uri: req.uri.as_bytes(),
             routed: lcf.is_some_and(|l| l.route()),
             stream_usage: lcf.is_some_and(|l| l.stream_usage()),
-            cluster: None,
+            cluster: mcf.and_then(|m| m.cluster.as_ref()),
         };
         let zone = health_zone(r);
         let mut env = NgxEnv { zone };
@@ -161,7 +184,31 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
             &NgxIncoming { r: req },
             &mut env,
         );
+        if d.ask.is_some() && matches!(d.verdict, Verdict::Allow) {
+            return cluster::ask(r, d);
+        }
+        apply(r, d, None)
+    }
+}
 
+/// Maps a decision onto the request: its context, log lines, new body; returns
+/// `NGX_DECLINED` or a status. `hold`: what the request holds in Redis.
+///
+/// # Safety
+/// `r` must be a live main request whose body has been read, with its context.
+pub(super) unsafe fn apply(
+    r: *mut ngx_http_request_t,
+    d: Decision,
+    hold: Option<Hold>,
+) -> ngx_int_t {
+    // SAFETY: as the caller's.
+    unsafe {
+        let log = (*(*r).connection).log;
+        let Some(ctx) = ctx::get(r) else {
+            return SERVER_ERROR;
+        };
+        let lcf = Module::location_conf(&*r);
+        let zone = health_zone(r);
         ctx.namespace = d.namespace;
         ctx.via = d.via;
         ctx.summary = d.summary;
@@ -173,7 +220,7 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
             }
         }
         let zone = if d.took_counters { zone } else { None };
-        ctx.policy = Some(Box::new(PolicyState::new(d.policy, zone)));
+        ctx.policy = Some(Box::new(PolicyState::new(d.policy, zone, hold)));
         match d.verdict {
             Verdict::Reject {
                 error,

@@ -8,6 +8,7 @@ use ngx::ffi::{ngx_shm_zone_t, ngx_uint_t};
 use ngx::http::{Merge, MergeConfigError};
 
 use super::peer_guard::Wrapped;
+use crate::core::cluster::Node;
 use crate::core::seal::SealKey;
 use crate::core::snapshot::Snapshot;
 use crate::runtime::admin::db::MysqlSettings;
@@ -50,6 +51,8 @@ pub struct MainConf {
     pub bootstrap: Option<Bootstrap>,
     /// Whether some location serves `ai_gateway_admin` (which needs MySQL).
     pub admin_served: bool,
+    /// `ai_gateway_cluster_limits`: counting policies hold across nodes (Redis).
+    pub cluster: Option<Node>,
 }
 
 /// Settings of `ai_gateway_mock_provider`.

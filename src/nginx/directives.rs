@@ -34,6 +34,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
 use super::admin_conf::{cmd_admin, cmd_admin_bootstrap, cmd_mysql};
+use super::cluster_conf::cmd_cluster_limits;
 use super::conf::{LocConf, MainConf, MockSettings};
 use super::config_source::{cmd_config_source, cmd_redis};
 use super::config_status::ngx_http_ai_gateway_config_status_handler;
@@ -50,7 +51,7 @@ use super::token_service::ngx_http_ai_gateway_token_service_handler;
 use crate::core::snapshot::Source;
 use crate::runtime::load;
 
-pub static mut COMMANDS: [ngx_command_t; 19] = [
+pub static mut COMMANDS: [ngx_command_t; 20] = [
     ngx_command_t {
         name: ngx_string!("ai_gateway_config"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -147,6 +148,14 @@ pub static mut COMMANDS: [ngx_command_t; 19] = [
         name: ngx_string!("ai_gateway_redis"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
         set: Some(cmd_redis),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_cluster_limits"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_ANY) as ngx_uint_t,
+        set: Some(cmd_cluster_limits),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
         offset: 0,
         post: std::ptr::null_mut(),

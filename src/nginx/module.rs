@@ -16,7 +16,7 @@ use super::conf::{LocConf, MainConf};
 use super::directives::COMMANDS;
 use super::guard::guard;
 use super::log_phase::ngx_http_ai_gateway_log_handler;
-use super::{admin_conf, config_source, filter, peer_guard, vars};
+use super::{admin_conf, cluster_conf, config_source, filter, peer_guard, vars};
 
 pub struct Module;
 
@@ -75,6 +75,7 @@ impl HttpModule for Module {
             let mcf = &mut *(conf as *mut MainConf);
             if let Err(e) = config_source::init_main_conf(cf, mcf)
                 .and_then(|()| admin_conf::init_main_conf(mcf))
+                .and_then(|()| cluster_conf::init_main_conf(mcf))
             {
                 ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
                 return NGX_CONF_ERROR as *mut c_char;
@@ -166,6 +167,7 @@ unsafe extern "C" fn ngx_http_ai_gateway_init_process(cycle: *mut ngx_cycle_t) -
     guard(log, NGX_OK as ngx_int_t, || unsafe {
         config_source::init_process(cycle);
         admin_conf::init_process(cycle);
+        cluster_conf::init_process(cycle);
         NGX_OK as ngx_int_t
     })
 }
@@ -175,6 +177,7 @@ unsafe extern "C" fn ngx_http_ai_gateway_exit_process(cycle: *mut ngx_cycle_t) {
     let log = unsafe { (*cycle).log };
     guard(log, (), || unsafe {
         admin_conf::exit_process();
+        cluster_conf::exit_process();
         config_source::exit_process()
     });
 }

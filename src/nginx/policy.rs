@@ -12,6 +12,7 @@ use crate::core::pipeline::PolicyOutcome;
 use crate::core::policy::slot::Shape;
 use crate::core::policy::{release, reset_text, settle, Denial};
 use crate::core::short_text::decimal;
+use crate::runtime::cluster::Hold;
 
 /// What the policies decided for a request (the pipeline's outcome, read through `Deref`),
 /// and the zone its counters were taken from; dropped with the request context, which gives
@@ -19,6 +20,8 @@ use crate::core::short_text::decimal;
 pub struct PolicyState {
     zone: Option<LimitZone>,
     outcome: PolicyOutcome,
+    /// What the request holds in Redis (settled and released when dropped).
+    hold: Option<Hold>,
 }
 
 impl std::ops::Deref for PolicyState {
@@ -47,15 +50,26 @@ impl Drop for PolicyState {
 impl PolicyState {
     /// The state of what the pipeline decided; `zone` is the table counters were taken
     /// from (given back through it).
-    pub fn new(mut outcome: PolicyOutcome, zone: Option<LimitZone>) -> PolicyState {
+    pub fn new(
+        mut outcome: PolicyOutcome,
+        zone: Option<LimitZone>,
+        hold: Option<Hold>,
+    ) -> PolicyState {
         // logged already: not kept for the request's life
         outcome.denials = Vec::new();
-        PolicyState { zone, outcome }
+        PolicyState {
+            zone,
+            outcome,
+            hold,
+        }
     }
 }
 
 /// Settles token reservations with the request's actual usage (log phase).
 pub fn settle_tokens(state: &mut PolicyState, total: Option<u64>) {
+    if let Some(hold) = state.hold.as_mut() {
+        hold.settle(total);
+    }
     let Some(zone) = state.zone else {
         return;
     };
@@ -137,7 +151,7 @@ pub unsafe fn add_headers(r: *mut ngx_http_request_t, state: &PolicyState) -> bo
             ok &= add_response_header(r, names[1], decimal(g.remaining).as_str());
             ok &= add_response_header(r, names[2], reset_text(g.reset_ms).as_str());
         }
-        if status == 429 {
+        if status == 429 || status == 503 {
             if let Some(s) = state.retry_after_s {
                 ok &= add_response_header(r, "Retry-After", decimal(s).as_str());
             }

@@ -5,5 +5,6 @@
 //! here touches nginx memory.
 
 pub mod admin;
+pub mod cluster;
 pub mod load;
 pub mod redis_source;

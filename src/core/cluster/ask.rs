@@ -30,7 +30,7 @@ impl Kind {
             Shape::Window { ms } => Some(Kind::Window(ms)),
             Shape::Quota(p) => Some(Kind::Quota(p)),
             Shape::Concurrency => Some(Kind::Leases),
-            Shape::Health => None,
+            Shape::Health | Shape::Sync => None,
         }
     }
 
@@ -158,9 +158,7 @@ impl Ask {
         let mut headers = RateHeaders::default();
         let mut dry_run = Vec::new();
         let mut refused: Option<Denial> = None;
-        let mut takes = Vec::with_capacity(self.counters.len());
-        for ((counter, charge), r) in self.counters.iter().zip(&self.charges).zip(&reply.counters)
-        {
+        for (charge, r) in self.charges.iter().zip(&reply.counters) {
             let Some(p) = policies.get(charge.index) else {
                 return Err(None);
             };
@@ -177,17 +175,10 @@ impl Ask {
                     refused: &mut refused,
                 },
             );
-            takes.push(RemoteTake {
-                key: counter.key.clone(),
-                kind: counter.kind,
-                at: r.at,
-                amount: counter.amount,
-                tokens: counter.tokens,
-            });
         }
         if reply.refused == 0 {
             return Ok(RemoteAdmission {
-                takes,
+                takes: takes_of(self, reply),
                 headers,
                 dry_run,
             });
@@ -209,6 +200,21 @@ impl Ask {
             exact_needed: false,
         })))
     }
+}
+
+/// What an admitted request took: each counter's amount where the script put it.
+pub fn takes_of(ask: &Ask, reply: &Reply) -> Vec<RemoteTake> {
+    ask.counters
+        .iter()
+        .zip(&reply.counters)
+        .map(|(c, r)| RemoteTake {
+            key: c.key.clone(),
+            kind: c.kind,
+            at: r.at,
+            amount: c.amount,
+            tokens: c.tokens,
+        })
+        .collect()
 }
 
 /// A counter as the zone's code sees it, from what Redis answered (`now_ms`: Redis's time).
@@ -248,8 +254,7 @@ pub fn settlement(takes: &[RemoteTake], actual: Option<u64>, refund_all: bool) -
             (Kind::Leases, _, _) => -1,
             (_, true, _) => -i64::try_from(t.amount).unwrap_or(i64::MAX),
             (_, false, Some(a)) if t.tokens => {
-                (a as i128 - t.amount as i128).clamp(i64::MIN as i128 + 1, i64::MAX as i128)
-                    as i64
+                (a as i128 - t.amount as i128).clamp(i64::MIN as i128 + 1, i64::MAX as i128) as i64
             }
             _ => 0,
         };

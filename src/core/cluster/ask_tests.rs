@@ -133,7 +133,10 @@ fn a_refusal_is_the_zone_limiters_refusal() {
         }
     );
     // the oldest bucket (cur - 20) leaves the window when bucket cur + 1 begins
-    assert_eq!(r.denial.retry_after_s, Some(((cur + 1) * 3000 - now).div_ceil(1000)));
+    assert_eq!(
+        r.denial.retry_after_s,
+        Some(((cur + 1) * 3000 - now).div_ceil(1000))
+    );
     assert_eq!(r.headers.requests.unwrap().remaining, 0);
 }
 

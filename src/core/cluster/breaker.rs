@@ -18,10 +18,16 @@ pub enum Gate {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
-    Open { until_ms: u64 },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until_ms: u64,
+    },
     /// A probe is out; `since_ms` bounds how long it may take before another is allowed.
-    Probing { since_ms: u64 },
+    Probing {
+        since_ms: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -8,7 +8,13 @@
 //! - `exact`: one atomic Redis script per request checks and takes every cluster counter of
 //!   the request's namespace (time from Redis), settles token reservations at the end and
 //!   holds concurrency as leases with an expiry.
+//! - `approximate` (windows): admission in the node's zone against the node's allowance, a
+//!   share of what the cluster had left at the last sync; one task per node sends the node's
+//!   deltas every `sync` ms and learns the cluster's total ([`approx`]). Quotas and
+//!   concurrency in this mode are exact (a quota's overshoot would last its period; leases
+//!   cannot drift).
 
+pub mod approx;
 pub mod ask;
 pub mod breaker;
 
@@ -22,6 +28,7 @@ use crate::core::fields::{at, err, string, Object};
 pub enum Mode {
     Local,
     Exact,
+    Approximate,
 }
 
 /// What a cluster policy does while Redis cannot be reached.
@@ -60,6 +67,8 @@ pub struct Defaults {
     pub mode: Mode,
     pub on_failure: OnFailure,
     pub fraction: Fraction,
+    /// `Node::stale_ms`.
+    pub stale_ms: u64,
 }
 
 impl Default for Defaults {
@@ -68,6 +77,7 @@ impl Default for Defaults {
             mode: Mode::Exact,
             on_failure: OnFailure::Open,
             fraction: 500,
+            stale_ms: 1000,
         }
     }
 }
@@ -86,6 +96,10 @@ pub struct Node {
     pub probe_ms: u64,
     /// A concurrency lease's life (renewed while its request runs).
     pub lease_ms: u64,
+    /// How often the node syncs its approximate counters.
+    pub sync_ms: u64,
+    /// This node's name among the nodes sharing approximate counters.
+    pub name: String,
 }
 
 impl Node {
@@ -97,7 +111,15 @@ impl Node {
             breaker: 3,
             probe_ms: 1000,
             lease_ms: 10_000,
+            sync_ms: 100,
+            name: String::new(),
         }
+    }
+
+    /// How old the last sync of an approximate counter may be before the node takes Redis
+    /// as unreachable for it.
+    pub fn stale_ms(&self) -> u64 {
+        (self.sync_ms.saturating_mul(5) + self.timeout_ms).max(500)
     }
 }
 
@@ -106,20 +128,29 @@ impl Node {
 pub struct Remote {
     pub on_failure: OnFailure,
     pub fraction: Fraction,
+    /// The counter is approximate (in the zone, synced), not taken in Redis per request.
+    pub approximate: bool,
+    /// How old an approximate counter's last sync may be (`Node::stale_ms`).
+    pub stale_ms: u64,
 }
 
 impl PolicyCluster {
     /// `Some` when the policy's counters live in Redis on a node with `defaults` (`None`:
     /// the node has no cluster limits, everything is local).
-    pub fn resolve(&self, defaults: Option<&Defaults>) -> Option<Remote> {
+    /// `window`: the policy counts in a sliding window (only windows are approximate).
+    pub fn resolve(&self, defaults: Option<&Defaults>, window: bool) -> Option<Remote> {
         let d = defaults?;
-        match self.mode.unwrap_or(d.mode) {
-            Mode::Local => None,
-            Mode::Exact => Some(Remote {
-                on_failure: self.on_failure.unwrap_or(d.on_failure),
-                fraction: self.fraction.unwrap_or(d.fraction),
-            }),
-        }
+        let approximate = match self.mode.unwrap_or(d.mode) {
+            Mode::Local => return None,
+            Mode::Exact => false,
+            Mode::Approximate => window,
+        };
+        Some(Remote {
+            on_failure: self.on_failure.unwrap_or(d.on_failure),
+            fraction: self.fraction.unwrap_or(d.fraction),
+            approximate,
+            stale_ms: d.stale_ms,
+        })
     }
 }
 
@@ -135,7 +166,7 @@ pub fn parse_policy_cluster(obj: &Object, path: &str) -> Result<PolicyCluster, C
             None => {
                 return err(
                     &at(path, "mode"),
-                    format!("must be \"local\" or \"exact\", not \"{m}\""),
+                    format!("must be \"local\", \"exact\" or \"approximate\", not \"{m}\""),
                 )
             }
         },
@@ -175,6 +206,7 @@ pub fn parse_mode(s: &str) -> Option<Mode> {
     match s {
         "local" => Some(Mode::Local),
         "exact" => Some(Mode::Exact),
+        "approximate" => Some(Mode::Approximate),
         _ => None,
     }
 }
@@ -209,15 +241,21 @@ mod tests {
 
     #[test]
     fn policy_fields() {
-        let c = parse(serde_json::json!({"mode": "exact", "on_failure": "fail_closed",
-            "fail_open_fraction": 0.25}))
+        let c = parse(
+            serde_json::json!({"mode": "exact", "on_failure": "fail_closed",
+            "fail_open_fraction": 0.25}),
+        )
         .unwrap();
         assert_eq!(c.mode, Some(Mode::Exact));
         assert_eq!(c.on_failure, Some(OnFailure::Closed));
         assert_eq!(c.fraction, Some(250));
-        assert_eq!(parse(serde_json::json!({})).unwrap(), PolicyCluster::default());
+        assert_eq!(
+            parse(serde_json::json!({})).unwrap(),
+            PolicyCluster::default()
+        );
         for bad in [
             serde_json::json!({"mode": "approx"}),
+            serde_json::json!({"mode": "Exact"}),
             serde_json::json!({"mode": 1}),
             serde_json::json!({"on_failure": "open"}),
             serde_json::json!({"fail_open_fraction": 0}),
@@ -232,36 +270,47 @@ mod tests {
     fn resolution_against_the_node() {
         let d = Defaults::default();
         let none = PolicyCluster::default();
-        assert_eq!(none.resolve(None), None);
+        assert_eq!(none.resolve(None, true), None);
         assert_eq!(
-            none.resolve(Some(&d)),
+            none.resolve(Some(&d), true),
             Some(Remote {
                 on_failure: OnFailure::Open,
-                fraction: 500
+                fraction: 500,
+                approximate: false,
+                stale_ms: 1000
             })
         );
         let local = PolicyCluster {
             mode: Some(Mode::Local),
             ..none
         };
-        assert_eq!(local.resolve(Some(&d)), None);
+        assert_eq!(local.resolve(Some(&d), true), None);
         let node_local = Defaults {
             mode: Mode::Local,
             ..d
         };
-        assert_eq!(none.resolve(Some(&node_local)), None);
+        assert_eq!(none.resolve(Some(&node_local), true), None);
         let own = PolicyCluster {
             mode: Some(Mode::Exact),
             on_failure: Some(OnFailure::Closed),
             fraction: Some(100),
         };
         assert_eq!(
-            own.resolve(Some(&node_local)),
+            own.resolve(Some(&node_local), true),
             Some(Remote {
                 on_failure: OnFailure::Closed,
-                fraction: 100
+                fraction: 100,
+                approximate: false,
+                stale_ms: 1000
             })
         );
+        // approximate applies to windows; quotas and concurrency stay exact
+        let approx = PolicyCluster {
+            mode: Some(Mode::Approximate),
+            ..none
+        };
+        assert!(approx.resolve(Some(&d), true).unwrap().approximate);
+        assert!(!approx.resolve(Some(&d), false).unwrap().approximate);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct RenderInfo<'a> {
     pub config_sha256: &'a str,
     /// Set when the Redis configuration source is configured.
     pub sync: Option<SyncInfo<'a>>,
+    /// Set when cluster limits are configured (`ai_gateway_cluster_limits`).
+    pub cluster: bool,
     pub module_version: &'a str,
     pub nginx_version: &'a str,
 }
@@ -435,6 +437,9 @@ pub fn render(store: &Store, info: &RenderInfo) -> String {
     if let Some(sync) = info.sync {
         render_sync(&mut out, store, &sync);
     }
+    if info.cluster {
+        render_cluster(&mut out, store);
+    }
     let name = "gateway_build_info";
     header(
         &mut out,
@@ -476,6 +481,59 @@ pub fn render(store: &Store, info: &RenderInfo) -> String {
     );
     sample(&mut out, name, &[], store.dropped());
     out
+}
+
+/// `le` values of the Redis call buckets (seconds), as written.
+const REDIS_LE: [&str; 11] = [
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+    "0.25",
+];
+const REDIS_OPS: [&str; super::store::REDIS_OPS] = ["admit", "finish", "renew", "probe", "sync"];
+const REDIS_OUTCOMES: [&str; super::store::REDIS_OUTCOMES] = ["ok", "error", "timeout"];
+
+/// The cluster limits' metrics.
+fn render_cluster(out: &mut String, store: &Store) {
+    let name = "gateway_redis_calls_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Redis calls of the cluster limits, by operation and result.",
+    );
+    let calls = store.redis_calls();
+    for (o, op) in REDIS_OPS.iter().enumerate() {
+        for (r, result) in REDIS_OUTCOMES.iter().enumerate() {
+            let n = calls[o * REDIS_OUTCOMES.len() + r];
+            sample(out, name, &[("op", op), ("result", result)], n);
+        }
+    }
+    let name = "gateway_redis_call_duration_seconds";
+    header(
+        out,
+        name,
+        "histogram",
+        "Duration of the cluster limits' Redis calls (timeouts included).",
+    );
+    let d = load(store.redis_duration());
+    histogram(out, name, &[], &d, &REDIS_LE, 1e6);
+    let (opened, open, closed) = store.cluster_counts();
+    let name = "gateway_redis_breaker_opened_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Times a worker's circuit breaker in front of Redis opened.",
+    );
+    sample(out, name, &[], opened);
+    let name = "gateway_cluster_limit_degraded_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Requests decided without Redis: limited on the node (fail_open) or refused (fail_closed).",
+    );
+    sample(out, name, &[("on_failure", "fail_open")], open);
+    sample(out, name, &[("on_failure", "fail_closed")], closed);
 }
 
 /// The configuration sync metrics (Redis source).
@@ -535,6 +593,7 @@ mod tests {
             config_source: "file",
             config_sha256: "ab12",
             sync: None,
+            cluster: false,
             module_version: "0.1.0",
             nginx_version: "1.28.3",
         }

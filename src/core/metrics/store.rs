@@ -21,7 +21,7 @@ pub const OVERHEAD_BOUNDS_NS: [u64; 10] = [
 ];
 
 /// "aigwmtr" and the layout version: a zone with another layout is never reused.
-const MAGIC: u64 = 0x6169_6777_6d74_7202;
+const MAGIC: u64 = 0x6169_6777_6d74_7203;
 
 const H_MAGIC: usize = 0;
 const H_CAPACITY: usize = 1;
@@ -38,8 +38,20 @@ const H_SYNC_SUCCESS: usize = H_SYNC_APPLIED + 1;
 const H_SYNC_ERRORS: usize = H_SYNC_SUCCESS + 1;
 /// Error reasons the header has words for.
 pub const SYNC_REASONS: usize = 7;
-const HEADER_WORDS: usize = 32;
-const _: () = assert!(H_SYNC_ERRORS + SYNC_REASONS <= HEADER_WORDS);
+/// Cluster limits: Redis calls by operation and outcome, their duration, breaker openings,
+/// requests decided without Redis (`fail_open`, `fail_closed`).
+const H_REDIS_CALLS: usize = H_SYNC_ERRORS + SYNC_REASONS;
+pub const REDIS_OPS: usize = 5;
+pub const REDIS_OUTCOMES: usize = 3;
+const H_REDIS_DURATION: usize = H_REDIS_CALLS + REDIS_OPS * REDIS_OUTCOMES;
+/// Upper bounds (µs) of the Redis call duration histogram buckets.
+pub const REDIS_BOUNDS_US: [u64; 11] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+];
+const H_BREAKER_OPENED: usize = H_REDIS_DURATION + REDIS_BOUNDS_US.len() + 2;
+const H_DEGRADED: usize = H_BREAKER_OPENED + 1;
+const HEADER_WORDS: usize = 64;
+const _: () = assert!(H_DEGRADED + 2 <= HEADER_WORDS);
 
 /// Words of a histogram: one per bucket, the `+Inf` bucket, the sum.
 pub(super) const HIST_WORDS: usize = DURATION_BOUNDS_MS.len() + 2;
@@ -462,6 +474,44 @@ impl<'a> Store<'a> {
     /// The overhead histogram words.
     pub(super) fn overhead(&self) -> &'a [AtomicU64] {
         &self.w[H_OVERHEAD..H_OVERHEAD + OVERHEAD_BOUNDS_NS.len() + 2]
+    }
+
+    /// A Redis call (`op` < [`REDIS_OPS`], `outcome` < [`REDIS_OUTCOMES`]) took `micros`.
+    pub fn redis_call(&self, op: usize, outcome: usize, micros: u64) {
+        if op < REDIS_OPS && outcome < REDIS_OUTCOMES {
+            self.w[H_REDIS_CALLS + op * REDIS_OUTCOMES + outcome].fetch_add(1, Relaxed);
+        }
+        observe(self.redis_duration(), &REDIS_BOUNDS_US, micros);
+    }
+
+    /// Redis calls by `op * REDIS_OUTCOMES + outcome`.
+    pub fn redis_calls(&self) -> [u64; REDIS_OPS * REDIS_OUTCOMES] {
+        std::array::from_fn(|i| self.get(H_REDIS_CALLS + i))
+    }
+
+    /// The Redis call duration histogram words.
+    pub(super) fn redis_duration(&self) -> &'a [AtomicU64] {
+        &self.w[H_REDIS_DURATION..H_REDIS_DURATION + REDIS_BOUNDS_US.len() + 2]
+    }
+
+    /// A worker's breaker opened.
+    pub fn breaker_opened(&self) {
+        self.w[H_BREAKER_OPENED].fetch_add(1, Relaxed);
+    }
+
+    /// A request was decided without Redis: limited on this node (`closed` false) or
+    /// refused (`closed`).
+    pub fn degraded(&self, closed: bool) {
+        self.w[H_DEGRADED + usize::from(closed)].fetch_add(1, Relaxed);
+    }
+
+    /// Breaker openings, requests decided without Redis (fail_open, fail_closed).
+    pub fn cluster_counts(&self) -> (u64, u64, u64) {
+        (
+            self.get(H_BREAKER_OPENED),
+            self.get(H_DEGRADED),
+            self.get(H_DEGRADED + 1),
+        )
     }
 
     /// A worker applied a new configuration snapshot.

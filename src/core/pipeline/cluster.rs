@@ -4,7 +4,7 @@
 //! Either way a refusal gives back the zone counters the request had taken.
 
 use super::{Decision, Env, Verdict};
-use crate::core::cluster::ask::{Ask, RemoteTake, Reply};
+use crate::core::cluster::ask::{Ask, Reply};
 use crate::core::cluster::OnFailure;
 use crate::core::config::GatewayConfig;
 use crate::core::error::GatewayError;
@@ -17,28 +17,28 @@ fn policies<'c>(config: &'c GatewayConfig, d: &Decision) -> &'c [Policy] {
         .map_or(&[], |n| n.policies.as_slice())
 }
 
-/// Applies Redis's answer. `Ok` with what was taken in Redis when the request stands
-/// (admitted, or refused: `d.verdict` says which); `Err` when the answer does not match the
-/// question (handle it as a failure: [`degrade`]).
+/// Applies Redis's answer: true when it decided the request (admitted, or refused:
+/// `d.verdict` says which); false when the answer does not match the question (handle it
+/// as a failure: [`degrade`]).
 pub fn conclude<E: Env>(
     config: &GatewayConfig,
     d: &mut Decision,
     ask: &Ask,
     reply: &Reply,
     env: &mut E,
-) -> Result<Vec<RemoteTake>, ()> {
+) -> bool {
     match ask.conclude(policies(config, d), reply) {
         Ok(admission) => {
             let state = &mut d.policy;
             merge_headers(&mut state.headers, &admission.headers);
             note_dry_runs(d, &admission.dry_run);
-            Ok(admission.takes)
+            true
         }
         Err(Some(refusal)) => {
             refuse(d, *refusal, env);
-            Ok(Vec::new())
+            true
         }
-        Err(None) => Err(()),
+        Err(None) => false,
     }
 }
 

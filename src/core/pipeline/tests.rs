@@ -3,6 +3,7 @@ use std::collections::HashMap;
 
 use super::failover::{next_attempt, Next};
 use super::*;
+use crate::core::cluster::Node;
 use crate::core::policy::slot::Slot;
 use crate::core::policy::TableHeader;
 use crate::core::routing::worker::WorkerRouting;
@@ -262,4 +263,164 @@ fn failover_moves_on_for_retryable_statuses_then_answers() {
         next_attempt(&cfg.routing, &mut fresh, 400, None),
         Next::Answer { attempts: 1, .. }
     ));
+}
+
+/// A namespace with a local concurrency limit and cluster request and token windows.
+fn cluster_config() -> GatewayConfig {
+    let doc = format!(
+        r#"{{"namespaces":[
+            {{"code":"c","api_keys":["{c}"],"policies":[
+                {{"name":"conc","type":"concurrency","limit":5,"mode":"local"}},
+                {{"name":"rpm","type":"requests","limit":10,"window":"60s"}},
+                {{"name":"tpm","type":"tokens","limit":100000,"window":"60s",
+                  "on_failure":"fail_closed","dry_run":true}}]}},
+            {{"code":"d","api_keys":["{d}"],"policies":[
+                {{"name":"rpm","type":"requests","limit":4,"window":"60s","fail_open_fraction":0.5}}]}},
+            {{"code":"e","api_keys":["{e}"],"policies":[
+                {{"name":"rpm","type":"requests","limit":4,"window":"60s","on_failure":"fail_closed"}}]}}]}}"#,
+        c = sha("sk-c"),
+        d = sha("sk-d"),
+        e = sha("sk-e")
+    );
+    GatewayConfig::from_json(doc.as_bytes()).unwrap()
+}
+
+fn cluster_req<'a>(body: &'a [u8], key: &str, node: &'a Node) -> Request<'a> {
+    let mut r = req(body, Some(key));
+    r.routed = false;
+    r.key = Some(ClientKey::new(key.as_bytes()));
+    r.cluster = Some(node);
+    r
+}
+
+fn used(env: &mut TestEnv) -> u64 {
+    env.slots.iter().map(|s| s.counts.iter().sum::<u64>()).sum()
+}
+
+#[test]
+fn cluster_counters_wait_for_redis_after_the_zone_counters() {
+    use crate::core::cluster::ask::{CounterReply, Reply};
+    let config = cluster_config();
+    let node = Node::new("px");
+    let mut env = TestEnv::new();
+    let d = decide(
+        &config,
+        &cluster_req(CHAT, "sk-c", &node),
+        &no_headers(),
+        &mut env,
+    );
+    assert!(matches!(d.verdict, Verdict::Allow));
+    // the local concurrency slot is taken; the two windows are asked of Redis
+    assert!(d.took_counters);
+    assert_eq!(used(&mut env), 1);
+    let ask = d.ask.as_ref().unwrap();
+    assert_eq!(ask.counters.len(), 2);
+    assert!(ask
+        .counters
+        .iter()
+        .all(|c| c.key.starts_with("px:lim:{c}:")));
+    // the prompt was counted exactly for the token counter
+    assert!(d.prompt.is_some());
+
+    // Redis refuses: the zone's slot is given back, 429 with the cluster's numbers
+    let mut d2 = d;
+    let ask = d2.ask.take().unwrap();
+    let now = env.now;
+    let cur = now / 3000;
+    let reply = Reply {
+        refused: 1,
+        now_ms: now,
+        counters: vec![
+            CounterReply {
+                used: 10,
+                at: cur,
+                buckets: vec![(cur - 2, 10)],
+            },
+            CounterReply {
+                used: 0,
+                at: cur,
+                buckets: vec![],
+            },
+        ],
+    };
+    assert!(cluster::conclude(&config, &mut d2, &ask, &reply, &mut env));
+    let (err, logged) = rejected(&d2).unwrap();
+    assert!(logged);
+    assert_eq!(err.status(), 429);
+    assert_eq!(d2.policy.headers.requests.unwrap().limit, 10);
+    assert_eq!(
+        d2.policy.retry_after_s,
+        Some(((cur - 2 + 21) * 3000 - now).div_ceil(1000))
+    );
+    assert_eq!(used(&mut env), 0);
+    assert!(!d2.took_counters);
+
+    // an answer that does not fit the question is a failure
+    let mut d3 = decide(
+        &config,
+        &cluster_req(CHAT, "sk-c", &node),
+        &no_headers(),
+        &mut env,
+    );
+    let ask = d3.ask.take().unwrap();
+    let bad = Reply {
+        refused: 0,
+        now_ms: now,
+        counters: vec![],
+    };
+    assert!(!cluster::conclude(&config, &mut d3, &ask, &bad, &mut env));
+}
+
+#[test]
+fn without_redis_fail_open_limits_at_the_fraction_and_fail_closed_refuses() {
+    use crate::core::cluster::OnFailure;
+    let config = cluster_config();
+    let node = Node::new("px");
+    let mut env = TestEnv::new();
+    // fail_open at 0.5 of 4: two requests pass on this node, the third is refused
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let mut d = decide(
+            &config,
+            &cluster_req(CHAT, "sk-d", &node),
+            &no_headers(),
+            &mut env,
+        );
+        let ask = d.ask.take().unwrap();
+        assert_eq!(
+            cluster::degrade(&config, &mut d, &ask, &mut env, 2),
+            OnFailure::Open
+        );
+        statuses.push(rejected(&d).map_or(200, |(e, _)| e.status()));
+    }
+    assert_eq!(statuses, vec![200, 200, 429]);
+    // fail_closed: 503 limits_unavailable with the breaker's Retry-After
+    let mut d = decide(
+        &config,
+        &cluster_req(CHAT, "sk-e", &node),
+        &no_headers(),
+        &mut env,
+    );
+    let ask = d.ask.take().unwrap();
+    assert_eq!(
+        cluster::degrade(&config, &mut d, &ask, &mut env, 2),
+        OnFailure::Closed
+    );
+    let (err, _) = rejected(&d).unwrap();
+    assert_eq!(*err, GatewayError::LimitsUnavailable);
+    assert_eq!(d.policy.retry_after_s, Some(2));
+    // a dry-run fail_closed policy does not refuse: namespace c degrades open, and its
+    // local concurrency stays taken while the request goes on
+    let mut d = decide(
+        &config,
+        &cluster_req(CHAT, "sk-c", &node),
+        &no_headers(),
+        &mut env,
+    );
+    let ask = d.ask.take().unwrap();
+    assert_eq!(
+        cluster::degrade(&config, &mut d, &ask, &mut env, 2),
+        OnFailure::Open
+    );
+    assert!(rejected(&d).is_none());
 }

@@ -16,6 +16,7 @@ use super::glob::any_matches;
 use super::rules::{Policy, Rule};
 use super::slot::{Shape, Slot};
 use super::table::{counter_key, SlotRef, Table};
+use crate::core::cluster::approx::{consume, judge_approx};
 use crate::core::cluster::{degraded_limit, Defaults, Remote};
 use crate::core::error::{GatewayError, Limited};
 use crate::core::matcher::RequestView;
@@ -99,6 +100,14 @@ pub struct Charge {
     pub remote: Option<Remote>,
 }
 
+impl Charge {
+    /// Whether the counter is in the zone: local, or approximate (synced with Redis by the
+    /// node), rather than taken in Redis per request.
+    pub fn in_zone(&self) -> bool {
+        self.remote.map_or(true, |r| r.approximate)
+    }
+}
+
 /// Which charges of a plan [`admit_part`] takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
@@ -113,8 +122,8 @@ pub enum Part {
 impl Part {
     fn takes(self, c: &Charge) -> bool {
         match self {
-            Part::Local => c.remote.is_none(),
-            Part::Degraded => c.remote.is_some(),
+            Part::Local => c.in_zone(),
+            Part::Degraded => !c.in_zone(),
             Part::All => true,
         }
     }
@@ -139,12 +148,12 @@ pub struct Plan {
 impl Plan {
     /// Whether the request takes from any counter of the zone.
     pub fn needs_zone(&self) -> bool {
-        self.charges.iter().any(|c| c.remote.is_none())
+        self.charges.iter().any(Charge::in_zone)
     }
 
-    /// The charges whose counters live in Redis.
+    /// The charges taken in Redis per request (`exact`).
     pub fn remote_charges(&self) -> impl Iterator<Item = &Charge> {
-        self.charges.iter().filter(|c| c.remote.is_some())
+        self.charges.iter().filter(|c| !c.in_zone())
     }
 
     /// Whether a token counter in Redis is charged an upper bound of the prompt (the exact
@@ -342,7 +351,9 @@ pub fn precheck(
             limit,
             tokens,
             reserve,
-            remote: p.cluster.resolve(facts.cluster),
+            remote: p
+                .cluster
+                .resolve(facts.cluster, matches!(shape, Shape::Window { .. })),
         });
     }
     plan.prompt_tokens = exact;
@@ -375,12 +386,52 @@ pub fn admit_part(
     let mut refused: Option<Denial> = None;
     let mut exact_needed = false;
     let mut slots = Vec::with_capacity(plan.charges.len());
+    // approximate charges: their views (whose allowance they consume)
+    let mut views = Vec::with_capacity(plan.charges.len());
 
     for c in plan.charges.iter().filter(|c| part.takes(c)) {
         let Some(p) = policies.get(c.index) else {
             slots.push(None);
+            views.push(None);
             continue;
         };
+        if let Some(r) = c.remote.filter(|r| r.approximate) {
+            let found = judge_approx(
+                table,
+                p,
+                c,
+                r,
+                now_ms,
+                r.stale_ms,
+                &mut Verdicts {
+                    headers: &mut headers,
+                    dry_run: &mut dry_run,
+                    refused: &mut refused,
+                },
+            );
+            match found {
+                Some(f) => {
+                    if !f.fits && c.tokens && plan.prompt_tokens.is_none() {
+                        exact_needed = true;
+                    }
+                    slots.push(Some(f.counter));
+                    views.push(f.view);
+                }
+                None => {
+                    let d = deny(p, GatewayError::LimitZoneFull, None);
+                    slots.push(None);
+                    views.push(None);
+                    if p.dry_run {
+                        dry_run.push(d);
+                        continue;
+                    }
+                    refused.get_or_insert(d);
+                    break;
+                }
+            }
+            continue;
+        }
+        views.push(None);
         let Some(slot_ref) = table.lookup(c.key, c.shape, now_ms) else {
             let d = deny(p, GatewayError::LimitZoneFull, None);
             if p.dry_run {
@@ -428,8 +479,15 @@ pub fn admit_part(
         }));
     }
     let mut takes = Vec::with_capacity(plan.charges.len());
-    for (c, slot_ref) in plan.charges.iter().filter(|c| part.takes(c)).zip(slots) {
-        let Some(slot_ref) = slot_ref else { continue };
+    let charges = plan.charges.iter().filter(|c| part.takes(c));
+    for ((c, slot_ref), view) in charges.zip(slots).zip(views) {
+        // a later lookup that freed idle slots may have moved this one
+        let Some(slot_ref) = slot_ref.and_then(|r| table.resolve(r)) else {
+            continue;
+        };
+        if let Some(view) = view {
+            consume(table, view, c.amount);
+        }
         if let Some(slot) = table.get(slot_ref) {
             let at = slot.add(c.shape, c.amount);
             takes.push(Take {

@@ -31,6 +31,8 @@ pub enum Shape {
     /// A routing target's passive health: `counts[0]` consecutive failures, `counts[1]` the
     /// end of its cool-down (ms since the epoch).
     Health,
+    /// An approximate cluster counter's view of the cluster (`core::cluster::approx`).
+    Sync,
 }
 
 /// A quota's period, in UTC.
@@ -49,6 +51,7 @@ impl Shape {
             Shape::Quota(Period::Month) => 3,
             Shape::Concurrency => 4,
             Shape::Health => 5,
+            Shape::Sync => 6,
         }
     }
 }
@@ -86,7 +89,7 @@ impl Slot {
         self.head = match shape {
             Shape::Window { ms } => now_ms / bucket_ms(ms),
             Shape::Quota(p) => period_number(p, now_ms),
-            Shape::Concurrency | Shape::Health => 0,
+            Shape::Concurrency | Shape::Health | Shape::Sync => 0,
         };
         self.touched_ms = now_ms;
     }
@@ -119,7 +122,7 @@ impl Slot {
                     self.counts[0] = 0;
                 }
             }
-            Shape::Concurrency | Shape::Health => {}
+            Shape::Concurrency | Shape::Health | Shape::Sync => {}
         }
     }
 
@@ -127,7 +130,7 @@ impl Slot {
     pub fn used(&self, shape: Shape) -> u64 {
         match shape {
             Shape::Window { .. } => self.counts.iter().fold(0u64, |a, c| a.saturating_add(*c)),
-            Shape::Quota(_) | Shape::Concurrency | Shape::Health => self.counts[0],
+            Shape::Quota(_) | Shape::Concurrency | Shape::Health | Shape::Sync => self.counts[0],
         }
     }
 
@@ -150,7 +153,7 @@ impl Slot {
                 None
             }
             Shape::Quota(p) => Some(period_end_ms(p, now_ms).saturating_sub(now_ms)),
-            Shape::Concurrency | Shape::Health => None,
+            Shape::Concurrency | Shape::Health | Shape::Sync => None,
         }
     }
 
@@ -180,7 +183,7 @@ impl Slot {
                 ((self.head + BUCKETS + 1) * bucket_ms(ms)).saturating_sub(now_ms)
             }
             Shape::Quota(p) => period_end_ms(p, now_ms).saturating_sub(now_ms),
-            Shape::Concurrency | Shape::Health => 0,
+            Shape::Concurrency | Shape::Health | Shape::Sync => 0,
         }
     }
 
@@ -192,7 +195,7 @@ impl Slot {
                 self.counts[i] = self.counts[i].saturating_add(amount);
                 self.head
             }
-            Shape::Quota(_) | Shape::Concurrency | Shape::Health => {
+            Shape::Quota(_) | Shape::Concurrency | Shape::Health | Shape::Sync => {
                 self.counts[0] = self.counts[0].saturating_add(amount);
                 self.head
             }
@@ -220,7 +223,7 @@ impl Slot {
                 }
                 0
             }
-            Shape::Concurrency | Shape::Health => 0,
+            Shape::Concurrency | Shape::Health | Shape::Sync => 0,
         };
         let c = &mut self.counts[i];
         *c = if delta >= 0 {
@@ -252,6 +255,14 @@ impl Slot {
             }
             4 => self.counts[0] == 0,
             5 => self.counts[0] == 0 && self.counts[1] <= now_ms,
+            // a view unused for two windows, with no demand to report
+            6 => {
+                self.counts[4] == 0
+                    && self
+                        .touched_ms
+                        .saturating_add(self.counts[5].saturating_mul(2))
+                        <= now_ms
+            }
             _ => true,
         }
     }

@@ -104,6 +104,24 @@ impl<'a> Table<'a> {
         self.slots.get_mut(r.index).filter(|s| s.key == r.key)
     }
 
+    /// `r` again, wherever its key is now (a lookup that freed idle slots may have moved it).
+    pub fn resolve(&self, r: SlotRef) -> Option<SlotRef> {
+        match self.slots.get(r.index) {
+            Some(s) if s.key == r.key => Some(r),
+            _ => self.find(r.key),
+        }
+    }
+
+    /// The slots whose shape code is `code`.
+    pub fn with_shape(&self, code: u64) -> Vec<SlotRef> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.key != 0 && s.shape == code)
+            .map(|(index, s)| SlotRef { index, key: s.key })
+            .collect()
+    }
+
     /// Frees every idle slot (backward-shift deletion keeps the probe sequences intact).
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let n = self.slots.len();

@@ -1,0 +1,103 @@
+//! The node's sync of its approximate cluster counters (`core::cluster::approx`): a timer
+//! on worker 0 (one sync per node, not per worker: the counters are in the node's zone)
+//! takes a snapshot of the zone's approximate counters under its lock every `sync` ms, the
+//! worker's runtime sends it to Redis, and the answers are applied to the zone back on the
+//! nginx thread. One sync is out at a time; a sync that fails leaves the deltas to the next.
+
+use std::cell::{Cell, RefCell};
+
+use ngx::ffi::{ngx_add_timer, ngx_cycle_t, ngx_del_timer, ngx_event_t};
+
+use super::bridge;
+use super::guard::guard;
+use super::limit_zone::{now_ms, LimitZone};
+use crate::core::cluster::approx::{apply, collect};
+use crate::runtime::cluster::installed;
+
+thread_local! {
+    static TIMER: RefCell<Option<Box<ngx_event_t>>> = const { RefCell::new(None) };
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+    static ZONE: Cell<Option<LimitZone>> = const { Cell::new(None) };
+    static EVERY_MS: Cell<u64> = const { Cell::new(100) };
+}
+
+/// Starts the sync on worker 0 (`init_process`, after the client is installed).
+///
+/// # Safety
+/// `cycle` must be the worker's cycle, on the nginx thread.
+pub unsafe fn start(cycle: *mut ngx_cycle_t, zone: LimitZone, every_ms: u64) {
+    // SAFETY: reading nginx's worker number; the event lives in TIMER until `stop`.
+    unsafe {
+        if ngx::ffi::ngx_worker != 0 {
+            return;
+        }
+        let mut ev: Box<ngx_event_t> = Box::new(std::mem::zeroed());
+        ev.handler = Some(tick);
+        ev.log = (*cycle).log;
+        // a worker that exits does not wait for it
+        ev.set_cancelable(1);
+        ZONE.with(|z| z.set(Some(zone)));
+        EVERY_MS.with(|e| e.set(every_ms.max(10)));
+        let ptr: *mut ngx_event_t = &mut *ev;
+        TIMER.with(|t| *t.borrow_mut() = Some(ev));
+        ngx_add_timer(ptr, every_ms.max(10) as _);
+    }
+}
+
+/// Stops the sync (`exit_process`).
+pub fn stop() {
+    let _ = TIMER.try_with(|t| {
+        if let Some(mut ev) = t.borrow_mut().take() {
+            if ev.timer_set() != 0 {
+                // SAFETY: the timer was armed on this thread; removed before the event goes.
+                unsafe { ngx_del_timer(&mut *ev) };
+            }
+        }
+    });
+}
+
+unsafe extern "C" fn tick(ev: *mut ngx_event_t) {
+    // SAFETY: ev is our timer event (start), on the nginx thread.
+    let log = unsafe { (*ev).log };
+    guard(log, (), || {
+        if !BUSY.with(Cell::get) {
+            sync_once();
+        }
+        // SAFETY: as above; re-armed unless the worker is going away.
+        unsafe {
+            if ngx::ffi::ngx_exiting == 0 && ngx::ffi::ngx_terminate == 0 {
+                ngx_add_timer(ev, EVERY_MS.with(Cell::get) as _);
+            }
+        }
+    });
+}
+
+fn sync_once() {
+    let (Some(zone), Some(client)) = (ZONE.with(Cell::get), installed()) else {
+        return;
+    };
+    let items = zone
+        .with_table(|t| collect(t, now_ms()))
+        .unwrap_or_default();
+    if items.is_empty() {
+        return;
+    }
+    BUSY.with(|b| b.set(true));
+    let spawned = bridge::spawn(async move {
+        let answers = client.sync(items.clone()).await;
+        bridge::post(Box::new(move || {
+            let now = now_ms();
+            if let Some(zone) = ZONE.with(Cell::get) {
+                zone.with_table(|t| {
+                    for (item, answer) in items.iter().zip(answers) {
+                        apply(t, item, answer, now);
+                    }
+                });
+            }
+            let _ = BUSY.try_with(|b| b.set(false));
+        }));
+    });
+    if !spawned {
+        BUSY.with(|b| b.set(false));
+    }
+}
