@@ -38,6 +38,7 @@
 use strict;
 use warnings;
 use Test::More;
+use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
@@ -84,9 +85,18 @@ my $gw_json = JSON::PP->new->canonical->encode({
                     sort keys %policies ],
 });
 
+# Reuseport would let a node left over from an interrupted run share a port unseen: refuse
+# to start when anything answers on the test's ports.
+my @busy = grep { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $_, Timeout => 1) }
+    $rport, map { $_->{gw} } @nodes;
+BAIL_OUT("something already listens on 127.0.0.1:@busy (a leftover of an interrupted run?)") if @busy;
+
 remove_tree($dir);
 make_path($dir);
 my $redis_pid;
+# an interrupted run still stops what it started (END runs on exit, not on a fatal signal)
+$SIG{$_} = sub { exit 1 } for qw(INT TERM HUP);
+$SIG{PIPE} = 'IGNORE';
 END {
     local $?;
     stop($_) for grep { $_ } map { $_->{pid} } @nodes;
