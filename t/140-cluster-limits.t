@@ -97,8 +97,10 @@ my $redis_pid;
 # an interrupted run still stops what it started (END runs on exit, not on a fatal signal)
 $SIG{$_} = sub { exit 1 } for qw(INT TERM HUP);
 $SIG{PIPE} = 'IGNORE';
+my $main_pid = $$;
 END {
     local $?;
+    return unless $$ == $main_pid;    # not in a forked client
     stop($_) for grep { $_ } map { $_->{pid} } @nodes;
     if ($redis_pid) { kill 'CONT', $redis_pid; kill 'KILL', $redis_pid; waitpid($redis_pid, 0) }
 }
