@@ -28,13 +28,19 @@
 #      rest, every fail_closed request answers 503 limits_unavailable with Retry-After, no
 #      request waits longer than the Redis timeout (+ margin) and few wait at all (the
 #      breaker), every node's breaker opened (metrics); Redis restarted empty on the same
-#      port: every worker admits through Redis again within probe (1 s) + 2 s, and a fresh
-#      namespace allowed 5 gets exactly 5 across the nodes;
-#   6. no [alert], [crit] or [emerg] in any node's error log, and no [error] but the Redis
-#      failures section 5 causes.
+#      port: every worker admits through Redis again within probe (1 s) + 2 s, a fresh
+#      namespace allowed 5 gets exactly 5 across the nodes, and the fail_open window holds
+#      what the nodes admitted without Redis is replayed into the new one;
+#   6. Redis SIGSTOPped for 2 s, then continued, under load on two fail_open namespaces that
+#      never reach their limits: every request 200, none waits more than the timeout; once
+#      settled the requests window holds one per 200 (the scripts that ran late were given
+#      back, the node's own admissions replayed) and the tokens window the usage the clients
+#      were sent;
+#   7. no [alert], [crit] or [emerg] in any node's error log, and no [error] but one line per
+#      breaker opening (each followed by its notice that Redis is back).
 #
 # Figures (counts, Redis calls per request, settlement time, lease recovery, latencies,
-# requests during the outage, recovery time) are printed with diag. About 45 s.
+# requests during the outages, recovery time) are printed with diag. About 35 s.
 use strict;
 use warnings;
 use Test::More;
@@ -82,6 +88,8 @@ my %policies = (
     fopen   => [ { type => 'requests', limit => 60, window => '1m', on_failure => 'fail_open' } ],
     fclosed => [ { type => 'requests', limit => 1_000_000, window => '1m', on_failure => 'fail_closed' } ],
     fresh   => [ { type => 'requests', limit => 5, window => '1m' } ],
+    hang    => [ { type => 'requests', limit => 1_000_000, window => '1m', on_failure => 'fail_open' } ],
+    hangtok => [ { type => 'tokens', limit => 100_000_000, window => '1m', on_failure => 'fail_open' } ],
 );
 my $gw_json = JSON::PP->new->canonical->encode({
     version    => 't140-1',
@@ -399,13 +407,14 @@ for my $n (@nodes) {
 ##########################################################################################
 
 {
-    # The bound on fail_open: while Redis is gone each node admits locally at most
-    # limit x fraction = 60 x 0.5 = 30 per window, whatever the exact window held before (a
-    # node's local count can only include more requests, never fewer, so it can only lower
-    # that). Requests sent after the SIGSTOP cannot be admitted by Redis (it never runs
-    # again), so those admitted among them are at most 3 x 30 = 90, and the namespace admits
-    # at most 60 (exact, before) + 90 in the whole minute. The load (60 requests/s on the
-    # namespace) exceeds both, so the local limit is what refuses.
+    # The bound on fail_open: while Redis is gone each node admits on its own, in its zone,
+    # at most limit x fraction = 60 x 0.5 = 30 per window. That count starts from what the
+    # node admitted without Redis before (nothing here), not from what the cluster window
+    # held: the 60 Redis admitted before the outage do not lower it. Requests sent after
+    # the SIGSTOP cannot be admitted by Redis (it never runs again), so those admitted among
+    # them are at most 3 x 30 = 90, and the namespace admits at most 60 (Redis, before) + 90
+    # = 150 in that minute: 2.5 x its limit, the price of fail_open with this fraction. The
+    # load (60 requests/s on the namespace) exceeds both, so the local limit is what refuses.
     my ($A_LIMIT, $N) = (60, scalar @nodes);
     my $bound = $N * $FRACTION * $A_LIMIT;
     my @m0 = map { metrics($_->{gw}) } @nodes;
@@ -532,7 +541,73 @@ for my $n (@nodes) {
 }
 
 ##########################################################################################
-# 6. Logs.
+# 6. Redis hung, then continued: every admission counted once, tokens as used.
+##########################################################################################
+
+{
+    # Two fail_open namespaces whose limits are never reached, so every request is admitted:
+    # by Redis in time, or on the node while Redis hangs (replayed when it is back). The
+    # scripts queued on the hung connections run when Redis continues, after their requests
+    # were decided without them: what they took is given back. Once settled, the requests
+    # window holds one per 200 and the tokens window the usage the clients were sent.
+    my @m0 = map { metrics($_->{gw}) } @nodes;
+    my $t0 = time;
+    my $end = $t0 + 4.5;
+    my $kids = spawn(6, sub {
+        my $c = shift;
+        my $n = $c % 3;
+        my @out;
+        my $next = time;
+        while ($next < $end) {
+            sleep_until($next);
+            my $ns = @out % 2 ? 'hangtok' : 'hang';
+            my $r = chat($n, $ns, undef, 5);
+            my $s = slim($r, $n, $ns);
+            $s->{total} = total_tokens($r);
+            push @out, $s;
+            $next += 0.05;
+        }
+        return @out;
+    });
+    sleep_until($t0 + 1);
+    kill 'STOP', $redis_pid;
+    my $t_stop = time;
+    sleep_until($t_stop + 2);
+    kill 'CONT', $redis_pid;
+    my $t_cont = time;
+    my @r = collect($kids);
+    my $t_end = time;
+    is(scalar(grep { $_->{error} } @r), 0, 'the load ran') or diag(explain([ grep { $_->{error} } @r ]));
+    my @H = grep { $_->{ns} eq 'hang' } @r;
+    my @T = grep { $_->{ns} eq 'hangtok' } @r;
+    is(scalar(grep { $_->{status} != 200 } @r), 0,
+        sprintf('Redis SIGSTOPped for 2 s, then continued: all %d requests of two fail_open namespaces (never at their limits) answered 200', scalar @r));
+    my $max = percentile(100, map { $_->{ms} } @r);
+    ok($max < $TIMEOUT * 1000 + 400, sprintf('... none waited more than the Redis timeout + margin (max %.0f ms)', $max));
+    my $want_h = grep { $_->{status} == 200 } @H;
+    my $want_t = 0;
+    $want_t += $_->{total} // 0 for grep { $_->{status} == 200 } @T;
+    my ($got_h, $got_t, $settled);
+    while (time < $t_end + 5) {
+        my ($kh) = lim_keys('hang');
+        my ($kt) = lim_keys('hangtok');
+        ($got_h, $got_t) = (($kh ? hash_sum($kh) : 0), ($kt ? hash_sum($kt) : 0));
+        if ($got_h == $want_h && $got_t == $want_t) { $settled = time - $t_end; last }
+        sleep 0.1;
+    }
+    my @m1 = map { metrics($_->{gw}) } @nodes;
+    my $degraded = delta(\@m0, \@m1, 'gateway_cluster_limit_degraded_total', on_failure => 'fail_open');
+    my $slow = grep { $_->{ms} >= $TIMEOUT * 1000 * 0.9 } @r;
+    is($got_h, $want_h, "once settled, the requests window holds one per 200 ($want_h; $degraded requests were decided without Redis)");
+    is($got_t, $want_t, "... and the tokens window the usage the clients were sent ($want_t tokens)");
+    diag(sprintf '6. Redis hung 2 s then continued: %d requests (%d during the hang), all 200, max %.0f ms, %d waited about the timeout, '
+        . '%d decided without Redis; after %s: requests window %d (want %d), tokens window %d (want %d)',
+        scalar @r, scalar(grep { $_->{t} > $t_stop && $_->{t} < $t_cont } @r), $max, $slow, $degraded,
+        defined $settled ? sprintf('%.2f s', $settled) : '5 s (not settled)', $got_h, $want_h, $got_t, $want_t);
+}
+
+##########################################################################################
+# 7. Logs.
 ##########################################################################################
 
 for my $n (@nodes) {
