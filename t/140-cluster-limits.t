@@ -15,8 +15,9 @@
 #   3. concurrency: 30 slow streams at once over the nodes, limit 10: exactly 10 pass, 20 get
 #      429 concurrency_limit_exceeded; the node holding most of them is SIGKILLed (master and
 #      workers, no chance to give anything back): its slots stay taken for a while, then come
-#      back within lease (3 s) + 1.5 s, up to 10 in flight in total; the survivors' streams
-#      finish whole; once every stream ended the lease set is empty;
+#      back within lease (3 s) + 1.5 s, up to 10 in flight in total; past their lease the
+#      running streams still hold their slots (renewed); the survivors' streams finish whole;
+#      once every stream ended the lease set is empty;
 #   4. latency: sequential admission p50/p99 in exact mode and in a namespace in mode local
 #      (printed; exact p50 < 50 ms), nothing of the local one in Redis; while 6 clients send
 #      exact requests, a location without the module answers with p99 < 50 ms (the event loop
@@ -29,8 +30,8 @@
 #      request waits longer than the Redis timeout (+ margin) and few wait at all (the
 #      breaker), every node's breaker opened (metrics); Redis restarted empty on the same
 #      port: every worker admits through Redis again within probe (1 s) + 2 s, a fresh
-#      namespace allowed 5 gets exactly 5 across the nodes, and the fail_open window holds
-#      what the nodes admitted without Redis is replayed into the new one;
+#      namespace allowed 5 gets exactly 5 across the nodes, and the fail_open window in the
+#      new Redis holds what the nodes admitted without Redis (replayed);
 #   6. Redis SIGSTOPped for 2 s, then continued, under load on two fail_open namespaces that
 #      never reach their limits: every request 200, none waits more than the timeout; once
 #      settled the requests window holds one per 200 (the scripts that ran late were given
