@@ -601,10 +601,16 @@ for my $n (@nodes) {
     my $slow = grep { $_->{ms} >= $TIMEOUT * 1000 * 0.9 } @r;
     is($got_h, $want_h, "once settled, the requests window holds one per 200 ($want_h; $degraded requests were decided without Redis)");
     is($got_t, $want_t, "... and the tokens window the usage the clients were sent ($want_t tokens)");
+    # a node admitting on its own says so: x-ratelimit-limit-tokens is limit x fraction
+    my @alone = grep { $_->{status} == 200 && ($_->{limt} // 0) == $policies{hangtok}[0]{limit} * $FRACTION } @T;
+    my $alone_used = 0;
+    $alone_used += $_->{total} // 0 for @alone;
     diag(sprintf '6. Redis hung 2 s then continued: %d requests (%d during the hang), all 200, max %.0f ms, %d waited about the timeout, '
-        . '%d decided without Redis; after %s: requests window %d (want %d), tokens window %d (want %d)',
+        . '%d decided without Redis; after %s: requests window %d (want %d), tokens window %d (want %d; %d tokens requests '
+        . 'were admitted without Redis, using %d tokens)',
         scalar @r, scalar(grep { $_->{t} > $t_stop && $_->{t} < $t_cont } @r), $max, $slow, $degraded,
-        defined $settled ? sprintf('%.2f s', $settled) : '5 s (not settled)', $got_h, $want_h, $got_t, $want_t);
+        defined $settled ? sprintf('%.2f s', $settled) : '5 s (not settled)', $got_h, $want_h, $got_t, $want_t,
+        scalar @alone, $alone_used);
 }
 
 ##########################################################################################
@@ -651,6 +657,7 @@ sub slim {
     return {
         node => $n, ns => $ns, status => $r->{status}, t => $r->{t}, ms => $r->{ms},
         ra => $h->{'retry-after'}, lim => $h->{'x-ratelimit-limit-requests'},
+        limt => $h->{'x-ratelimit-limit-tokens'},
         rem => $h->{'x-ratelimit-remaining-requests'}, pid => $h->{'x-pid'},
         code => ($r->{json} && ref $r->{json}{error} eq 'HASH' ? $r->{json}{error}{code} : undef),
         ($r->{status} == 200 ? () : (body => $r->{body})),
