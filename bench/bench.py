@@ -16,6 +16,9 @@ Three nginx instances of the same binary (vendor/objs/nginx):
              (ai_gateway_cluster_limits mode=exact): a private redis-server pinned with the
              load; one admit and one finish script per request; gateway CPU (Redis's own
              CPU per request is reported apart).
+  approx     full with its requests and tokens windows approximate (mode=approximate,
+             sync=100ms; its concurrency and quota local): no Redis call per request, one
+             sync per counter every 100 ms.
 
 Rounds interleave the targets (plain, nometrics, gateway, ...) for each scenario:
 JSON, SSE in one buffer and SSE one event per write at concurrency 32 (req/s, CPU
@@ -49,7 +52,7 @@ MODULE = os.path.join(OBJS, "ngx_http_ai_gateway_module.so")
 WORK = os.path.join(ROOT, "vendor", "bench")
 
 PORTS = {"mock": 18101, "plain": 18102, "gateway": 18103, "nometrics": 18104, "full": 18105,
-         "exact": 18106, "redis": 18107,
+         "exact": 18106, "redis": 18107, "approx": 18108,
          "deb_plain": 18112, "deb_lua": 18113, "deb_gateway": 18114, "deb_full": 18115}
 # Debian's own nginx, with a Lua layer doing the original gateway's work, next to the module
 # built for it (make debian)
@@ -72,7 +75,7 @@ LABELS = {"json_c32": "JSON", "sse_c32": "SSE, one buffer",
           "chunked_c32": "SSE, one write per event"}
 # the module's own mock streams one event per write, 1 ms apart (as a provider does)
 CHUNK_INTERVAL = "1ms"
-TARGETS = ["plain", "nometrics", "gateway", "full", "exact"]
+TARGETS = ["plain", "nometrics", "gateway", "full", "exact", "approx"]
 # targets counted by callgrind (exact mode's work is split between nginx and its runtime
 # thread waiting on Redis: timings below, not instructions)
 IR_TARGETS = ["plain", "nometrics", "gateway", "full"]
@@ -154,7 +157,7 @@ BENCH_POLICIES = [
 ]
 
 
-def gateway_config(full=False):
+def gateway_config(full=False, approx=False):
     """100 namespaces x 10 keys and 10 header matchers; the bench key is one of the keys
     (namespace team-4); with `full`, that namespace has every policy type and requests are
     routed to the mock as a target."""
@@ -168,6 +171,10 @@ def gateway_config(full=False):
                                "value": "team-%d" % n}]
         if full and n == 4:
             ns["policies"] = BENCH_POLICIES
+            if approx:
+                # the windows approximate; a quota or concurrency in this mode is exact
+                ns["policies"] = [dict(p, mode="local") if p["type"] in ("quota", "concurrency")
+                                  else p for p in BENCH_POLICIES]
         namespaces.append(ns)
     config = {"version": "bench", "namespaces": namespaces}
     if full:
@@ -242,11 +249,16 @@ http {{
               "            proxy_set_header X-AI-Gateway-Namespace $ai_gateway_namespace;\n")
     cluster = ("    ai_gateway_redis redis://127.0.0.1:%d prefix=bench timeout=1s;\n"
                "    ai_gateway_cluster_limits mode=exact timeout=100ms;\n" % PORTS["redis"])
+    approx = ("    ai_gateway_redis redis://127.0.0.1:%d prefix=bench-approx timeout=1s;\n"
+              "    ai_gateway_cluster_limits mode=approximate sync=100ms timeout=100ms;\n"
+              % PORTS["redis"])
     for name, metrics in (("nometrics", ""), ("gateway", metrics_zone),
                           ("full", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n"),
                           ("exact", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n"
-                           + cluster)):
-        if name in ("full", "exact"):
+                           + cluster),
+                          ("approx", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n"
+                           + approx)):
+        if name in ("full", "exact", "approx"):
             upstreams = ("    upstream ai_gateway_targets { ai_gateway_upstream; keepalive 64; }\n")
             proxy = "".join(
                 "        location %s {\n            ai_gateway on;\n"
@@ -281,10 +293,11 @@ http {{
         with open(os.path.join(WORK, name, "conf", "nginx.conf"), "w") as f:
             f.write(text)
 
-    for name in ("nometrics", "gateway", "full", "exact") + (("deb_gateway", "deb_full")
-                                                            if debian_available() else ()):
+    for name in ("nometrics", "gateway", "full", "exact", "approx") + (
+            ("deb_gateway", "deb_full") if debian_available() else ()):
         with open(os.path.join(WORK, name, "conf", "gateway.json"), "w") as f:
-            json.dump(gateway_config(full=name.endswith(("full", "exact"))), f)
+            json.dump(gateway_config(full=name.endswith(("full", "exact", "approx")),
+                                     approx=name == "approx"), f)
     for stream in (False, True):
         name = "sse" if stream else "json"
         body = request_body(stream)
@@ -479,7 +492,7 @@ def check(name, path, stream):
             "http://127.0.0.1:%d%s" % (PORTS[name], path)], input=body.decode())
     ok = r.stdout.startswith("HTTP/1.1 200") and ("[DONE]" in r.stdout if stream
                                                  else '"usage"' in r.stdout)
-    if name in ("full", "exact"):
+    if name in ("full", "exact", "approx"):
         ok = ok and "x-ratelimit-remaining-tokens:" in r.stdout.lower()
     if not ok:
         sys.exit("%s %s did not answer as expected:\n%s" % (name, path, r.stdout[:500]))
@@ -772,32 +785,35 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
             ratio(scen, "cpu_us", "gateway", "full"), pol, pol / ir[("plain", scen)],
             pol - ir[("gateway", scen)], added))
     w("")
-    w("## Cluster limits: exact mode against local, concurrency 32 and 1\n")
+    w("## Cluster limits: exact and approximate modes against local, concurrency 32 and 1\n")
     w("`exact` is `full` with its four counting policies (concurrency, requests, tokens, quota) "
       "held in Redis (`ai_gateway_cluster_limits mode=exact`; a private redis-server on the load "
       "CPU): each request is parked while one admit script takes its counters, and one finish "
       "script settles the tokens and releases the lease at its end. `full` keeps the same "
-      "counters in the local zone. Gateway CPU is the nginx process (its runtime thread "
-      "included); Redis's own CPU per request is shown apart.\n")
-    w("| response | full CPU us/req | exact CPU us/req | exact / full | exact / plain | Redis CPU us/req | full req/s | exact req/s |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+      "counters in the local zone. `approx` is `full` with its requests and tokens windows "
+      "approximate (`mode=approximate sync=100ms`; its concurrency and quota local): no Redis "
+      "call per request, one sync script per counter every 100 ms. Gateway CPU is the nginx "
+      "process (its runtime thread included); Redis's own CPU per request is shown apart.\n")
+    w("| response | full CPU us/req | exact CPU us/req | exact / full | exact / plain | Redis CPU us/req (exact) | approx CPU us/req | approx / full | Redis CPU us/req (approx) | full req/s | exact req/s | approx req/s |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for scen, _, _, _ in C32:
-        w("| %s | %.1f | %.1f | **%.3f** | %.3f | %.1f | %.0f | %.0f |" % (
+        w("| %s | %.1f | %.1f | **%.3f** | %.3f | %.1f | %.1f | **%.3f** | %.2f | %.0f | %.0f | %.0f |" % (
             LABELS[scen], cell("full", scen, "cpu_us"), cell("exact", scen, "cpu_us"),
             ratio(scen, "cpu_us", "full", "exact"), ratio(scen, "cpu_us", "plain", "exact"),
-            cell("exact", scen, "redis_cpu_us"), cell("full", scen, "rps"),
-            cell("exact", scen, "rps")))
+            cell("exact", scen, "redis_cpu_us"), cell("approx", scen, "cpu_us"),
+            ratio(scen, "cpu_us", "full", "approx"), cell("approx", scen, "redis_cpu_us"),
+            cell("full", scen, "rps"), cell("exact", scen, "rps"), cell("approx", scen, "rps")))
     w("")
-    w("| concurrency 1 | full p50 | exact p50 | added p50 | full p99 | exact p99 | added p99 |")
-    w("|---|---:|---:|---:|---:|---:|---:|")
+    w("| concurrency 1 | full p50 | exact p50 | added p50 | exact p99 | added p99 | approx p50 | added p50 | approx p99 | added p99 |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for scen, label in (("json_c1", "JSON"), ("sse_c1", "SSE, one buffer")):
-        a50 = median([e["p50"] - f["p50"] for f, e in zip(results[("full", scen)],
-                                                         results[("exact", scen)])])
-        a99 = median([e["p99"] - f["p99"] for f, e in zip(results[("full", scen)],
-                                                         results[("exact", scen)])])
-        w("| %s | %.0f us | %.0f us | **%+.0f us** | %.0f us | %.0f us | %+.0f us |" % (
-            label, cell("full", scen, "p50"), cell("exact", scen, "p50"), a50,
-            cell("full", scen, "p99"), cell("exact", scen, "p99"), a99))
+        def added(t, q):
+            return median([e[q] - f[q] for f, e in zip(results[("full", scen)],
+                                                       results[(t, scen)])])
+        w("| %s | %.0f us | %.0f us | **%+.0f us** | %.0f us | %+.0f us | %.0f us | **%+.0f us** | %.0f us | %+.0f us |" % (
+            label, cell("full", scen, "p50"), cell("exact", scen, "p50"), added("exact", "p50"),
+            cell("exact", scen, "p99"), added("exact", "p99"), cell("approx", scen, "p50"),
+            added("approx", "p50"), cell("approx", scen, "p99"), added("approx", "p99")))
     w("")
     redis = scrape.get("redis", {})
     n = max(scrape.get("exact_requests", 0), 1)
@@ -1034,7 +1050,7 @@ def main():
                 for t in TARGETS:
                     redis0 = redis_cpu_seconds(redis)
                     r = wrk(t, path, stream, conns, args.duration, pids[t])
-                    if t == "exact":
+                    if t in ("exact", "approx"):
                         r["redis_cpu_us"] = ((redis_cpu_seconds(redis) - redis0) * 1e6
                                              / max(r["requests"], 1))
                     results[(t, scen)].append(r)

@@ -179,12 +179,12 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
             // the host and the master's pid: nodes on one host differ, reloads keep it
             node.name = format!("{}:{}", lossy(&(*cycle).hostname), libc::getppid());
         }
-        let every = node.sync_ms;
+        let (every, stale) = (node.sync_ms, node.stale_ms());
         let client = Client::new(redis.info.clone(), node, Box::new(report));
         cluster::install(Some(client.clone()));
         bridge::spawn(client.tick());
         if let Some(zone) = mcf.limit_zone.and_then(|z| LimitZone::open(z)) {
-            cluster_sync::start(cycle, zone, every);
+            cluster_sync::start(cycle, zone, every, stale);
         }
     }
 }

@@ -19,13 +19,15 @@ thread_local! {
     static BUSY: Cell<bool> = const { Cell::new(false) };
     static ZONE: Cell<Option<LimitZone>> = const { Cell::new(None) };
     static EVERY_MS: Cell<u64> = const { Cell::new(100) };
+    /// How old an idle counter's view may get before it is synced anyway.
+    static REFRESH_MS: Cell<u64> = const { Cell::new(300) };
 }
 
 /// Starts the sync on worker 0 (`init_process`, after the client is installed).
 ///
 /// # Safety
 /// `cycle` must be the worker's cycle, on the nginx thread.
-pub unsafe fn start(cycle: *mut ngx_cycle_t, zone: LimitZone, every_ms: u64) {
+pub unsafe fn start(cycle: *mut ngx_cycle_t, zone: LimitZone, every_ms: u64, stale_ms: u64) {
     // SAFETY: reading nginx's worker number; the event lives in TIMER until `stop`.
     unsafe {
         if ngx::ffi::ngx_worker != 0 {
@@ -38,6 +40,7 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, zone: LimitZone, every_ms: u64) {
         ev.set_cancelable(1);
         ZONE.with(|z| z.set(Some(zone)));
         EVERY_MS.with(|e| e.set(every_ms.max(10)));
+        REFRESH_MS.with(|e| e.set(stale_ms / 2));
         let ptr: *mut ngx_event_t = &mut *ev;
         TIMER.with(|t| *t.borrow_mut() = Some(ev));
         ngx_add_timer(ptr, every_ms.max(10) as _);
@@ -77,7 +80,7 @@ fn sync_once() {
         return;
     };
     let items = zone
-        .with_table(|t| collect(t, now_ms()))
+        .with_table(|t| collect(t, now_ms(), REFRESH_MS.with(Cell::get)))
         .unwrap_or_default();
     if items.is_empty() {
         return;

@@ -63,7 +63,8 @@ pub fn redis_keys(prefix: &str, k: u64) -> (String, String) {
 pub struct Found {
     pub fits: bool,
     pub counter: SlotRef,
-    /// The view (`None` when the counter was judged degraded).
+    /// The view, whose allowance an admission consumes (`None`: refused for Redis being
+    /// unreachable).
     pub view: Option<SlotRef>,
 }
 
@@ -110,10 +111,12 @@ pub fn judge_approx(
         let slot = table.get(counter)?;
         slot.advance(c.shape, now_ms);
         let fits = judge(p, c, limit, slot, now_ms, out);
+        // counted against the allowance too: what is admitted between a sync's snapshot
+        // and its answer is not in the cluster's total yet
         return Some(Found {
             fits,
             counter,
-            view: None,
+            view: Some(view),
         });
     }
     let (total, share, consumed) = (v.counts[V_TOTAL], v.counts[V_SHARE], v.counts[V_CONSUMED]);
@@ -214,8 +217,10 @@ pub struct SyncAnswer {
     pub demand_total: u64,
 }
 
-/// The snapshot of every approximate counter of the zone (the sync task's work).
-pub fn collect(table: &mut Table, now_ms: u64) -> Vec<SyncItem> {
+/// The snapshot of the zone's approximate counters (the sync task's work): those with
+/// something to send or asked since the last sync, and the idle ones whose view is older than
+/// `refresh_ms` (kept fresh for the next request, at a lower cadence).
+pub fn collect(table: &mut Table, now_ms: u64, refresh_ms: u64) -> Vec<SyncItem> {
     let mut out = Vec::new();
     for view in table.with_shape(Shape::Sync.code()) {
         let Some(v) = table.get(view) else { continue };
@@ -224,6 +229,7 @@ pub fn collect(table: &mut Table, now_ms: u64) -> Vec<SyncItem> {
             continue;
         }
         let (demand, consumed) = (v.counts[V_DEMAND], v.counts[V_CONSUMED]);
+        let synced = v.counts[V_SYNCED_MS];
         let key = view.key ^ VIEW;
         let shape = Shape::Window { ms: window_ms };
         let mut local = [0u64; BUCKETS as usize + 1];
@@ -246,6 +252,10 @@ pub fn collect(table: &mut Table, now_ms: u64) -> Vec<SyncItem> {
                     deltas.push((abs, d.clamp(i64::MIN as i128, i64::MAX as i128) as i64));
                 }
             }
+        }
+        let idle = deltas.is_empty() && demand == 0;
+        if idle && now_ms.saturating_sub(synced) < refresh_ms {
+            continue;
         }
         out.push(SyncItem {
             key,

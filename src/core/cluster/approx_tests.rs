@@ -94,7 +94,7 @@ fn the_allowance_is_the_nodes_share_of_what_the_cluster_has_left() {
     let mut zone = Zone::new();
     // the first request makes the counter's slots (degraded: no sync yet)
     assert!(run(&p, &d, &mut zone, T0).is_ok());
-    let items = collect(&mut zone.table(), T0 + 10);
+    let items = collect(&mut zone.table(), T0 + 10, 500);
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].deltas, vec![(T0 / 3000, 1)]);
     assert_eq!(items[0].demand, 1);
@@ -114,7 +114,7 @@ fn the_allowance_is_the_nodes_share_of_what_the_cluster_has_left() {
     let r = run(&p, &d, &mut zone, T0 + 30).unwrap_err();
     assert_eq!(r, 429);
     // the sent deltas are not sent again: the next snapshot has the 20 new ones only
-    let items = collect(&mut zone.table(), T0 + 40);
+    let items = collect(&mut zone.table(), T0 + 40, 500);
     assert_eq!(items[0].deltas, vec![(T0 / 3000, 20)]);
     // 31 asks (20 + 10 refused + 1), this node's demand only
     assert_eq!(items[0].demand, 31);
@@ -128,7 +128,7 @@ fn shares_follow_demand() {
     for _ in 0..8 {
         let _ = run(&p, &d, &mut zone, T0);
     }
-    let items = collect(&mut zone.table(), T0 + 1);
+    let items = collect(&mut zone.table(), T0 + 1, 500);
     // this node asked 8 of the cluster's 10
     apply(
         &mut zone.table(),
@@ -150,11 +150,11 @@ fn refunds_are_sent_as_negative_deltas_and_failures_resend() {
     let mut zone = Zone::new();
     let a = run(&p, &d, &mut zone, T0).unwrap();
     let _ = run(&p, &d, &mut zone, T0).unwrap();
-    let items = collect(&mut zone.table(), T0 + 1);
+    let items = collect(&mut zone.table(), T0 + 1, 500);
     assert_eq!(items[0].deltas, vec![(T0 / 3000, 2)]);
     // the sync failed: nothing counts as sent
     apply(&mut zone.table(), &items[0], None, T0 + 2);
-    let items = collect(&mut zone.table(), T0 + 3);
+    let items = collect(&mut zone.table(), T0 + 3, 500);
     assert_eq!(items[0].deltas, vec![(T0 / 3000, 2)]);
     apply(
         &mut zone.table(),
@@ -167,7 +167,7 @@ fn refunds_are_sent_as_negative_deltas_and_failures_resend() {
         T0 + 4,
     );
     refund(&mut zone.table(), &a.takes);
-    let items = collect(&mut zone.table(), T0 + 5);
+    let items = collect(&mut zone.table(), T0 + 5, 500);
     assert_eq!(items[0].deltas, vec![(T0 / 3000, -1)]);
 }
 
@@ -177,7 +177,7 @@ fn a_stale_view_degrades() {
     let d = defaults(OnFailure::Closed);
     let mut zone = Zone::new();
     let _ = run(&p, &d, &mut zone, T0);
-    let items = collect(&mut zone.table(), T0);
+    let items = collect(&mut zone.table(), T0, 500);
     apply(
         &mut zone.table(),
         &items[0],
@@ -191,6 +191,27 @@ fn a_stale_view_degrades() {
     assert!(run(&p, &d, &mut zone, T0 + 900).is_ok());
     // no sync for longer than stale_ms: Redis is taken as unreachable
     assert_eq!(run(&p, &d, &mut zone, T0 + 1100).unwrap_err(), 503);
+}
+
+#[test]
+fn idle_counters_are_synced_less_often() {
+    let p = policies(100);
+    let d = defaults(OnFailure::Open);
+    let mut zone = Zone::new();
+    let _ = run(&p, &d, &mut zone, T0);
+    let items = collect(&mut zone.table(), T0, 500);
+    let answer = SyncAnswer {
+        total: 1,
+        nodes: 1,
+        demand_total: 1,
+    };
+    apply(&mut zone.table(), &items[0], Some(answer), T0);
+    // nothing to send, nothing asked: not before the view is 500 ms old
+    assert!(collect(&mut zone.table(), T0 + 100, 500).is_empty());
+    assert_eq!(collect(&mut zone.table(), T0 + 500, 500).len(), 1);
+    // asked again: synced at once
+    let _ = run(&p, &d, &mut zone, T0 + 200);
+    assert_eq!(collect(&mut zone.table(), T0 + 210, 500).len(), 1);
 }
 
 #[test]
