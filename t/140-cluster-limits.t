@@ -8,10 +8,12 @@
 #      x-ratelimit-limit-requests and the local limiter's JSON error; every node and worker
 #      answered some; the window in Redis (a hash under <P>:lim:{exact}:<16 hex>, with an
 #      expiry) holds 100; Redis calls per request from gateway_redis_calls_total (printed);
+#      with a window and a daily quota in one namespace, 120 requests: the quota (40) admits
+#      exactly 40 and the window beside it counts only those;
 #   2. tokens: 60 requests (JSON and streams with usage, different prompts and max_tokens)
-#      over the nodes; once they ended, the namespace's Redis window holds exactly the sum of
-#      the usage.total_tokens the clients were sent (every reservation settled with actual
-#      usage, across nodes);
+#      over the nodes; once they ended, the namespace's Redis window and monthly token quota
+#      both hold exactly the sum of the usage.total_tokens the clients were sent (every
+#      reservation settled with actual usage, across nodes);
 #   3. concurrency: 30 slow streams at once over the nodes, limit 10: exactly 10 pass, 20 get
 #      429 concurrency_limit_exceeded; the node holding most of them is SIGKILLed (master and
 #      workers, no chance to give anything back): its slots stay taken for a while, then come
@@ -82,7 +84,10 @@ my $INTERVAL = 0.175;    # between a slow stream's events: 41 events, about 7 s
 
 my %policies = (
     exact   => [ { type => 'requests', limit => 100, window => '1m' } ],
-    tok     => [ { type => 'tokens', limit => 100_000_000, window => '1m' } ],
+    tok     => [ { type => 'tokens', limit => 100_000_000, window => '1m' },
+                 { type => 'quota', limit => 1_000_000_000, period => 'month', unit => 'tokens' } ],
+    quota   => [ { type => 'requests', limit => 1000, window => '1m' },
+                 { type => 'quota', limit => 40, period => 'day', unit => 'requests' } ],
     conc    => [ { type => 'concurrency', limit => 10 } ],
     latx    => [ { type => 'requests', limit => 1_000_000, window => '1m' } ],
     latl    => [ { type => 'requests', limit => 1_000_000, window => '1m', mode => 'local' } ],
@@ -211,6 +216,23 @@ for my $n (@nodes) {
         $calls, @by_op{qw(admit finish renew)}, $calls / 600, $calls / (@ok || 1));
 }
 
+# two counters in one script: a daily quota of 40 requests refuses, the window beside it
+# (1000 a minute) takes nothing from a refused request
+{
+    my @r = parallel(12, sub {
+        my $c = shift;
+        map { my $n = ($c + $_) % 3; slim(chat($n, 'quota'), $n) } 0 .. 9;
+    });
+    my %status;
+    $status{ $_->{status} // 'none' }++ for @r;
+    is_deeply(\%status, { 200 => 40, 429 => 80 }, '120 requests from 12 clients, daily quota 40: exactly 40 passed')
+        or diag(explain(\%status));
+    is(scalar(grep { ($_->{body} // '') =~ /"code":"insufficient_quota"/ } grep { $_->{status} == 429 } @r), 80,
+        '... the others an OpenAI-shaped quota error') or diag((grep { $_->{status} == 429 } @r)[0]{body});
+    my @k = lim_keys('quota');
+    is(join(',', map { hash_sum($_) } @k), '40,40', '... the quota and the window in Redis hold 40 each (a refusal takes from neither)');
+}
+
 ##########################################################################################
 # 2. Tokens: the Redis window holds what the responses reported.
 ##########################################################################################
@@ -243,18 +265,19 @@ for my $n (@nodes) {
     my $sum = 0;
     $sum += $_->{total} // 0 for @ok;
     my @k = lim_keys('tok');
-    is(scalar @k, 1, 'one Redis key for the tokens window');
-    my ($held, $waited) = (undef, undef);
+    is(scalar @k, 2, 'two Redis keys: the tokens window and the monthly token quota');
+    my (@held, $waited);
     my $t1 = time;
     while (@k) {
-        $held = hash_sum($k[0]);
-        if ($held == $sum) { $waited = time - $t1; last }
+        @held = map { hash_sum($_) } @k;
+        if (!grep { $_ != $sum } @held) { $waited = time - $t1; last }
         last if time - $t1 > 3;
         sleep 0.02;
     }
-    is($held, $sum, "the window holds the sum of the usage the clients saw ($sum tokens)");
+    is(join(',', @held), join(',', map { $sum } @k), "both hold the sum of the usage the clients saw ($sum tokens)");
+    my $held = join('/', @held);
     my $markers = @{ redis($rport, 'KEYS', "$P:lim:{tok}:done:*") };
-    diag(sprintf '2. tokens: 60 requests (20 streamed) in %.2f s, %d tokens reported; the Redis window held %s %s; '
+    diag(sprintf '2. tokens: 60 requests (20 streamed) in %.2f s, %d tokens reported; the Redis window/quota held %s %s; '
         . '%d settlement markers left in Redis (TTL %s ms)',
         $sent, $sum, $held // 'nothing',
         defined $waited ? sprintf('%.0f ms after the last response', $waited * 1000) : '(not equal after 3 s)',
