@@ -39,7 +39,10 @@
 #      settled the requests window holds one per 200 (the scripts that ran late were given
 #      back, the node's own admissions replayed) and the tokens window the usage the clients
 #      were sent;
-#   7. no [alert], [crit] or [emerg] in any node's error log, and no [error] but one line per
+#   7. a reload (HUP) while 6 streams run on a node: the old workers finish them, and what
+#      those requests took is settled before the workers exit: leases released at once (not
+#      left to expire), the tokens window holds the usage the clients were sent;
+#   8. no [alert], [crit] or [emerg] in any node's error log, and no [error] but one line per
 #      breaker opening (each followed by its notice that Redis is back).
 #
 # Figures (counts, Redis calls per request, settlement time, lease recovery, latencies,
@@ -96,6 +99,7 @@ my %policies = (
     fresh   => [ { type => 'requests', limit => 5, window => '1m' } ],
     hang    => [ { type => 'requests', limit => 1_000_000, window => '1m', on_failure => 'fail_open' } ],
     hangtok => [ { type => 'tokens', limit => 100_000_000, window => '1m', on_failure => 'fail_open' } ],
+    rl      => [ { type => 'tokens', limit => 100_000_000, window => '1m' }, { type => 'concurrency', limit => 100 } ],
 );
 my $gw_json = JSON::PP->new->canonical->encode({
     version    => 't140-1',
@@ -144,6 +148,11 @@ http {
         location /slow/v1/ {
             ai_gateway on;
             ai_gateway_mock_provider interval=${\ int($INTERVAL * 1000) }ms;
+            add_header X-Pid \$pid always;
+        }
+        location /stream/v1/ {
+            ai_gateway on;
+            ai_gateway_mock_provider interval=50ms;
             add_header X-Pid \$pid always;
         }
         location = /metrics { ai_gateway_metrics; }
@@ -637,7 +646,54 @@ for my $n (@nodes) {
 }
 
 ##########################################################################################
-# 7. Logs.
+# 7. A reload while streams run: what the old workers' last requests took is settled.
+##########################################################################################
+
+{
+    # Streams of about 2 s on one node, on a namespace with a tokens window and a
+    # concurrency policy; `nginx -s reload` (HUP) while they run: the old workers finish them
+    # and exit. Their settlements (actual tokens, lease released) must reach Redis: the
+    # leases are gone well before they could expire (lease 3 s) and the window holds the
+    # usage the clients were sent.
+    my $n = 0;
+    my $body = '{"model":"mock-gpt","messages":[{"role":"user","content":"reload"}],"stream":true,"stream_options":{"include_usage":true}}';
+    my @st = map { { s => send_request($nodes[$n]{gw}, 'POST', '/stream/v1/chat/completions', key('rl'), $body) } } 1 .. 6;
+    my $t0 = time;
+    $_->{h} = $_->{s} ? read_head($_->{s}, $t0 + 3) : { status => 0, headers => {} } for @st;
+    is(join(',', map { $_->{h}{status} } @st), join(',', (200) x 6), '6 streams of about 2 s on n1');
+    my %old = map { $_ => 1 } workers($nodes[$n]{pid});
+    kill 'HUP', $nodes[$n]{pid};
+    read_rest($_->{s}, $_->{h}, $t0 + 10) for grep { $_->{s} } @st;
+    my $t_end = time;
+    my $sum = 0;
+    $sum += total_tokens($_->{h}) // 0 for @st;
+    is(scalar(grep { $_->{h}{complete} && $_->{h}{body} =~ /data: \[DONE\]\n\n\z/ } @st), 6,
+        sprintf('... reloaded while they ran: all 6 finished whole in the old workers (%.1f s)', $t_end - $t0));
+    my ($kt) = grep { redis($rport, 'TYPE', $_) eq 'hash' } lim_keys('rl');
+    my ($kc) = grep { redis($rport, 'TYPE', $_) eq 'zset' } lim_keys('rl');
+    my ($zcard, $held, $freed, $settled);
+    while (time < $t_end + 2.5) {
+        $zcard = $kc ? redis($rport, 'ZCARD', $kc) : 0;
+        $held = $kt ? hash_sum($kt) : 0;
+        $freed //= time - $t_end if !$zcard;
+        $settled //= time - $t_end if $held == $sum;
+        last if defined $freed && defined $settled;
+        sleep 0.05;
+    }
+    ok(defined $freed && $freed < 1, sprintf('... their leases were released (%s)',
+        defined $freed ? sprintf('%.2f s after the last ended', $freed) : "$zcard left 2.5 s after they ended"));
+    is($held, $sum, "... the tokens window holds the usage they were sent ($sum)");
+    my $gone;
+    for (1 .. 50) { if (!grep { alive($_) } keys %old) { $gone = 1; last } sleep 0.1 }
+    ok($gone, '... and the old workers have exited');
+    is(chat($n, 'rl')->{status}, 200, 'the new workers serve');
+    diag(sprintf '7. reload with 6 streams running: leases released %s, tokens window %d of %d',
+        defined $freed ? sprintf('%.2f s after the streams ended', $freed) : 'not within 2.5 s (they expire after lease)',
+        $held, $sum);
+}
+
+##########################################################################################
+# 8. Logs.
 ##########################################################################################
 
 for my $n (@nodes) {
