@@ -138,6 +138,20 @@ pub unsafe fn stop() {
     }
 }
 
+/// Runs `fut` on the worker's runtime and waits for it, at most `max` (the nginx thread
+/// blocks: only for a worker that exits). `None` when it did not end in time or the bridge
+/// is not running.
+pub fn block_on<F: Future>(fut: F, max: std::time::Duration) -> Option<F::Output> {
+    // the handle, not the runtime: tasks may take the runtime's lock meanwhile
+    let handle = RUNTIME
+        .lock()
+        .ok()
+        .and_then(|rt| rt.as_ref().map(|rt| rt.handle().clone()))?;
+    handle
+        .block_on(async move { tokio::time::timeout(max, fut).await })
+        .ok()
+}
+
 /// Whether the bridge runs in this process.
 pub fn running() -> bool {
     WAKE_FD.load(Ordering::Acquire) >= 0

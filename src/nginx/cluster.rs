@@ -9,6 +9,7 @@ use ngx::ffi::{ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DONE, NGX_LOG_WARN}
 
 use super::access::{apply, proceed};
 use super::bridge::{self, Resume};
+use super::cluster_sync;
 use super::ctx;
 use super::log_phase::metrics_store;
 use super::route::{health_zone, NgxEnv};
@@ -109,6 +110,7 @@ unsafe fn resume(
             }
         }
         let status = apply(r, d, kept);
+        cluster_sync::drain_stats();
         proceed(r, status, started);
         NGX_DONE as ngx_int_t
     }

@@ -9,6 +9,7 @@
 //! ```
 
 use std::ffi::{c_char, c_void};
+use std::time::Duration;
 
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_log_t, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
@@ -24,7 +25,7 @@ use super::limit_zone::LimitZone;
 use super::module::Module;
 use super::shm;
 use crate::core::cluster::{fraction_of, parse_mode, parse_on_failure, Node};
-use crate::runtime::cluster::{self, Client, Op, Outcome, Report};
+use crate::runtime::cluster::{self, Client, Report};
 
 /// The directive's handler (http level).
 pub unsafe extern "C" fn cmd_cluster_limits(
@@ -116,13 +117,6 @@ impl NginxReport {
 }
 
 impl Report for NginxReport {
-    fn call(&self, op: Op, outcome: Outcome, micros: u64) {
-        let mcf = self.mcf;
-        bridge::post(Box::new(move || {
-            NginxReport::with_store(mcf, |s| s.redis_call(op as usize, outcome as usize, micros))
-        }));
-    }
-
     fn breaker(&self, opened: bool, why: String) {
         let (mcf, log) = (self.mcf, self.log);
         bridge::post(Box::new(move || {
@@ -183,14 +177,19 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
         let client = Client::new(redis.info.clone(), node, Box::new(report));
         cluster::install(Some(client.clone()));
         bridge::spawn(client.tick());
-        if let Some(zone) = mcf.limit_zone.and_then(|z| LimitZone::open(z)) {
-            cluster_sync::start(cycle, zone, every, stale);
-        }
+        let zone = mcf.limit_zone.and_then(|z| LimitZone::open(z));
+        let metrics = mcf.metrics_zone;
+        cluster_sync::start(cycle, zone, metrics, every, stale);
     }
 }
 
-/// Drops the worker's client (`exit_process`).
+/// Drops the worker's client (`exit_process`), once the settlements of the requests it
+/// served went out (bounded: Redis may be gone).
 pub fn exit_process() {
     cluster_sync::stop();
+    if let Some(client) = cluster::installed() {
+        let max = Duration::from_millis((client.node.timeout_ms * 5 + 500).min(3000));
+        let _ = bridge::block_on(client.settle_all(), max);
+    }
     cluster::install(None);
 }

@@ -1,44 +1,55 @@
-//! The node's sync of its approximate cluster counters (`core::cluster::approx`): a timer
-//! on worker 0 (one sync per node, not per worker: the counters are in the node's zone)
-//! takes a snapshot of the zone's approximate counters under its lock every `sync` ms, the
-//! worker's runtime sends it to Redis, and the answers are applied to the zone back on the
-//! nginx thread. One sync is out at a time; a sync that fails leaves the deltas to the next.
+//! The cluster limits' timer in each worker, every `sync` ms: it moves the worker's Redis
+//! call counts into the metrics zone, and on worker 0 syncs the node's approximate cluster
+//! counters (`core::cluster::approx`; one sync per node, not per worker: the counters are in
+//! the node's zone): a snapshot of the zone's approximate counters under its lock, sent to
+//! Redis by the worker's runtime, the answers applied to the zone back on the nginx thread.
+//! One sync is out at a time; a sync that fails leaves the deltas to the next.
 
 use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
 
-use ngx::ffi::{ngx_add_timer, ngx_cycle_t, ngx_del_timer, ngx_event_t};
+use ngx::ffi::{ngx_add_timer, ngx_cycle_t, ngx_del_timer, ngx_event_t, ngx_shm_zone_t};
 
 use super::bridge;
 use super::guard::guard;
 use super::limit_zone::{now_ms, LimitZone};
+use super::shm;
 use crate::core::cluster::approx::{apply, collect};
-use crate::runtime::cluster::installed;
+use crate::runtime::cluster::{installed, STATS};
 
 thread_local! {
     static TIMER: RefCell<Option<Box<ngx_event_t>>> = const { RefCell::new(None) };
     static BUSY: Cell<bool> = const { Cell::new(false) };
     static ZONE: Cell<Option<LimitZone>> = const { Cell::new(None) };
+    static METRICS: Cell<Option<NonNull<ngx_shm_zone_t>>> = const { Cell::new(None) };
+    /// This worker syncs the node's approximate counters (worker 0).
+    static SYNCS: Cell<bool> = const { Cell::new(false) };
     static EVERY_MS: Cell<u64> = const { Cell::new(100) };
     /// How old an idle counter's view may get before it is synced anyway.
     static REFRESH_MS: Cell<u64> = const { Cell::new(300) };
 }
 
-/// Starts the sync on worker 0 (`init_process`, after the client is installed).
+/// Starts the timer (`init_process`, after the client is installed).
 ///
 /// # Safety
-/// `cycle` must be the worker's cycle, on the nginx thread.
-pub unsafe fn start(cycle: *mut ngx_cycle_t, zone: LimitZone, every_ms: u64, stale_ms: u64) {
+/// `cycle` must be the worker's cycle, on the nginx thread; the zones belong to it.
+pub unsafe fn start(
+    cycle: *mut ngx_cycle_t,
+    zone: Option<LimitZone>,
+    metrics: Option<NonNull<ngx_shm_zone_t>>,
+    every_ms: u64,
+    stale_ms: u64,
+) {
     // SAFETY: reading nginx's worker number; the event lives in TIMER until `stop`.
     unsafe {
-        if ngx::ffi::ngx_worker != 0 {
-            return;
-        }
+        SYNCS.with(|s| s.set(ngx::ffi::ngx_worker == 0 && zone.is_some()));
+        METRICS.with(|m| m.set(metrics));
         let mut ev: Box<ngx_event_t> = Box::new(std::mem::zeroed());
         ev.handler = Some(tick);
         ev.log = (*cycle).log;
         // a worker that exits does not wait for it
         ev.set_cancelable(1);
-        ZONE.with(|z| z.set(Some(zone)));
+        ZONE.with(|z| z.set(zone));
         EVERY_MS.with(|e| e.set(every_ms.max(10)));
         REFRESH_MS.with(|e| e.set(stale_ms / 2));
         let ptr: *mut ngx_event_t = &mut *ev;
@@ -63,7 +74,8 @@ unsafe extern "C" fn tick(ev: *mut ngx_event_t) {
     // SAFETY: ev is our timer event (start), on the nginx thread.
     let log = unsafe { (*ev).log };
     guard(log, (), || {
-        if !BUSY.with(Cell::get) {
+        drain_stats();
+        if SYNCS.with(Cell::get) && !BUSY.with(Cell::get) {
             sync_once();
         }
         // SAFETY: as above; re-armed unless the worker is going away.
@@ -73,6 +85,18 @@ unsafe extern "C" fn tick(ev: *mut ngx_event_t) {
             }
         }
     });
+}
+
+/// Moves this worker's Redis call counts into the metrics zone (also done when a parked
+/// request resumes).
+pub fn drain_stats() {
+    let Some(zone) = METRICS.with(Cell::get) else {
+        return;
+    };
+    // SAFETY: the metrics zone of this worker's cycle (start), on the nginx thread.
+    if let Some(store) = unsafe { shm::store(zone) } {
+        STATS.drain_into(&store);
+    }
 }
 
 fn sync_once() {

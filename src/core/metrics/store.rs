@@ -476,12 +476,19 @@ impl<'a> Store<'a> {
         &self.w[H_OVERHEAD..H_OVERHEAD + OVERHEAD_BOUNDS_NS.len() + 2]
     }
 
-    /// A Redis call (`op` < [`REDIS_OPS`], `outcome` < [`REDIS_OUTCOMES`]) took `micros`.
-    pub fn redis_call(&self, op: usize, outcome: usize, micros: u64) {
-        if op < REDIS_OPS && outcome < REDIS_OUTCOMES {
-            self.w[H_REDIS_CALLS + op * REDIS_OUTCOMES + outcome].fetch_add(1, Relaxed);
+    /// Adds Redis calls (by `op * REDIS_OUTCOMES + outcome`) and their duration histogram
+    /// (buckets, `+Inf`, sum) counted elsewhere.
+    pub fn redis_add(&self, calls: &[u64], hist: &[u64]) {
+        for (i, n) in calls.iter().enumerate().take(REDIS_OPS * REDIS_OUTCOMES) {
+            if *n != 0 {
+                add_saturating(&self.w[H_REDIS_CALLS + i], *n);
+            }
         }
-        observe(self.redis_duration(), &REDIS_BOUNDS_US, micros);
+        for (w, n) in self.redis_duration().iter().zip(hist) {
+            if *n != 0 {
+                add_saturating(w, *n);
+            }
+        }
     }
 
     /// Redis calls by `op * REDIS_OUTCOMES + outcome`.

@@ -4,7 +4,7 @@
 //! requests still running and sends what waited for Redis to come back.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,8 @@ pub struct Client {
     /// Leases of requests still running: hold id → (leases keys, member).
     leases: Mutex<HashMap<u64, (Vec<String>, String)>>,
     pending: Mutex<Vec<Pending>>,
+    /// Settlements sent and not answered yet.
+    sending: AtomicUsize,
     handle: Mutex<Option<tokio::runtime::Handle>>,
     report: Box<dyn Report>,
     /// Makes lease members unique across nodes and restarts.
@@ -91,6 +93,7 @@ impl Client {
             conn: Mutex::new(None),
             leases: Mutex::new(HashMap::new()),
             pending: Mutex::new(Vec::new()),
+            sending: AtomicUsize::new(0),
             handle: Mutex::new(None),
             report,
             member_base: format!("{:x}.{:x}", std::process::id(), nanos),
@@ -208,7 +211,7 @@ impl Client {
                 )
             }
         };
-        self.report.call(op, outcome, micros);
+        super::STATS.record(op as usize, outcome as usize, micros);
         match (change, out) {
             (Change::Opened, Err(f)) => self.report.breaker(true, f.to_string()),
             (Change::Closed, _) => self.report.breaker(false, String::new()),
@@ -302,11 +305,24 @@ impl Client {
             return;
         }
         let me = self.clone();
+        self.sending.fetch_add(1, Ordering::AcqRel);
         handle.spawn(async move {
             if let Err(job) = me.run(job).await {
                 me.keep(job);
             }
+            me.sending.fetch_sub(1, Ordering::AcqRel);
         });
+    }
+
+    /// Waits for the settlements sent, then sends what waits for Redis (a worker that exits:
+    /// the requests it served give back what they took). The caller bounds the wait.
+    pub async fn settle_all(&self) {
+        while self.sending.load(Ordering::Acquire) != 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if !self.breaker_open() {
+            self.flush().await;
+        }
     }
 
     fn keep(&self, job: Pending) {

@@ -10,6 +10,8 @@ pub mod reply;
 pub use client::{install, installed, Admitted, Client, Failure};
 pub use hold::Hold;
 
+use crate::core::metrics::redis_stats::RedisStats;
+
 /// A Redis call, for the metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -28,11 +30,12 @@ pub enum Outcome {
     Timeout = 2,
 }
 
-/// What the runtime tells nginx (implemented by the nginx layer, which records metrics and
-/// logs on its own thread).
+/// This process's Redis calls, drained into the metrics zone by the nginx thread.
+pub static STATS: RedisStats = RedisStats::new();
+
+/// What the runtime tells nginx (implemented by the nginx layer, which logs and counts on its
+/// own thread).
 pub trait Report: Send + Sync + 'static {
-    /// A Redis call ended after `micros`.
-    fn call(&self, op: Op, outcome: Outcome, micros: u64);
     /// The breaker opened (`true`) or closed.
     fn breaker(&self, opened: bool, why: String);
     /// A message for the error log (warn level).
