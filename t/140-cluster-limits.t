@@ -488,15 +488,22 @@ for my $n (@nodes) {
     $a_st{ $_->{status} }++ for @A;
     is(scalar(grep { $_->{status} != 200 && $_->{status} != 429 } @A), 0,
         sprintf('fail_open: %d requests, none failed (%s)', scalar @A, join(', ', map { "$_: $a_st{$_}" } sort keys %a_st)));
-    my $a_in = grep { $_->{t} <= $t_stop && $_->{status} == 200 } @A;
-    my $a_out = grep { $_->{status} == 200 } @A_out;
+    # A request sent just before the SIGSTOP may still wait for it: its call times out and
+    # it is decided without Redis too (it took about the timeout). Those count with the
+    # outage's.
+    my $waited = sub { $_[0]{ms} >= $TIMEOUT * 1000 * 0.9 };
+    my @A_edge = grep { $_->{t} <= $t_stop && $waited->($_) } @A;
+    my $a_in = grep { $_->{t} <= $t_stop && !$waited->($_) && $_->{status} == 200 } @A;
+    my $a_out = grep { $_->{status} == 200 } @A_out, @A_edge;
     my $a_out_429 = grep { $_->{status} == 429 } @A_out;
-    ok($a_in <= $A_LIMIT, "... before the outage at most the limit admitted ($a_in)");
+    ok($a_in <= $A_LIMIT, "... before the outage Redis admitted at most the limit ($a_in)");
     is($pre, $A_LIMIT, '... and its window in Redis was full when Redis stopped');
-    ok($a_out > 0 && $a_out <= $bound, "... during the outage $a_out of " . scalar(@A_out) . " admitted: some, at most $N nodes x $FRACTION x $A_LIMIT = $bound");
+    ok($a_out > 0 && $a_out <= $bound, "... without Redis $a_out of " . (@A_out + @A_edge)
+        . " admitted (" . scalar(@A_edge) . " sent just before it stopped): some, at most $N nodes x $FRACTION x $A_LIMIT = $bound");
     ok($a_out_429 > 0, "... the others refused by the local limit ($a_out_429 got 429)");
-    my @B_in_bad = grep { $_->{t} <= $t_stop && $_->{status} != 200 } @B;
-    is(scalar @B_in_bad, 0, 'fail_closed: 200 before the outage');
+    my @B_in_bad = grep { $_->{t} <= $t_stop && $_->{status} != 200
+                          && !($waited->($_) && $_->{status} == 503 && ($_->{code} // '') eq 'limits_unavailable') } @B;
+    is(scalar @B_in_bad, 0, 'fail_closed: 200 before the outage (or 503 limits_unavailable after waiting for it)');
     my @B_503 = grep { $_->{status} == 503 && ($_->{code} // '') eq 'limits_unavailable' && ($_->{ra} // '') =~ /^[1-9]\d*$/ } @B_out;
     is(scalar @B_503, scalar @B_out,
         sprintf('... during it all %d answered 503 limits_unavailable with Retry-After', scalar @B_out))
@@ -562,11 +569,12 @@ for my $n (@nodes) {
 
     my $outage = $end - $t_stop;
     diag(sprintf '5. faults: load of %d requests in 11 s; Redis SIGSTOPped at %.1f s for 5 s, then SIGKILLed; during the outage (%.1f s): '
-        . 'fail_open %d requests, %d admitted (bound %d), %d refused, 0 failed; fail_closed %d requests, %d answered 503; '
-        . 'latency max %.0f ms, %d waited about the timeout; before it the fail_open namespace had %d admitted; '
+        . 'fail_open %d requests (and %d sent just before that waited for Redis), %d admitted without Redis (bound %d), %d refused, %d failed; '
+        . 'fail_closed %d requests, %d answered 503; latency max %.0f ms, %d waited about the timeout; before it Redis admitted %d of the fail_open namespace; '
         . 'Redis calls ok %d / timeout %d / error %d; breaker opened %s; degraded fail_open %d fail_closed %d; '
         . 'after the restart every worker admitted through Redis within %s s, the %d admissions made without it were replayed within %s s',
-        scalar @r, $t_stop - $t0, $outage, scalar @A_out, $a_out, $bound, $a_out_429, scalar @B_out, scalar @B_503,
+        scalar @r, $t_stop - $t0, $outage, scalar @A_out, scalar @A_edge, $a_out, $bound, $a_out_429,
+        scalar(grep { $_->{status} != 200 && $_->{status} != 429 } @A), scalar @B_out, scalar @B_503,
         $max, $slow, $a_in, @res{qw(ok timeout error)},
         join('/', map { metric_sum([ $m1[$_] ], 'gateway_redis_breaker_opened_total') - metric_sum([ $m0[$_] ], 'gateway_redis_breaker_opened_total') } 0 .. 2),
         @d{qw(fail_open fail_closed)}, defined $recovered ? sprintf('%.2f', $recovered) : 'never',
