@@ -1,6 +1,6 @@
 //! The cluster limits' timer in each worker, every `sync` ms: it moves the worker's Redis
 //! call counts into the metrics zone, and on worker 0 syncs the node's approximate cluster
-//! counters (`core::cluster::approx`; one sync per node, not per worker: the counters are in
+//! counters (`core::policy::approx`; one sync per node, not per worker: the counters are in
 //! the node's zone): a snapshot of the zone's approximate counters under its lock, sent to
 //! Redis by the worker's runtime, the answers applied to the zone back on the nginx thread.
 //! One sync is out at a time; a sync that fails leaves the deltas to the next.
@@ -14,7 +14,7 @@ use super::bridge;
 use super::guard::guard;
 use super::limit_zone::{now_ms, LimitZone};
 use super::shm;
-use crate::core::cluster::approx::{apply, collect};
+use crate::core::policy::approx::{apply, collect};
 use crate::runtime::cluster::{installed, STATS};
 
 thread_local! {

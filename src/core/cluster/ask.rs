@@ -9,7 +9,8 @@
 //! both modes.
 
 use crate::core::error::GatewayError;
-use crate::core::policy::engine::{deny, judge, Charge, Refusal, Verdicts};
+use crate::core::policy::engine::Refusal;
+use crate::core::policy::judge::{deny, judge, Charge, Verdicts};
 use crate::core::policy::slot::{bucket_ms, Period, Shape, Slot, BUCKETS};
 use crate::core::policy::{Denial, Plan, Policy, RateHeaders};
 

@@ -2,9 +2,12 @@
 //! fixed table ([`table`]) that lives in a shared memory zone, and the evaluation order,
 //! admission and settlement ([`engine`]).
 
+pub mod approx;
 pub mod clamp;
+pub mod cluster_mode;
 pub mod engine;
 pub mod glob;
+pub mod judge;
 pub mod rules;
 pub mod slot;
 pub mod stream_cap;

@@ -18,10 +18,10 @@
 
 use serde_json::Value;
 
+use super::cluster_mode::{parse_policy_cluster, PolicyCluster, POLICY_FIELDS};
 use super::glob::Glob;
 use super::slot::{Period, Shape};
 use super::table::counter_key;
-use crate::core::cluster::{parse_policy_cluster, PolicyCluster, POLICY_FIELDS};
 use crate::core::config_error::ConfigError;
 use crate::core::fields::{at, duration_ms, err, flag, integer, object, required, string, Object};
 use crate::core::matcher::{Matcher, Operator, Source};

@@ -31,7 +31,7 @@ pub enum Shape {
     /// A routing target's passive health: `counts[0]` consecutive failures, `counts[1]` the
     /// end of its cool-down (ms since the epoch).
     Health,
-    /// An approximate cluster counter's view of the cluster (`core::cluster::approx`).
+    /// An approximate cluster counter's view of the cluster (`core::policy::approx`).
     Sync,
 }
 

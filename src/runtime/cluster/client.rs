@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use redis::{ConnectionInfo, Script, ScriptInvocation, Value};
 
-use super::hold::{Hold, Pending};
+use super::hold::{Hold, Keeper, Pending};
 use super::reply;
 use super::{Op, Outcome, Report};
-use crate::core::cluster::approx::{redis_keys, SyncAnswer, SyncItem};
+use crate::core::cluster::approx_keys;
 use crate::core::cluster::ask::{takes_of, Ask, Reply};
 use crate::core::cluster::breaker::{Breaker, Change, Gate};
 use crate::core::cluster::Node;
+use crate::core::policy::approx::{SyncAnswer, SyncItem};
 
 static CLIENT: Mutex<Option<Arc<Client>>> = Mutex::new(None);
 
@@ -126,7 +127,7 @@ impl Client {
         self.breaker.lock().map_or(true, |b| b.is_open())
     }
 
-    pub(super) fn next_id(&self) -> u64 {
+    fn next_id(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -256,7 +257,10 @@ impl Client {
                 Err(f) => Err(f),
             };
             let hold = match &reply {
-                Ok(r) if r.refused == 0 => Some(Hold::new(me.clone(), member, takes_of(&ask, r))),
+                Ok(r) if r.refused == 0 => {
+                    let keeper: Arc<dyn Keeper> = me.clone();
+                    Some(Hold::new(keeper, member, takes_of(&ask, r)))
+                }
                 _ => None,
             };
             // nobody waits any more: the hold, never kept, gives everything back
@@ -282,20 +286,8 @@ impl Client {
         admitted
     }
 
-    pub(super) fn register_leases(&self, id: u64, keys: Vec<String>, member: String) {
-        if let Ok(mut l) = self.leases.lock() {
-            l.insert(id, (keys, member));
-        }
-    }
-
-    pub(super) fn unregister_leases(&self, id: u64) {
-        if let Ok(mut l) = self.leases.lock() {
-            l.remove(&id);
-        }
-    }
-
     /// Sends `job` now, or keeps it for when Redis is back.
-    pub(super) fn send(self: &Arc<Self>, job: Pending) {
+    fn send_job(self: &Arc<Self>, job: Pending) {
         let handle = self.handle.lock().ok().and_then(|h| h.clone());
         let Some(handle) = handle else {
             return;
@@ -428,7 +420,7 @@ impl Client {
         }
     }
 
-    /// Syncs this node's approximate counters (`core::cluster::approx`): one script per
+    /// Syncs this node's approximate counters (`core::policy::approx`): one script per
     /// counter, all at once on the connection; `None` for a counter whose sync failed (and
     /// for all while the breaker is open: the tick's probe closes it).
     pub async fn sync(self: Arc<Self>, items: Vec<SyncItem>) -> Vec<Option<SyncAnswer>> {
@@ -446,7 +438,7 @@ impl Client {
     }
 
     async fn sync_one(&self, item: &SyncItem, live: u64) -> Option<SyncAnswer> {
-        let (window, nodes) = redis_keys(&self.node.prefix, item.key);
+        let (window, nodes) = approx_keys(&self.node.prefix, item.key);
         let mut inv = self.sync.prepare_invoke();
         inv.key(window)
             .key(nodes)
@@ -464,5 +456,27 @@ impl Client {
     /// Settlements and replays waiting for Redis.
     pub fn pending(&self) -> usize {
         self.pending.lock().map_or(0, |p| p.len())
+    }
+}
+
+impl Keeper for Client {
+    fn next_id(&self) -> u64 {
+        Client::next_id(self)
+    }
+
+    fn register_leases(&self, id: u64, keys: Vec<String>, member: String) {
+        if let Ok(mut l) = self.leases.lock() {
+            l.insert(id, (keys, member));
+        }
+    }
+
+    fn unregister_leases(&self, id: u64) {
+        if let Ok(mut l) = self.leases.lock() {
+            l.remove(&id);
+        }
+    }
+
+    fn send(self: Arc<Self>, job: Pending) {
+        self.send_job(job);
     }
 }

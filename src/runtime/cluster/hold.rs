@@ -12,7 +12,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::{Script, ScriptInvocation};
 
-use super::client::Client;
 use crate::core::cluster::ask::{settlement, Kind, RemoteTake, Settle};
 use crate::core::policy::slot::{bucket_ms, period_number};
 
@@ -126,9 +125,19 @@ impl Pending {
     }
 }
 
+/// What a hold needs of the client that made it.
+pub trait Keeper: Send + Sync + 'static {
+    fn next_id(&self) -> u64;
+    /// Leases of a request still running, renewed until [`Keeper::unregister_leases`].
+    fn register_leases(&self, id: u64, keys: Vec<String>, member: String);
+    fn unregister_leases(&self, id: u64);
+    /// Sends `job` now, or keeps it for when Redis is back.
+    fn send(self: Arc<Self>, job: Pending);
+}
+
 /// What one admitted request holds in Redis.
 pub struct Hold {
-    client: Arc<Client>,
+    client: Arc<dyn Keeper>,
     id: u64,
     member: String,
     takes: Vec<RemoteTake>,
@@ -137,7 +146,7 @@ pub struct Hold {
 }
 
 impl Hold {
-    pub(super) fn new(client: Arc<Client>, member: String, takes: Vec<RemoteTake>) -> Hold {
+    pub(super) fn new(client: Arc<dyn Keeper>, member: String, takes: Vec<RemoteTake>) -> Hold {
         let id = client.next_id();
         let leases: Vec<String> = takes
             .iter()
@@ -184,7 +193,7 @@ impl Drop for Hold {
             member: std::mem::take(&mut self.member),
             items,
         };
-        self.client.send(job);
+        self.client.clone().send(job);
     }
 }
 

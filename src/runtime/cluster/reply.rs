@@ -2,8 +2,8 @@
 
 use redis::Value;
 
-use crate::core::cluster::approx::SyncAnswer;
 use crate::core::cluster::ask::{CounterReply, Reply};
+use crate::core::policy::approx::SyncAnswer;
 
 fn number(v: &Value) -> Option<u64> {
     match v {

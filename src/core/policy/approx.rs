@@ -17,18 +17,17 @@
 //! (what each node was asked, refused requests included), so a node with 80% of the
 //! traffic gets 80% of what is left.
 //!
-//! With no sync for [`Node::stale_ms`](super::Node::stale_ms) (Redis unreachable), the
+//! With no sync for `core::cluster::Node::stale_ms` (Redis unreachable), the
 //! counter is limited on the node at its degraded limit (`fail_open`) or refuses
 //! (`fail_closed`); the node's deltas wait in the counter and go to Redis with the first
 //! sync that succeeds.
 
-use super::{degraded_limit, OnFailure, Remote};
+use super::cluster_mode::{degraded_limit, OnFailure, Remote};
+use super::judge::{deny, judge, Charge, Gauge, Verdicts};
+use super::rules::{Policy, Rule};
+use super::slot::{bucket_ms, Shape, BUCKETS};
+use super::table::{SlotRef, Table};
 use crate::core::error::{GatewayError, Limited};
-use crate::core::policy::engine::{deny, judge, Charge, Gauge, Verdicts};
-use crate::core::policy::rules::Rule;
-use crate::core::policy::slot::{bucket_ms, Shape, BUCKETS};
-use crate::core::policy::table::{SlotRef, Table};
-use crate::core::policy::Policy;
 
 const SENT: u64 = 0x5e47_a11c_e0de_0001;
 const VIEW: u64 = 0x71e3_c1a5_7e00_0002;
@@ -48,15 +47,6 @@ pub fn sent_key(k: u64) -> u64 {
 
 pub fn view_key(k: u64) -> u64 {
     (k ^ VIEW).max(1)
-}
-
-/// The Redis keys of approximate counter `k`: its window hash and its nodes hash (one hash
-/// tag: one script).
-pub fn redis_keys(prefix: &str, k: u64) -> (String, String) {
-    (
-        format!("{prefix}:approx:{{{k:016x}}}"),
-        format!("{prefix}:approx:{{{k:016x}}}:nodes"),
-    )
 }
 
 /// What an approximate charge found: whether it fits, and the slots to take from.

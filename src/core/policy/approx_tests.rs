@@ -3,8 +3,8 @@ use std::borrow::Cow;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::core::cluster::{Defaults, Mode};
 use crate::core::matcher::RequestView;
+use crate::core::policy::cluster_mode::{Defaults, Mode};
 use crate::core::policy::engine::refund;
 use crate::core::policy::rules::parse_policies;
 use crate::core::policy::slot::Slot;
