@@ -3,8 +3,9 @@
 -- KEYS[2..]: the counters. ARGV[1]: the lease member; then four per counter:
 --   kind ("w", "d", "m", "c"), size (a window's ms), at (bucket or period of the take),
 --   delta (tokens to add or give back; a lease is released).
--- Returns 1, or 0 when the marker says it was done already.
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', 3600000) then return 0 end
+-- Returns 1, or 0 when the marker says it was done already (markers live 60 s:
+-- runtime/cluster/hold.rs MARKER_MS; older work is not sent again).
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', 60000) then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function int(x) return string.format('%d', x) end

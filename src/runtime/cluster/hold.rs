@@ -23,6 +23,9 @@ pub enum Pending {
         marker: String,
         member: String,
         items: Vec<Settle>,
+        /// When the request ended (unix ms): a settlement older than [`MARKER_MS`] allows
+        /// is dropped rather than risk counting twice.
+        since_ms: u64,
     },
     /// An admission made on this node alone while Redis was unreachable (`fail_open`):
     /// `amount` added to `key` as of `at_unix_ms`.
@@ -34,6 +37,11 @@ pub enum Pending {
         amount: u64,
     },
 }
+
+/// How long Redis keeps a settlement's marker (`finish.lua`): one key per settled request,
+/// so short; a settlement that could not be sent within it (Redis gone longer) is dropped,
+/// its reservations left as they were (they age out with their window or period).
+pub const MARKER_MS: u64 = 60_000;
 
 fn unix_ms() -> u64 {
     SystemTime::now()
@@ -74,8 +82,11 @@ impl Pending {
                 marker,
                 member,
                 items,
+                since_ms,
             } => {
-                if items.is_empty() {
+                // a first attempt may have run: after its marker is gone, a resend could
+                // count twice
+                if items.is_empty() || unix_ms().saturating_sub(*since_ms) > MARKER_MS - 10_000 {
                     return None;
                 }
                 inv.key(marker);
@@ -232,6 +243,7 @@ impl Drop for Hold {
             marker: marker_of(&first.key, &self.member),
             member: std::mem::take(&mut self.member),
             items,
+            since_ms: unix_ms(),
         };
         self.client.clone().send(job);
     }
