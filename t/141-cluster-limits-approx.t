@@ -55,6 +55,8 @@ my %policies = (
     (map { ($_ => [ { type => 'requests', limit => 100, window => '1m' } ]) } qw(x2 x10 skew)),
     fopen   => [ { type => 'requests', limit => 40, window => '1m' } ],
     fclosed => [ { type => 'requests', limit => 1000, window => '1m', on_failure => 'fail_closed' } ],
+    # exact, near its limit: the prompt's bound does not fit, its exact count does
+    near    => [ { type => 'tokens', limit => 300, window => '1m', mode => 'exact' } ],
 );
 my $gw_json = JSON::PP->new->canonical->encode({
     version    => 't141-1',
@@ -168,6 +170,30 @@ diag(sprintf "sync calls during section 1: %d (3 nodes, up to 5 counters each, %
 cmp_ok($syncs, '>', 0, 'the nodes synced');
 is(delta($m0, $m1, 'gateway_redis_calls_total', result => 'error')
     + delta($m0, $m1, 'gateway_redis_calls_total', result => 'timeout'), 0, 'no Redis call failed');
+
+##########################################################################################
+# 2b. Exact mode charges a token counter the prompt's bound and asks again with the exact
+#     count when the bound is refused (near the limit only).
+##########################################################################################
+
+{
+    my $long = join ' ', ('hello') x 150;
+    my $body = qq({"model":"m","max_tokens":10,"messages":[{"role":"user","content":"$long"}]});
+    my $send = sub {
+        http($nodes[0]{gw}, 'POST', '/v1/chat/completions',
+            "Authorization: Bearer sk-t141-near\r\nContent-Type: application/json\r\n", $body, 10);
+    };
+    my $b0 = metrics($nodes[0]{gw});
+    my $r1 = $send->();
+    is($r1->{status}, 200, 'a prompt whose bound is over the tokens limit but whose count is not passes');
+    my $b1 = metrics($nodes[0]{gw});
+    is(metric_sum([$b1], 'gateway_redis_calls_total', op => 'admit')
+        - metric_sum([$b0], 'gateway_redis_calls_total', op => 'admit'), 2,
+        '... asked twice: the bound, then the exact count');
+    my $r2 = $send->();
+    is($r2->{status}, 429, 'the same again, after its usage was settled, is refused');
+    like(eval { $r2->{json}{error}{message} } // '', qr/tokens/, '... by the tokens limit');
+}
 
 ##########################################################################################
 # 3. Redis stopped: fail_open limits per node at the fraction, fail_closed answers 503.

@@ -8,6 +8,7 @@ use std::time::Instant;
 use ngx::ffi::{ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DONE, NGX_LOG_WARN};
 
 use super::access::{apply, proceed};
+use super::body::request_body;
 use super::bridge::{self, Resume};
 use super::cluster_sync;
 use super::ctx;
@@ -18,7 +19,8 @@ use crate::core::cluster::ask::Ask;
 use crate::core::cluster::breaker::Gate;
 use crate::core::cluster::OnFailure;
 use crate::core::pipeline::cluster::{conclude, degrade};
-use crate::core::pipeline::{Decision, Verdict};
+use crate::core::pipeline::{BodyPrompt, Decision, Verdict};
+use crate::core::tokens::PromptCount;
 use crate::runtime::cluster::{installed, Admitted, Client, Hold, Replay};
 
 /// What [`ask`] returns when the request waits for Redis (the body handler then leaves it).
@@ -43,6 +45,23 @@ pub unsafe fn ask(r: *mut ngx_http_request_t, mut d: Decision) -> ngx_int_t {
             return apply(r, d, Held { hold: None, replay });
         }
     };
+    // SAFETY: as the caller's.
+    if unsafe { park_ask(r, d, ask, &client) } {
+        PARKED
+    } else {
+        // the bridge is not running or memory ran out: the decision is gone with the
+        // closure; the request fails rather than pass unlimited
+        ngx_http_internal_server_error()
+    }
+}
+
+/// Parks `r` while Redis answers `ask`; false when it could not be parked.
+unsafe fn park_ask(
+    r: *mut ngx_http_request_t,
+    d: Decision,
+    ask: Box<Ask>,
+    client: &std::sync::Arc<Client>,
+) -> bool {
     // the runtime's own timeout answers first; the park's timer is a backstop
     let backstop = client.node.timeout_ms.saturating_mul(2).saturating_add(100);
     let fut = client.clone().admit((*ask).clone());
@@ -52,13 +71,22 @@ pub unsafe fn ask(r: *mut ngx_http_request_t, mut d: Decision) -> ngx_int_t {
         unsafe { resume(r, d, &ask, value.map(|v| *v)) }
     });
     // SAFETY: r is live, its body read (caller).
-    if unsafe { bridge::park(r, backstop, fut, resume) } {
-        PARKED
-    } else {
-        // the bridge is not running or memory ran out: the decision is gone with the
-        // closure; the request fails rather than pass unlimited
-        ngx_http_internal_server_error()
-    }
+    unsafe { bridge::park(r, backstop, fut, resume) }
+}
+
+/// The prompt's exact count (and the count kept for the log phase), from the body the
+/// decision was made on.
+unsafe fn recount(
+    r: *mut ngx_http_request_t,
+    d: &Decision,
+) -> Option<(u64, Option<Option<PromptCount>>)> {
+    let summary = d.summary.as_ref()?;
+    // SAFETY: r is live and its body read (caller).
+    let body = unsafe { request_body(&*r) }.ok()?;
+    let text = std::str::from_utf8(&body).ok();
+    let mut prompt = BodyPrompt::new(text, &summary.spans, summary.model.as_deref());
+    let n = prompt.exact_count();
+    Some((n, prompt.counted()))
 }
 
 fn ngx_http_internal_server_error() -> ngx_int_t {
@@ -89,6 +117,20 @@ unsafe fn resume(
                 reply: Ok(reply),
                 hold,
             }) => {
+                // a token counter refused the prompt's bound: ask again with the exact
+                // count (near the limit only)
+                if hold.is_none() && ask.needs_exact_prompt(&reply) {
+                    if let (Some((n, counted)), Some(c)) = (recount(r, &d), client.as_ref()) {
+                        d.prompt = counted;
+                        let again = Box::new(ask.with_exact_prompt(n));
+                        if !park_ask(r, d, again, c) {
+                            proceed(r, ngx_http_internal_server_error(), started);
+                        }
+                        // the new park holds the request; this delivery's finalize gives
+                        // back the first one's reference
+                        return NGX_DONE as ngx_int_t;
+                    }
+                }
                 if !conclude(&snapshot.config, &mut d, ask, &reply, &mut env) {
                     warn(
                         r,

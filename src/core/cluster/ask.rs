@@ -64,6 +64,9 @@ pub struct Ask {
     pub counters: Vec<Counter>,
     /// The plan's cluster charges, in the order of `counters`.
     charges: Vec<Charge>,
+    /// Token counters are charged an upper bound of the prompt (as the zone's are at
+    /// first): a refusal by one of them is asked again with the exact count.
+    pub prompt_bound: bool,
 }
 
 /// What Redis answered for one counter.
@@ -137,7 +140,36 @@ impl Ask {
             });
             charges.push(c.clone());
         }
-        (!counters.is_empty()).then_some(Ask { counters, charges })
+        let prompt_bound = plan.prompt_tokens.is_none() && counters.iter().any(|c| c.tokens);
+        (!counters.is_empty()).then_some(Ask {
+            counters,
+            charges,
+            prompt_bound,
+        })
+    }
+
+    /// Whether Redis refused a token counter charged the prompt's bound: only the exact
+    /// count may refuse ([`Ask::with_exact_prompt`], asked again).
+    pub fn needs_exact_prompt(&self, reply: &Reply) -> bool {
+        self.prompt_bound
+            && reply.refused > 0
+            && self
+                .counters
+                .get(reply.refused - 1)
+                .is_some_and(|c| c.tokens)
+    }
+
+    /// The question again, token counters charged the prompt's exact count.
+    pub fn with_exact_prompt(&self, tokens: u64) -> Ask {
+        let mut again = self.clone();
+        for (counter, charge) in again.counters.iter_mut().zip(again.charges.iter_mut()) {
+            if counter.tokens {
+                charge.amount = tokens.saturating_add(charge.reserve);
+                counter.amount = charge.amount;
+            }
+        }
+        again.prompt_bound = false;
+        again
     }
 
     /// The charges asked for (their `remote` settings decide what a failure does).

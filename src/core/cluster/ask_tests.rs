@@ -208,3 +208,31 @@ fn settlements() {
         vec![-1, -100, -1]
     );
 }
+
+#[test]
+fn a_token_counter_refusing_the_bound_is_asked_again_exactly() {
+    let p = policies(json!([
+        {"type": "requests", "limit": 100, "window": "1m"},
+        {"type": "tokens", "limit": 1000, "window": "1m"},
+    ]));
+    let d = Defaults::default();
+    // the prompt's bound is 50, the output reservation 10
+    let ask = Ask::new("px", "team", &p, &plan(&p, Some(&d), 50)).unwrap();
+    assert!(ask.prompt_bound);
+    assert_eq!(ask.counters[1].amount, 60);
+    let now = T0 + 1000;
+    let refused_by = |i: usize| Reply {
+        refused: i,
+        now_ms: now,
+        counters: vec![CounterReply::default(), CounterReply::default()],
+    };
+    assert!(ask.needs_exact_prompt(&refused_by(2)));
+    // the requests window refusing, or an admission, is final
+    assert!(!ask.needs_exact_prompt(&refused_by(1)));
+    assert!(!ask.needs_exact_prompt(&refused_by(0)));
+    let again = ask.with_exact_prompt(12);
+    assert!(!again.prompt_bound);
+    assert_eq!(again.counters[1].amount, 22);
+    assert_eq!(again.counters[0].amount, 1);
+    assert!(!again.needs_exact_prompt(&refused_by(2)));
+}

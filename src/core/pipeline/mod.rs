@@ -348,10 +348,8 @@ fn enforce<I: Incoming, E: Env>(
         }
     }
     if plan.remote_charges().next().is_some() {
-        if plan.remote_needs_exact_prompt() {
-            // Redis is asked once: with the prompt's exact count, not a bound
-            plan.use_exact_prompt(prompt.exact_count());
-        }
+        // token counters in Redis are charged the prompt's bound, as the zone's are: a
+        // refusal is asked again with the exact count (`Ask::needs_exact_prompt`)
         if let Some(node) = req.cluster {
             d.ask = Ask::new(&node.prefix, &ns.code, &ns.policies, &plan).map(Box::new);
         }

@@ -319,8 +319,9 @@ fn cluster_counters_wait_for_redis_after_the_zone_counters() {
         .counters
         .iter()
         .all(|c| c.key.starts_with("px:lim:{c}:")));
-    // the prompt was counted exactly for the token counter
-    assert!(d.prompt.is_some());
+    // the token counter is charged the prompt's bound (asked again exactly if it refuses)
+    assert!(d.prompt.is_none());
+    assert!(ask.prompt_bound);
 
     // Redis refuses: the zone's slot is given back, 429 with the cluster's numbers
     let mut d2 = d;

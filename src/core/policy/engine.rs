@@ -99,12 +99,6 @@ impl Plan {
         self.charges.iter().filter(|c| !c.in_zone())
     }
 
-    /// Whether a token counter in Redis is charged an upper bound of the prompt (the exact
-    /// count is then given before asking Redis, which is asked once).
-    pub fn remote_needs_exact_prompt(&self) -> bool {
-        self.prompt_tokens.is_none() && self.remote_charges().any(|c| c.tokens)
-    }
-
     /// A plan of these charges alone (to take them apart from the plan they were made in).
     pub fn of_charges(charges: Vec<Charge>) -> Plan {
         Plan {
