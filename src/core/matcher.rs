@@ -92,6 +92,23 @@ pub trait RequestView {
     fn body(&self) -> Option<&Value>;
 }
 
+/// A request with no header, query argument or body (unit tests).
+#[cfg(test)]
+pub struct EmptyView;
+
+#[cfg(test)]
+impl RequestView for EmptyView {
+    fn header(&self, _: &str) -> Option<Cow<'_, str>> {
+        None
+    }
+    fn query_arg(&self, _: &str) -> Option<Cow<'_, str>> {
+        None
+    }
+    fn body(&self) -> Option<&Value> {
+        None
+    }
+}
+
 /// One compiled matcher rule, pointing at the namespace it identifies.
 #[derive(Debug, Clone)]
 pub struct Matcher {

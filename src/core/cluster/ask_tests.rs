@@ -1,27 +1,11 @@
-use std::borrow::Cow;
-
 use serde_json::{json, Value};
 
 use super::*;
 use crate::core::cluster::{Defaults, Mode};
 use crate::core::error::Limited;
-use crate::core::matcher::RequestView;
+use crate::core::matcher::EmptyView as View;
 use crate::core::policy::rules::parse_policies;
 use crate::core::policy::{precheck, Facts};
-
-struct View;
-
-impl RequestView for View {
-    fn header(&self, _: &str) -> Option<Cow<'_, str>> {
-        None
-    }
-    fn query_arg(&self, _: &str) -> Option<Cow<'_, str>> {
-        None
-    }
-    fn body(&self) -> Option<&Value> {
-        None
-    }
-}
 
 fn policies(v: Value) -> Vec<Policy> {
     let Value::Array(list) = v else { panic!() };

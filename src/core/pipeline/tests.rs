@@ -372,6 +372,20 @@ fn cluster_counters_wait_for_redis_after_the_zone_counters() {
     assert!(!cluster::conclude(&config, &mut d3, &ask, &bad, &mut env));
 }
 
+/// A request of the namespace of `key` decided without Redis: the decision and what its
+/// cluster policies did.
+fn without_redis(
+    config: &GatewayConfig,
+    node: &Node,
+    env: &mut TestEnv,
+    key: &str,
+) -> (Decision, crate::core::cluster::OnFailure) {
+    let mut d = decide(config, &cluster_req(CHAT, key, node), &no_headers(), env);
+    let ask = d.ask.take().unwrap();
+    let how = cluster::degrade(config, &mut d, &ask, env, 2);
+    (d, how)
+}
+
 #[test]
 fn without_redis_fail_open_limits_at_the_fraction_and_fail_closed_refuses() {
     use crate::core::cluster::OnFailure;
@@ -379,49 +393,23 @@ fn without_redis_fail_open_limits_at_the_fraction_and_fail_closed_refuses() {
     let node = Node::new("px");
     let mut env = TestEnv::new();
     // fail_open at 0.5 of 4: two requests pass on this node, the third is refused
-    let mut statuses = Vec::new();
-    for _ in 0..3 {
-        let mut d = decide(
-            &config,
-            &cluster_req(CHAT, "sk-d", &node),
-            &no_headers(),
-            &mut env,
-        );
-        let ask = d.ask.take().unwrap();
-        assert_eq!(
-            cluster::degrade(&config, &mut d, &ask, &mut env, 2),
-            OnFailure::Open
-        );
-        statuses.push(rejected(&d).map_or(200, |(e, _)| e.status()));
-    }
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| {
+            let (d, how) = without_redis(&config, &node, &mut env, "sk-d");
+            assert_eq!(how, OnFailure::Open);
+            rejected(&d).map_or(200, |(e, _)| e.status())
+        })
+        .collect();
     assert_eq!(statuses, vec![200, 200, 429]);
     // fail_closed: 503 limits_unavailable with the breaker's Retry-After
-    let mut d = decide(
-        &config,
-        &cluster_req(CHAT, "sk-e", &node),
-        &no_headers(),
-        &mut env,
-    );
-    let ask = d.ask.take().unwrap();
-    assert_eq!(
-        cluster::degrade(&config, &mut d, &ask, &mut env, 2),
-        OnFailure::Closed
-    );
+    let (d, how) = without_redis(&config, &node, &mut env, "sk-e");
+    assert_eq!(how, OnFailure::Closed);
     let (err, _) = rejected(&d).unwrap();
     assert_eq!(*err, GatewayError::LimitsUnavailable);
     assert_eq!(d.policy.retry_after_s, Some(2));
     // a dry-run fail_closed policy does not refuse: namespace c degrades open, and its
     // local concurrency stays taken while the request goes on
-    let mut d = decide(
-        &config,
-        &cluster_req(CHAT, "sk-c", &node),
-        &no_headers(),
-        &mut env,
-    );
-    let ask = d.ask.take().unwrap();
-    assert_eq!(
-        cluster::degrade(&config, &mut d, &ask, &mut env, 2),
-        OnFailure::Open
-    );
+    let (d, how) = without_redis(&config, &node, &mut env, "sk-c");
+    assert_eq!(how, OnFailure::Open);
     assert!(rejected(&d).is_none());
 }

@@ -1,29 +1,13 @@
-use std::borrow::Cow;
-
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::*;
-use crate::core::matcher::RequestView;
+use crate::core::matcher::EmptyView as View;
 use crate::core::policy::cluster_mode::{Defaults, Mode};
 use crate::core::policy::engine::refund;
 use crate::core::policy::rules::parse_policies;
 use crate::core::policy::slot::Slot;
 use crate::core::policy::table::TableHeader;
 use crate::core::policy::{admit, precheck, Admission, Facts};
-
-struct View;
-
-impl RequestView for View {
-    fn header(&self, _: &str) -> Option<Cow<'_, str>> {
-        None
-    }
-    fn query_arg(&self, _: &str) -> Option<Cow<'_, str>> {
-        None
-    }
-    fn body(&self) -> Option<&Value> {
-        None
-    }
-}
 
 struct Zone {
     header: TableHeader,

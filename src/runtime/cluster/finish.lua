@@ -9,19 +9,6 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', 60000) then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function int(x) return string.format('%d', x) end
-local function month(days)
-  local z = days + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
-    - math.floor(doe / 146096)) / 365)
-  local y = yoe + era * 400
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local m = mp < 10 and mp + 3 or mp - 9
-  if m <= 2 then y = y + 1 end
-  return y * 12 + m - 1
-end
 for i = 2, #KEYS do
   local a = 1 + (i - 2) * 4
   local kind, size = ARGV[a + 1], tonumber(ARGV[a + 2])
@@ -41,12 +28,16 @@ for i = 2, #KEYS do
     end
     if field and delta > 0 then redis.call('PEXPIRE', key, size + 2 * b) end
   else
-    local days = math.floor(now / 86400000)
-    local p = kind == 'd' and days or month(days)
-    if at == p then
+    -- a quota: the admit script keeps the current period's field only
+    if redis.call('HEXISTS', key, int(at)) == 1 then
       field = at
     elseif delta > 0 then
-      field = p
+      -- the reservation's period is over: the tokens count in the newest period held
+      field = at
+      for _, f in ipairs(redis.call('HKEYS', key)) do
+        local n = tonumber(f)
+        if n and n > field then field = n end
+      end
     end
     if field and delta > 0 then
       redis.call('PEXPIRE', key, (kind == 'd' and 2 or 33) * 86400000)
