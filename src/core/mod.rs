@@ -3,6 +3,7 @@
 //! `cargo test` without nginx; the `nginx` layer converts nginx data into these types, calls
 //! the core and maps the result back.
 
+pub mod access_log;
 pub mod admin;
 pub mod cluster;
 pub mod config;

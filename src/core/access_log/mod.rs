@@ -1,0 +1,10 @@
+//! Usage and access logs, the pure part: a request's [`record::Record`] and its line
+//! format, the worker's bounded [`buffer`], the hourly/daily [`rollup`], and the usage
+//! API's reads ([`query`], shown by [`table`]). The nginx layer fills the buffer in the log
+//! phase; `runtime::access_log` ships, spools and ingests.
+
+pub mod buffer;
+pub mod query;
+pub mod record;
+pub mod rollup;
+pub mod table;
