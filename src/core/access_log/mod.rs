@@ -4,6 +4,7 @@
 //! phase; `runtime::access_log` ships, spools and ingests.
 
 pub mod buffer;
+pub mod partitions;
 pub mod query;
 pub mod record;
 pub mod rollup;

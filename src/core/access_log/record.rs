@@ -135,10 +135,11 @@ impl Record<'_> {
         text(out, &self.error, NAME_MAX);
         number(out, Some(u64::from(self.latency_ms)));
         number(out, self.ttfb_ms.map(u64::from));
-        number(out, self.tokens.prompt);
-        number(out, self.tokens.completion);
-        number(out, self.tokens.cached);
-        number(out, self.tokens.reasoning);
+        let t = |n: Option<u64>| n.map(|n| n.min(TOKENS_MAX));
+        number(out, t(self.tokens.prompt));
+        number(out, t(self.tokens.completion));
+        number(out, t(self.tokens.cached));
+        number(out, t(self.tokens.reasoning));
         text(out, self.source.as_str(), NAME_MAX);
         number(out, Some(u64::from(self.attempts)));
         let _ = write!(out, "{}]\n", u8::from(self.stream));
@@ -158,9 +159,9 @@ impl Record<'_> {
     }
 }
 
-/// Largest token count believed in a record (a provider's number above this is refused
-/// upstream already; here it only guards the aggregates' sums).
-pub const TOKENS_MAX: u64 = 1 << 40;
+/// Largest token count a record can hold (the table's column is 32 bits; the gateway
+/// refuses far smaller provider numbers already).
+pub const TOKENS_MAX: u64 = u32::MAX as u64;
 
 /// Why a line is not a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -385,10 +386,10 @@ mod tests {
             latency_ms: u32::MAX,
             ttfb_ms: Some(u32::MAX),
             tokens: Tokens {
-                prompt: Some(u64::MAX),
-                completion: Some(u64::MAX),
-                cached: Some(u64::MAX),
-                reasoning: Some(u64::MAX),
+                prompt: Some(TOKENS_MAX),
+                completion: Some(TOKENS_MAX),
+                cached: Some(TOKENS_MAX),
+                reasoning: Some(TOKENS_MAX),
             },
             ..sample()
         };

@@ -8,6 +8,7 @@
 //! long) the sample is folded into a reserved overflow series so totals stay exact.
 
 mod labels;
+pub mod log_stats;
 pub mod redis_stats;
 mod render;
 mod store;

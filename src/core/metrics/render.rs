@@ -27,6 +27,8 @@ pub struct RenderInfo<'a> {
     pub sync: Option<SyncInfo<'a>>,
     /// Set when cluster limits are configured (`ai_gateway_cluster_limits`).
     pub cluster: bool,
+    /// Set when usage logs are configured (`ai_gateway_usage_log`).
+    pub access_log: bool,
     pub module_version: &'a str,
     pub nginx_version: &'a str,
 }
@@ -440,6 +442,9 @@ pub fn render(store: &Store, info: &RenderInfo) -> String {
     if info.cluster {
         render_cluster(&mut out, store);
     }
+    if info.access_log {
+        render_access_log(&mut out, store);
+    }
     let name = "gateway_build_info";
     header(
         &mut out,
@@ -536,6 +541,83 @@ fn render_cluster(out: &mut String, store: &Store) {
     sample(out, name, &[("on_failure", "fail_closed")], closed);
 }
 
+/// The usage logs' metrics (counter indexes as in `log_stats::Count`).
+fn render_access_log(out: &mut String, store: &Store) {
+    let (c, g) = store.log_counts();
+    let counter = |out: &mut String, name: &str, help: &str, n: u64| {
+        header(out, name, "counter", help);
+        sample(out, name, &[], n);
+    };
+    counter(
+        out,
+        "gateway_log_queued_total",
+        "Access-log records put into the workers' buffers.",
+        c[0],
+    );
+    let name = "gateway_log_shipped_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Access-log records shipped off the node: to the Redis stream, or straight to MySQL.",
+    );
+    sample(out, name, &[("to", "redis")], c[1]);
+    sample(out, name, &[("to", "mysql")], c[2]);
+    counter(
+        out,
+        "gateway_log_spooled_total",
+        "Access-log records written to the local spool (the store unreachable or full).",
+        c[3],
+    );
+    counter(
+        out,
+        "gateway_log_replayed_total",
+        "Access-log records read back from the local spool and shipped.",
+        c[4],
+    );
+    counter(
+        out,
+        "gateway_log_ingested_total",
+        "Access-log rows this node inserted into MySQL.",
+        c[5],
+    );
+    counter(
+        out,
+        "gateway_log_duplicates_total",
+        "Access-log records found already in MySQL (sent twice) and skipped.",
+        c[6],
+    );
+    let name = "gateway_log_dropped_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Access-log records lost: buffer full, spool full, or not a record.",
+    );
+    sample(out, name, &[("reason", "buffer_full")], c[7]);
+    sample(out, name, &[("reason", "spool_full")], c[8]);
+    sample(out, name, &[("reason", "invalid")], c[9]);
+    let name = "gateway_log_ingest_lag_seconds";
+    header(
+        out,
+        name,
+        "gauge",
+        "Age of the oldest record waiting in the stream, as this node's ingestor last saw it.",
+    );
+    sample(out, name, &[], g[0] as f64 / 1000.0);
+    let name = "gateway_log_spool_bytes";
+    header(out, name, "gauge", "Bytes waiting in the node's local spool.");
+    sample(out, name, &[], g[1]);
+    let name = "gateway_log_ingestor";
+    header(
+        out,
+        name,
+        "gauge",
+        "1 while this node holds the ingestor lease (inserts the cluster's records).",
+    );
+    sample(out, name, &[], g[2]);
+}
+
 /// The configuration sync metrics (Redis source).
 fn render_sync(out: &mut String, store: &Store, sync: &SyncInfo) {
     let (applied, success_ms, errors) = store.sync_counts();
@@ -594,6 +676,7 @@ mod tests {
             config_sha256: "ab12",
             sync: None,
             cluster: false,
+            access_log: true,
             module_version: "0.1.0",
             nginx_version: "1.28.3",
         }
@@ -794,5 +877,22 @@ mod tests {
         assert!(text.contains("gateway_config_sync_errors_total{reason=\"bad_head\"} 1\n"));
         assert!(text.contains("gateway_config_last_success_timestamp_seconds 1700000000\n"));
         assert!(text.contains("gateway_config_seconds_behind 3\n"));
+    }
+
+    #[test]
+    fn renders_the_usage_log_counts() {
+        let mem = memory(Store::words_needed(64));
+        let store = Store::create(&mem, 1_000, None).expect("fits");
+        let mut counts = [0; super::super::store::LOG_COUNTERS];
+        counts[0] = 7;
+        counts[8] = 2;
+        store.log_add(&counts);
+        store.log_gauge(0, 2500);
+        let text = render(&store, &info());
+        assert_eq!(lines(&text, "gateway_log_queued_total"), ["gateway_log_queued_total 7"]);
+        assert!(text.contains("gateway_log_dropped_total{reason=\"spool_full\"} 2\n"));
+        assert!(text.contains("gateway_log_ingest_lag_seconds 2.5\n"));
+        let without = render(&store, &RenderInfo { access_log: false, ..info() });
+        assert!(!without.contains("gateway_log_"));
     }
 }

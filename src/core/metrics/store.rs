@@ -21,7 +21,7 @@ pub const OVERHEAD_BOUNDS_NS: [u64; 10] = [
 ];
 
 /// "aigwmtr" and the layout version: a zone with another layout is never reused.
-const MAGIC: u64 = 0x6169_6777_6d74_7203;
+const MAGIC: u64 = 0x6169_6777_6d74_7204;
 
 const H_MAGIC: usize = 0;
 const H_CAPACITY: usize = 1;
@@ -50,8 +50,12 @@ pub const REDIS_BOUNDS_US: [u64; 11] = [
 ];
 const H_BREAKER_OPENED: usize = H_REDIS_DURATION + REDIS_BOUNDS_US.len() + 2;
 const H_DEGRADED: usize = H_BREAKER_OPENED + 1;
-const HEADER_WORDS: usize = 64;
-const _: () = assert!(H_DEGRADED + 2 <= HEADER_WORDS);
+/// Usage logs: counters (`LOG_COUNTERS`, see `log_stats`), then gauges (`LOG_GAUGES`).
+const H_LOG: usize = H_DEGRADED + 2;
+pub const LOG_COUNTERS: usize = 10;
+pub const LOG_GAUGES: usize = 3;
+const HEADER_WORDS: usize = 80;
+const _: () = assert!(H_LOG + LOG_COUNTERS + LOG_GAUGES <= HEADER_WORDS);
 
 /// Words of a histogram: one per bucket, the `+Inf` bucket, the sum.
 pub(super) const HIST_WORDS: usize = DURATION_BOUNDS_MS.len() + 2;
@@ -499,6 +503,30 @@ impl<'a> Store<'a> {
     /// The Redis call duration histogram words.
     pub(super) fn redis_duration(&self) -> &'a [AtomicU64] {
         &self.w[H_REDIS_DURATION..H_REDIS_DURATION + REDIS_BOUNDS_US.len() + 2]
+    }
+
+    /// Adds usage-log counts (`counts[i]` to counter `i`).
+    pub fn log_add(&self, counts: &[u64]) {
+        for (i, n) in counts.iter().enumerate().take(LOG_COUNTERS) {
+            if *n != 0 {
+                self.w[H_LOG + i].fetch_add(*n, Relaxed);
+            }
+        }
+    }
+
+    /// Sets usage-log gauge `i`.
+    pub fn log_gauge(&self, i: usize, value: u64) {
+        if i < LOG_GAUGES {
+            self.w[H_LOG + LOG_COUNTERS + i].store(value, Relaxed);
+        }
+    }
+
+    /// The usage-log counters and gauges.
+    pub fn log_counts(&self) -> ([u64; LOG_COUNTERS], [u64; LOG_GAUGES]) {
+        (
+            std::array::from_fn(|i| self.get(H_LOG + i)),
+            std::array::from_fn(|i| self.get(H_LOG + LOG_COUNTERS + i)),
+        )
     }
 
     /// A worker's breaker opened.

@@ -155,4 +155,77 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
     // UPDATE of its row (`core::admin::tables`), which changes nothing when the row is
     // missing (the setting would be lost, and workers reading the tables would disagree).
     &["INSERT IGNORE INTO settings (name, value) VALUES ('unmatched_status', '401')"],
+), (
+    3,
+    "usage and access logs",
+    // One row per request (`core::access_log::record`), partitioned by unix day so that
+    // retention drops whole partitions (`runtime::access_log::store` adds the days ahead
+    // and drops the days past; `pmax` stays empty but for clocks far ahead). Rows are
+    // clustered by time (keyset pages read in key order); the request id is unique per day
+    // (a record is always in its own day's partition), which makes ingestion idempotent.
+    // The aggregates are what the usage API and the dashboard read.
+    &[
+        "CREATE TABLE IF NOT EXISTS access_logs (
+            day INT NOT NULL,
+            ts BIGINT NOT NULL,
+            request_id VARCHAR(64) NOT NULL,
+            node VARCHAR(64) NOT NULL,
+            namespace VARCHAR(64) NOT NULL,
+            key_id VARCHAR(16) NOT NULL,
+            model VARCHAR(128) NOT NULL,
+            route VARCHAR(64) NOT NULL,
+            target VARCHAR(64) NOT NULL,
+            status SMALLINT UNSIGNED NOT NULL,
+            error VARCHAR(64) NOT NULL,
+            latency_ms INT UNSIGNED NOT NULL,
+            ttfb_ms INT UNSIGNED NULL,
+            prompt_tokens INT UNSIGNED NULL,
+            completion_tokens INT UNSIGNED NULL,
+            cached_tokens INT UNSIGNED NULL,
+            reasoning_tokens INT UNSIGNED NULL,
+            usage_source ENUM('unknown', 'provider', 'counted', 'estimated') NOT NULL,
+            attempts TINYINT UNSIGNED NOT NULL,
+            stream TINYINT NOT NULL,
+            PRIMARY KEY (ts, request_id, day),
+            UNIQUE KEY access_logs_request (request_id, day),
+            KEY access_logs_namespace (namespace, ts)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin
+        PARTITION BY RANGE (day) (PARTITION pmax VALUES LESS THAN MAXVALUE)",
+        "CREATE TABLE IF NOT EXISTS usage_hourly (
+            hour INT NOT NULL,
+            namespace VARCHAR(64) NOT NULL,
+            key_id VARCHAR(16) NOT NULL,
+            model VARCHAR(128) NOT NULL,
+            target VARCHAR(64) NOT NULL,
+            status_class TINYINT UNSIGNED NOT NULL,
+            requests BIGINT UNSIGNED NOT NULL,
+            errors BIGINT UNSIGNED NOT NULL,
+            prompt_tokens BIGINT UNSIGNED NOT NULL,
+            completion_tokens BIGINT UNSIGNED NOT NULL,
+            cached_tokens BIGINT UNSIGNED NOT NULL,
+            reasoning_tokens BIGINT UNSIGNED NOT NULL,
+            latency_ms_sum BIGINT UNSIGNED NOT NULL,
+            latency_ms_max INT UNSIGNED NOT NULL,
+            PRIMARY KEY (hour, namespace, key_id, model, target, status_class),
+            KEY usage_hourly_namespace (namespace, hour)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS usage_daily (
+            day INT NOT NULL,
+            namespace VARCHAR(64) NOT NULL,
+            key_id VARCHAR(16) NOT NULL,
+            model VARCHAR(128) NOT NULL,
+            target VARCHAR(64) NOT NULL,
+            status_class TINYINT UNSIGNED NOT NULL,
+            requests BIGINT UNSIGNED NOT NULL,
+            errors BIGINT UNSIGNED NOT NULL,
+            prompt_tokens BIGINT UNSIGNED NOT NULL,
+            completion_tokens BIGINT UNSIGNED NOT NULL,
+            cached_tokens BIGINT UNSIGNED NOT NULL,
+            reasoning_tokens BIGINT UNSIGNED NOT NULL,
+            latency_ms_sum BIGINT UNSIGNED NOT NULL,
+            latency_ms_max INT UNSIGNED NOT NULL,
+            PRIMARY KEY (day, namespace, key_id, model, target, status_class),
+            KEY usage_daily_namespace (namespace, day)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    ],
 )];
