@@ -19,7 +19,6 @@ use crate::core::admin::error::ApiError;
 use crate::runtime::admin::{serve, ApiRequest, ApiResponse};
 
 const SERVER_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-const JSON: &[u8] = b"application/json";
 /// How long a request may wait for its answer beyond the MySQL timeout (a write can wait
 /// up to a minute for propagation with `?wait_applied=`).
 const MARGIN_MS: u64 = 65_000;
@@ -110,6 +109,8 @@ unsafe fn collect(r: *mut ngx_http_request_t) -> Result<ApiRequest, String> {
                 Some(&mut req.if_match)
             } else if name.eq_ignore_ascii_case(b"x-csrf-token") {
                 Some(&mut req.csrf)
+            } else if name.eq_ignore_ascii_case(b"accept") {
+                Some(&mut req.accept)
             } else {
                 if name.eq_ignore_ascii_case(b"cookie") {
                     cookies.push(value.clone());
@@ -143,6 +144,11 @@ unsafe fn send(r: *mut ngx_http_request_t, resp: &ApiResponse) -> ngx_int_t {
                 return SERVER_ERROR;
             }
         }
-        send_complete(r, resp.status as usize, JSON, &resp.body)
+        send_complete(
+            r,
+            resp.status as usize,
+            resp.content_type.as_bytes(),
+            &resp.body,
+        )
     }
 }

@@ -53,6 +53,10 @@ pub struct MainConf {
     pub admin_served: bool,
     /// `ai_gateway_cluster_limits`: counting policies hold across nodes (Redis).
     pub cluster: Option<Node>,
+    /// `ai_gateway_usage_log`: each gateway request's record is shipped to MySQL.
+    pub usage_log: Option<crate::runtime::access_log::LogSettings>,
+    /// The index of nginx's `$request_id` (the records' request id).
+    pub request_id_index: Option<usize>,
 }
 
 /// Settings of `ai_gateway_mock_provider`.

@@ -77,6 +77,8 @@ pub struct RequestCtx {
     pub policy: Option<Box<PolicyState>>,
     /// The route and the targets to try (`ai_gateway_route on`).
     pub route: Option<RouteState>,
+    /// When the response header went out, ms after the request started.
+    pub header_ms: Option<u64>,
 }
 
 impl RequestCtx {

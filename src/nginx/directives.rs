@@ -48,10 +48,11 @@ use super::route::cmd_upstream;
 use super::secret_key::cmd_secret_key;
 use super::shm::{ngx_http_ai_gateway_init_metrics_zone, ZoneSettings};
 use super::token_service::ngx_http_ai_gateway_token_service_handler;
+use super::usage_log_conf::cmd_usage_log;
 use crate::core::snapshot::Source;
 use crate::runtime::load;
 
-pub static mut COMMANDS: [ngx_command_t; 20] = [
+pub static mut COMMANDS: [ngx_command_t; 21] = [
     ngx_command_t {
         name: ngx_string!("ai_gateway_config"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -156,6 +157,14 @@ pub static mut COMMANDS: [ngx_command_t; 20] = [
         name: ngx_string!("ai_gateway_cluster_limits"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_ANY) as ngx_uint_t,
         set: Some(cmd_cluster_limits),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("ai_gateway_usage_log"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_ANY) as ngx_uint_t,
+        set: Some(cmd_usage_log),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
         offset: 0,
         post: std::ptr::null_mut(),

@@ -77,6 +77,7 @@ unsafe extern "C" fn ngx_http_ai_gateway_header_filter(r: *mut ngx_http_request_
     guard(log, (), || unsafe {
         if r == (*r).main {
             if let Some(ctx) = ctx::get(r) {
+                ctx.header_ms = Some(super::log_phase::elapsed_ms(&*r));
                 usage::start_tracking(r, ctx);
                 rewrite::start(r, ctx);
                 usage::stream_unbuffered(r, ctx);

@@ -20,6 +20,7 @@ use super::policy;
 use super::route;
 use super::shm;
 use super::usage;
+use super::usage_log;
 use crate::core::metrics::{RequestSample, Store, UpstreamAttempt, Usage};
 use crate::core::pipeline::finish;
 
@@ -114,8 +115,10 @@ unsafe fn record(r: *mut ngx_http_request_t) {
         let Some(store) = metrics_store(r) else {
             return;
         };
-        let now = ngx_timeofday();
-        let ms = (now.sec - req.start_sec) * 1000 + (now.msec as i64 - req.start_msec as i64);
+        let ms = elapsed_ms(req);
+        if let Some(mcf) = Module::main_conf(req) {
+            usage_log::push(r, mcf, ctx, status.clamp(0, 999) as u16, &tokens, ms);
+        }
         let namespace = ctx.namespace_code().unwrap_or("");
         store.record_request(&RequestSample {
             namespace,
@@ -125,7 +128,7 @@ unsafe fn record(r: *mut ngx_http_request_t) {
                 .and_then(|s| s.model.as_deref())
                 .unwrap_or(""),
             status: status.clamp(0, 999) as u16,
-            duration_ms: ms.max(0) as u64,
+            duration_ms: ms,
             usage: match (tokens.prompt, tokens.completion) {
                 (Some(prompt), Some(completion)) => Some(Usage { prompt, completion }),
                 _ => None,
@@ -147,6 +150,17 @@ unsafe fn record(r: *mut ngx_http_request_t) {
         let ns = ctx.overhead_ns + started.elapsed().as_nanos() as u64;
         store.observe_overhead(ns);
     }
+}
+
+/// Milliseconds since `r` started.
+///
+/// # Safety
+/// `r` must be a live request.
+pub unsafe fn elapsed_ms(r: &ngx_http_request_t) -> u64 {
+    // nginx's cached time, on its thread
+    let now = ngx_timeofday();
+    let ms = (now.sec - r.start_sec) * 1000 + (now.msec as i64 - r.start_msec as i64);
+    ms.max(0) as u64
 }
 
 /// One sample per upstream attempt (`$upstream_status` / `$upstream_response_time`).

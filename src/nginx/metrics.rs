@@ -69,6 +69,7 @@ unsafe fn serve(r: *mut ngx_http_request_t) -> ngx_int_t {
                     seconds_behind: config_source::seconds_behind().unwrap_or(0),
                 }),
                 cluster: mcf.is_some_and(|m| m.cluster.is_some()),
+                access_log: mcf.is_some_and(|m| m.usage_log.is_some()),
                 module_version: env!("CARGO_PKG_VERSION"),
                 nginx_version: env!("AI_GATEWAY_NGINX_VERSION").trim_start_matches("nginx/"),
             },

@@ -34,4 +34,6 @@ mod shm;
 mod snapshot;
 mod token_service;
 mod usage;
+mod usage_log;
+mod usage_log_conf;
 mod vars;

@@ -16,7 +16,9 @@ use super::conf::{LocConf, MainConf};
 use super::directives::COMMANDS;
 use super::guard::guard;
 use super::log_phase::ngx_http_ai_gateway_log_handler;
-use super::{admin_conf, cluster_conf, config_source, filter, peer_guard, vars};
+use super::{
+    admin_conf, cluster_conf, config_source, filter, peer_guard, usage_log, usage_log_conf, vars,
+};
 
 pub struct Module;
 
@@ -76,6 +78,7 @@ impl HttpModule for Module {
             if let Err(e) = config_source::init_main_conf(cf, mcf)
                 .and_then(|()| admin_conf::init_main_conf(mcf))
                 .and_then(|()| cluster_conf::init_main_conf(mcf))
+                .and_then(|()| usage_log_conf::init_main_conf(mcf))
             {
                 ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
                 return NGX_CONF_ERROR as *mut c_char;
@@ -168,6 +171,7 @@ unsafe extern "C" fn ngx_http_ai_gateway_init_process(cycle: *mut ngx_cycle_t) -
         config_source::init_process(cycle);
         admin_conf::init_process(cycle);
         cluster_conf::init_process(cycle);
+        usage_log::init_process(cycle);
         NGX_OK as ngx_int_t
     })
 }
@@ -176,6 +180,7 @@ unsafe extern "C" fn ngx_http_ai_gateway_exit_process(cycle: *mut ngx_cycle_t) {
     // SAFETY: nginx passes the worker's cycle, on its thread.
     let log = unsafe { (*cycle).log };
     guard(log, (), || unsafe {
+        usage_log::exit_process();
         admin_conf::exit_process();
         cluster_conf::exit_process();
         config_source::exit_process()

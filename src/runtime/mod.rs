@@ -4,6 +4,7 @@
 //! heartbeat). Results reach nginx through the one async bridge (`nginx::bridge`); nothing
 //! here touches nginx memory.
 
+pub mod access_log;
 pub mod admin;
 pub mod cluster;
 pub mod load;

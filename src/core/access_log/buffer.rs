@@ -173,7 +173,11 @@ mod tests {
         assert_eq!(b.push(&record(8)), Push::Dropped, "both buffers are out");
         assert!(b.take().is_none());
         drop(first);
-        assert_eq!(b.push(&record(9)), Push::Queued, "a shipped batch gave its buffer back");
+        assert_eq!(
+            b.push(&record(9)),
+            Push::Queued,
+            "a shipped batch gave its buffer back"
+        );
         let third = b.take().unwrap();
         assert_eq!(third.records, 1);
         assert_eq!(parse_lines(&third.bytes).0[0].request_id, "r9");
@@ -225,7 +229,11 @@ mod tests {
             }
         }
         let batch = b.take().unwrap();
-        assert!(batch.records > 100 && batch.records < 1000, "{}", batch.records);
+        assert!(
+            batch.records > 100 && batch.records < 1000,
+            "{}",
+            batch.records
+        );
         assert!(batch.bytes.len() <= 1000 * BYTES_PER_RECORD);
     }
 }

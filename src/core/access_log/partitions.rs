@@ -105,7 +105,10 @@ mod tests {
         let dropped: Vec<String> = (TODAY - 10..TODAY - 4).map(name).collect();
         assert_eq!(
             sql[1],
-            format!("ALTER TABLE access_logs DROP PARTITION {}", dropped.join(", "))
+            format!(
+                "ALTER TABLE access_logs DROP PARTITION {}",
+                dropped.join(", ")
+            )
         );
         // up to date: nothing to do
         let mut have: Vec<Partition> = (TODAY - 4..=TODAY + AHEAD_DAYS).map(p).collect();

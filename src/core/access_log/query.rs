@@ -309,9 +309,7 @@ pub fn usage_sql(q: &Query, now_ms: i64) -> Result<UsageSql, ApiError> {
         Interval::Hour => DAY_MS,
         Interval::Day => 30 * DAY_MS,
     };
-    let since = time_arg(q, "since")?
-        .unwrap_or(until - span as i64)
-        .max(0);
+    let since = time_arg(q, "since")?.unwrap_or(until - span as i64).max(0);
     let bucket = |ms: i64| ms / interval.ms() as i64;
     let col = interval.column();
     let mut where_ = vec![format!("{col} >= ?"), format!("{col} <= ?")];
@@ -342,7 +340,9 @@ pub fn usage_table(u: &UsageSql, rows: Vec<Vec<Cell>>) -> Table {
             let mut out = Vec::with_capacity(row.len());
             for (i, c) in row.into_iter().enumerate() {
                 match (i, c) {
-                    (0, Cell::Int(b)) => out.push(Cell::Text(format_ms(b * u.interval.ms() as i64))),
+                    (0, Cell::Int(b)) => {
+                        out.push(Cell::Text(format_ms(b * u.interval.ms() as i64)))
+                    }
                     (i, c) if i == dims + 7 => {
                         // the latency sum becomes the average over the requests
                         let requests = match out.get(dims + 1) {
@@ -378,7 +378,12 @@ mod tests {
         let q = Query::parse("namespace=team-a&key_id=9f86d081884c&model=gpt-4o&target=eu&status=5xx&error=upstream_failed&since=2026-11-01T00:00:00Z&until=1796000000&limit=20");
         let (sql, limit) = logs_sql(&q, NOW, false).unwrap();
         assert_eq!(limit, 20);
-        assert!(sql.text.ends_with("ORDER BY ts DESC, request_id DESC LIMIT 21"), "{}", sql.text);
+        assert!(
+            sql.text
+                .ends_with("ORDER BY ts DESC, request_id DESC LIMIT 21"),
+            "{}",
+            sql.text
+        );
         assert!(sql.text.contains("namespace = ? AND key_id = ? AND model = ? AND target = ? AND status BETWEEN ? AND ? AND error = ?"));
         let since = 1_793_491_200_000;
         assert_eq!(
@@ -414,12 +419,30 @@ mod tests {
                 Param::Text("abc".into())
             ]
         );
-        for bad in ["cursor=zz", "cursor=616263", "status=6xx", "status=abc", "limit=0", "limit=1001", "since=yesterday"] {
-            assert_eq!(logs_sql(&Query::parse(bad), NOW, false).unwrap_err().status, 400, "{bad}");
+        for bad in [
+            "cursor=zz",
+            "cursor=616263",
+            "status=6xx",
+            "status=abc",
+            "limit=0",
+            "limit=1001",
+            "since=yesterday",
+        ] {
+            assert_eq!(
+                logs_sql(&Query::parse(bad), NOW, false).unwrap_err().status,
+                400,
+                "{bad}"
+            );
         }
         // CSV takes larger pages
-        assert_eq!(logs_sql(&Query::parse("limit=20000"), NOW, true).unwrap().1, 20000);
-        assert_eq!(logs_sql(&Query::parse(""), NOW, true).unwrap().1, CSV_LIMIT_MAX);
+        assert_eq!(
+            logs_sql(&Query::parse("limit=20000"), NOW, true).unwrap().1,
+            20000
+        );
+        assert_eq!(
+            logs_sql(&Query::parse(""), NOW, true).unwrap().1,
+            CSV_LIMIT_MAX
+        );
     }
 
     #[test]
@@ -427,12 +450,19 @@ mod tests {
         let q = Query::parse("interval=day&group_by=model,namespace,model&namespace=team-a");
         let u = usage_sql(&q, NOW).unwrap();
         assert_eq!(u.group_by, ["model", "namespace"]);
-        assert!(u.sql.text.starts_with("SELECT day, model, namespace, SUM(requests)"));
+        assert!(u
+            .sql
+            .text
+            .starts_with("SELECT day, model, namespace, SUM(requests)"));
         assert!(u.sql.text.contains("FROM usage_daily WHERE day >= ? AND day <= ? AND namespace = ? GROUP BY day, model, namespace"));
         let days = NOW / 86_400_000;
         assert_eq!(u.sql.params[..2], [Param::Int(days - 30), Param::Int(days)]);
         for bad in ["interval=week", "group_by=prompt", "limit=10001"] {
-            assert_eq!(usage_sql(&Query::parse(bad), NOW).err().map(|e| e.status), Some(400), "{bad}");
+            assert_eq!(
+                usage_sql(&Query::parse(bad), NOW).err().map(|e| e.status),
+                Some(400),
+                "{bad}"
+            );
         }
         let rows = vec![vec![
             Cell::Int(days),
@@ -449,7 +479,11 @@ mod tests {
         ]];
         let t = usage_table(&u, rows);
         assert_eq!(t.columns[..3], ["time", "model", "namespace"]);
-        assert_eq!(t.rows[0][9], Cell::Int(250), "the latency sum became the average");
+        assert_eq!(
+            t.rows[0][9],
+            Cell::Int(250),
+            "the latency sum became the average"
+        );
         assert_eq!(t.rows[0][0], Cell::Text(format_ms(days * 86_400_000)));
     }
 

@@ -142,7 +142,7 @@ impl Record<'_> {
         number(out, t(self.tokens.reasoning));
         text(out, self.source.as_str(), NAME_MAX);
         number(out, Some(u64::from(self.attempts)));
-        let _ = write!(out, "{}]\n", u8::from(self.stream));
+        let _ = writeln!(out, "{}]", u8::from(self.stream));
     }
 
     /// The hundreds digit of the status (0 when there was none).
@@ -321,10 +321,7 @@ mod tests {
         r.write_line(&mut out);
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
         // control characters are refused when read back (the stream is not trusted)
-        assert_eq!(
-            parse_line(&out[..out.len() - 1]),
-            Err(Invalid("model"))
-        );
+        assert_eq!(parse_line(&out[..out.len() - 1]), Err(Invalid("model")));
     }
 
     #[test]

@@ -105,8 +105,18 @@ mod tests {
         let t = Table {
             columns: vec!["model".into(), "n".into(), "ttfb".into(), "stream".into()],
             rows: vec![
-                vec![Cell::Text("gpt, \"4\"".into()), Cell::Int(3), Cell::Null, Cell::Bool(true)],
-                vec![Cell::Text("=HYPERLINK(1)".into()), Cell::Int(-1), Cell::Int(5), Cell::Bool(false)],
+                vec![
+                    Cell::Text("gpt, \"4\"".into()),
+                    Cell::Int(3),
+                    Cell::Null,
+                    Cell::Bool(true),
+                ],
+                vec![
+                    Cell::Text("=HYPERLINK(1)".into()),
+                    Cell::Int(-1),
+                    Cell::Int(5),
+                    Cell::Bool(false),
+                ],
             ],
         };
         assert_eq!(

@@ -78,6 +78,9 @@ pub enum Endpoint {
     Rollback,
     Nodes,
     AuditLogs,
+    AccessLogs,
+    AccessLog(String),
+    Usage,
     Users,
     User(String),
     Tokens,
@@ -96,6 +99,7 @@ impl Endpoint {
                 &[Get]
             }
             Endpoint::Diff | Endpoint::Nodes | Endpoint::AuditLogs => &[Get],
+            Endpoint::AccessLogs | Endpoint::AccessLog(_) | Endpoint::Usage => &[Get],
             Endpoint::Namespaces | Endpoint::Keys(_) | Endpoint::Items(..) => &[Get, Post],
             Endpoint::Targets | Endpoint::Routes | Endpoint::Users | Endpoint::Tokens => {
                 &[Get, Post]
@@ -192,6 +196,9 @@ pub fn route(method: Method, path: &str) -> Result<Endpoint, ApiError> {
         ["config", "rollback"] => Endpoint::Rollback,
         ["nodes"] => Endpoint::Nodes,
         ["audit-logs"] => Endpoint::AuditLogs,
+        ["access-logs"] => Endpoint::AccessLogs,
+        ["access-logs", id] => Endpoint::AccessLog(id.to_string()),
+        ["usage"] => Endpoint::Usage,
         ["users"] => Endpoint::Users,
         ["users", u] => Endpoint::User(u.to_string()),
         ["tokens"] => Endpoint::Tokens,
@@ -283,6 +290,9 @@ pub fn templates() -> Vec<(&'static str, Endpoint)> {
         ("/api/v1/config/rollback", Endpoint::Rollback),
         ("/api/v1/nodes", Endpoint::Nodes),
         ("/api/v1/audit-logs", Endpoint::AuditLogs),
+        ("/api/v1/access-logs", Endpoint::AccessLogs),
+        ("/api/v1/access-logs/{request_id}", Endpoint::AccessLog(s())),
+        ("/api/v1/usage", Endpoint::Usage),
         ("/api/v1/users", Endpoint::Users),
         ("/api/v1/users/{name}", Endpoint::User(s())),
         ("/api/v1/tokens", Endpoint::Tokens),
@@ -356,6 +366,7 @@ mod tests {
                 .replace("{token_id}", "x")
                 .replace("{id}", "1")
                 .replace("{name}", "x")
+                .replace("{request_id}", "x")
                 .replace("{version}", "1");
             for m in e.methods() {
                 assert_eq!(route(*m, &concrete).unwrap(), e, "{path}");

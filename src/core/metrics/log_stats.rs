@@ -111,9 +111,16 @@ mod tests {
         stats.drain_into(&store);
         stats.drain_into(&store);
         let (c, g) = store.log_counts();
-        assert_eq!((c[Count::Queued as usize], c[Count::DroppedSpool as usize]), (3, 2));
+        assert_eq!(
+            (c[Count::Queued as usize], c[Count::DroppedSpool as usize]),
+            (3, 2)
+        );
         assert_eq!(c.iter().sum::<u64>(), 5);
-        assert_eq!(g[Gauge::LagMs as usize], 1500, "an unset gauge keeps its value");
+        assert_eq!(
+            g[Gauge::LagMs as usize],
+            1500,
+            "an unset gauge keeps its value"
+        );
         stats.set(Gauge::LagMs, 0);
         stats.drain_into(&store);
         assert_eq!(store.log_counts().1[Gauge::LagMs as usize], 0);

@@ -606,7 +606,12 @@ fn render_access_log(out: &mut String, store: &Store) {
     );
     sample(out, name, &[], g[0] as f64 / 1000.0);
     let name = "gateway_log_spool_bytes";
-    header(out, name, "gauge", "Bytes waiting in the node's local spool.");
+    header(
+        out,
+        name,
+        "gauge",
+        "Bytes waiting in the node's local spool.",
+    );
     sample(out, name, &[], g[1]);
     let name = "gateway_log_ingestor";
     header(
@@ -889,10 +894,19 @@ mod tests {
         store.log_add(&counts);
         store.log_gauge(0, 2500);
         let text = render(&store, &info());
-        assert_eq!(lines(&text, "gateway_log_queued_total"), ["gateway_log_queued_total 7"]);
+        assert_eq!(
+            lines(&text, "gateway_log_queued_total"),
+            ["gateway_log_queued_total 7"]
+        );
         assert!(text.contains("gateway_log_dropped_total{reason=\"spool_full\"} 2\n"));
         assert!(text.contains("gateway_log_ingest_lag_seconds 2.5\n"));
-        let without = render(&store, &RenderInfo { access_log: false, ..info() });
+        let without = render(
+            &store,
+            &RenderInfo {
+                access_log: false,
+                ..info()
+            },
+        );
         assert!(!without.contains("gateway_log_"));
     }
 }

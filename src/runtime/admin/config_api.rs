@@ -47,7 +47,7 @@ pub async fn serve(
 ) -> Result<ApiResponse, ApiError> {
     let q = Query::parse(&req.query);
     if method.is_safe() {
-        return read(admin, ep, &q, who).await;
+        return read(admin, ep, &q, who, req.accept.as_deref()).await;
     }
     let op = match (ep, method) {
         (Endpoint::ConfigValidate, _) => return validate(admin, body).await,
@@ -91,6 +91,7 @@ pub(super) async fn read(
     ep: &Endpoint,
     q: &Query,
     who: &Principal,
+    req_accept: Option<&str>,
 ) -> Result<ApiResponse, ApiError> {
     let now = now();
     match ep {
@@ -98,6 +99,13 @@ pub(super) async fn read(
         Endpoint::Revision(v) => return revision(admin, *v, who).await,
         Endpoint::Diff => return diff_of(admin, q).await,
         Endpoint::AuditLogs => return audit_logs(admin, q).await,
+        Endpoint::AccessLogs => {
+            return crate::runtime::access_log::api::logs(admin, req_accept, q).await
+        }
+        Endpoint::AccessLog(id) => return crate::runtime::access_log::api::log(admin, id).await,
+        Endpoint::Usage => {
+            return crate::runtime::access_log::api::usage(admin, req_accept, q).await
+        }
         Endpoint::Nodes => return nodes(admin).await,
         Endpoint::Config => return export(admin, who).await,
         _ => {}

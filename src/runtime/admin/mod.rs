@@ -81,6 +81,7 @@ pub struct ApiRequest {
     pub cookie: Option<String>,
     pub if_match: Option<String>,
     pub csrf: Option<String>,
+    pub accept: Option<String>,
     pub client_ip: String,
     /// Served over TLS (the session cookie gets `Secure`).
     pub secure: bool,
@@ -91,6 +92,7 @@ pub struct ApiRequest {
 #[derive(Debug, Clone)]
 pub struct ApiResponse {
     pub status: u16,
+    pub content_type: &'static str,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -101,8 +103,22 @@ impl ApiResponse {
         body.push(b'\n');
         ApiResponse {
             status,
+            content_type: "application/json",
             headers: Vec::new(),
             body,
+        }
+    }
+
+    /// A CSV export, offered as a file to save.
+    pub fn csv(text: String, name: &str) -> ApiResponse {
+        ApiResponse {
+            status: 200,
+            content_type: "text/csv; charset=utf-8",
+            headers: vec![(
+                "Content-Disposition".into(),
+                format!("attachment; filename=\"{name}.csv\""),
+            )],
+            body: text.into_bytes(),
         }
     }
 
