@@ -19,7 +19,8 @@ sub to_json { $json->encode(shift) }
 sub json_of {
     my $text = shift;
     return undef unless defined $text && length $text;
-    return eval { $json->decode($text) };
+    my $v = eval { $json->decode($text) };
+    return $v;
 }
 
 # api_call($port, $method, $path, body => $ref_or_text, auth => $session_or_token,

