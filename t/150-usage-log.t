@@ -219,4 +219,148 @@ my @lines = split /\r\n/, $csv->{body};
 is(scalar @lines, 13, '... a header and 12 rows');
 like($lines[0], qr/^request_id,time,node,namespace,key_id,model/, '... its header');
 
+# --- 3. MySQL stopped 30 s under load ------------------------------------------------------
+# Bounded load on both nodes: 4 clients, each a request every 50 ms for 34 s (MySQL stopped
+# from 2 s to 32 s). The records wait in the Redis stream; nothing fails, nothing is lost.
+sub load {
+    my ($seconds, $clients, $pause, $nodes) = @_;
+    my $h = spawn($clients, sub {
+        my $i = shift;
+        my @out;
+        my $t0 = time;
+        while (time - $t0 < $seconds) {
+            my $n = $nodes->[$i % @$nodes];
+            my $key = $i % 2 ? 'sk-t150-b' : 'sk-t150-a';
+            push @out, { status => scalar chat($n, $key), node => $n };
+            sleep $pause;
+        }
+        return @out;
+    });
+    return $h;
+}
+sub quiet_count { my $t0 = time; my $last = -1; while (time - $t0 < 20) { my $n = count_rows(); return $n if $n == $last; $last = $n; sleep 1 } $last }
+
+my $before = quiet_count();
+my $h = load(34, 4, 0.05, [ 0, 1 ]);
+sleep 2;
+kill 'STOP', $mysql_pid;
+my $stopped_at = time;
+sleep 30;
+my $rows_while_stopped = $before;
+kill 'CONT', $mysql_pid;
+my @res = collect($h);
+my $sent = scalar @res;
+my $failed = grep { $_->{status} != 200 } @res;
+cmp_ok($sent, '>', 500, "$sent requests on two nodes while MySQL was stopped 30 s");
+is($failed, 0, '... none failed');
+my $t_back = time;
+my $after = until_rows($before + $sent, 60);
+is($after - $before, $sent, sprintf('all %d records are in MySQL %.1f s after it came back', $sent, time - $t_back));
+my ($total, $distinct) = split /\t/, rows('SELECT COUNT(*), COUNT(DISTINCT request_id) FROM access_logs');
+chomp $distinct;
+is($distinct, $total, '... each once');
+my ($agg) = split /\n/, rows('SELECT SUM(requests) FROM usage_daily');
+is($agg, $total, '... and counted once in the aggregates');
+
+# --- 4. Redis stopped: spool, replay, exactly once ------------------------------------------
+$before = quiet_count();
+my $m0 = [ map { node_metrics($_) } 0, 1 ];
+$h = load(8, 2, 0.05, [ 0, 1 ]);
+sleep 1;
+kill 'STOP', $redis_pid;
+sleep 5;
+kill 'CONT', $redis_pid;
+@res = collect($h);
+$sent = scalar @res;
+is(scalar(grep { $_->{status} != 200 } @res), 0, "$sent requests while Redis was stopped 5 s: none failed");
+$after = until_rows($before + $sent, 30);
+is($after - $before, $sent, "all $sent records reached MySQL after Redis came back");
+($total, $distinct) = split /\t/, rows('SELECT COUNT(*), COUNT(DISTINCT request_id) FROM access_logs');
+chomp $distinct;
+is($distinct, $total, '... each once');
+my $m1 = [ map { node_metrics($_) } 0, 1 ];
+my $spooled = metric_sum($m1, 'gateway_log_spooled_total') - metric_sum($m0, 'gateway_log_spooled_total');
+my $replayed = metric_sum($m1, 'gateway_log_replayed_total') - metric_sum($m0, 'gateway_log_replayed_total');
+cmp_ok($spooled, '>', 0, "records were spooled while Redis was away ($spooled)");
+is($replayed, $spooled, '... and all replayed');
+is(metric_sum($m1, 'gateway_log_dropped_total'), 0, 'nothing dropped so far');
+
+# --- 5. the ingestor's node killed -----------------------------------------------------------
+my $holder = redis($rport, 'GET', "$P:{log}:ingestor") // '';
+my ($hname) = $holder =~ /^(n\d):/;
+ok($hname, "a node holds the ingestor lease ($hname)");
+my ($dead) = grep { $_->{name} eq ($hname // '') } @nodes;
+my ($live) = grep { $_->{name} ne ($hname // '') } @nodes;
+my $live_i = $live->{name} eq 'n1' ? 0 : 1;
+$before = quiet_count();
+my @kids = grep { my $st = slurp("/proc/$_/stat"); $st =~ /^\d+ \(.*?\) \S (\d+)/ && $1 == $dead->{pid} } map { m{/proc/(\d+)/} ? $1 : () } glob('/proc/[0-9]*/stat');
+kill 'KILL', $dead->{pid}, @kids;
+my $killed_at = time;
+for (1 .. 10) { is(chat($live_i, 'sk-t150-a'), 200, "request $_ on $live->{name} after $dead->{name} was killed") }
+$after = until_rows($before + 10, 15);
+my $takeover = time - $killed_at;
+is($after - $before, 10, sprintf('its records reached MySQL %.1f s after the ingestor was killed (lease 2 s)', $takeover));
+cmp_ok($takeover, '<', 6, '... within the lease and a poll');
+like(redis($rport, 'GET', "$P:{log}:ingestor") // '', qr/^$live->{name}:/, "$live->{name} holds the lease now");
+waitpid($dead->{pid}, 0);
+unlink "$dead->{dir}/logs/nginx.pid";
+ok(start_node($dead), "$dead->{name} started again");
+
+# --- 6. buffer and spool full: dropped and counted, requests unaffected ----------------------
+my $n2 = $nodes[1];
+stop($n2->{pid});
+setup_node($n2, 'batch=1 buffer=2 spool_size=1k');
+ok(start_node($n2), 'n2 with a 2-record buffer and a 1 KiB spool');
+my $n2_before = count_rows("node = 'n2'");
+kill 'STOP', $redis_pid;
+my $hp = spawn(8, sub { map { sleep 0.1; { status => scalar chat(1, 'sk-t150-a') } } 1 .. 10 });
+my @r6 = collect($hp);
+is(scalar(grep { $_->{status} == 200 } @r6), 80, '80 requests on n2 while its buffer and spool overflowed: all 200');
+kill 'CONT', $redis_pid;
+sleep 2;
+my $m = [ node_metrics(1) ];
+my $dropped_buffer = metric_sum($m, 'gateway_log_dropped_total', reason => 'buffer_full');
+my $dropped_spool = metric_sum($m, 'gateway_log_dropped_total', reason => 'spool_full');
+cmp_ok($dropped_buffer, '>', 0, "records dropped and counted when the buffer was full ($dropped_buffer)");
+cmp_ok($dropped_spool, '>', 0, "... and when the spool was ($dropped_spool)");
+my $n2_rows = until_rows($n2_before + 80 - $dropped_buffer - $dropped_spool, 20, "node = 'n2'") - $n2_before;
+is($n2_rows, 80 - $dropped_buffer - $dropped_spool, "every record not counted as dropped is in MySQL ($n2_rows)");
+($total, $distinct) = split /\t/, rows('SELECT COUNT(*), COUNT(DISTINCT request_id) FROM access_logs');
+chomp $distinct;
+is($distinct, $total, '... once');
+
+# --- 7. retention drops whole day partitions -------------------------------------------------
+my $today = int(time() / 86400);
+rows("INSERT INTO access_logs (day, ts, request_id, node, namespace, key_id, model, route, target, status, error, latency_ms, usage_source, attempts, stream) VALUES "
+    . join(', ', map { "($_->[0], $_->[0] * 86400000 + 1000, 'old-$_->[1]', 'x', 'old', '', '', '', '', 200, '', 1, 'unknown', 0, 0)" } [ $today - 10, 10 ], [ $today - 1, 1 ]));
+for my $n (@nodes) {
+    setup_node($n, 'retention=5d');
+    kill 'HUP', $n->{pid};
+}
+my $gone;
+for (1 .. 100) { $gone = count_rows("namespace = 'old'") == 1; last if $gone; sleep 0.2 }
+ok($gone, 'after a reload with retention=5d, the row of 10 days ago is gone and the one of yesterday kept');
+my @parts = map { (split /\t/)[0] } split /\n/, rows("SELECT PARTITION_NAME, PARTITION_DESCRIPTION FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = '$DB' AND TABLE_NAME = 'access_logs' ORDER BY PARTITION_ORDINAL_POSITION");
+is($parts[-1], 'pmax', 'partitions end with pmax');
+is(scalar @parts, 5 + 3 + 1, '... after the 5 kept days and 3 ahead (' . join(' ', @parts) . ')');
+
+# --- 8. without Redis a node writes its own batches to MySQL ---------------------------------
+my $n3 = { name => 'n3', api => $base + 5, gw => $base + 6, dir => "$dir/n3" };
+push @nodes, $n3;
+(my $conf3 = node_conf($n3)) =~ s/^\s*ai_gateway_redis .*\n//m;
+write_conf($n3->{dir}, $conf3, 1);
+for ([ 'gw.json', $gw_json ], [ 'admin.pw', "$PW\n" ]) { open my $fh, '>', "$n3->{dir}/conf/$_->[0]" or die $!; print $fh $_->[1]; close $fh }
+ok(start_node($n3), 'n3: MySQL, no Redis');
+for (1 .. 5) { chat(2, 'sk-t150-b') }
+is(until_rows(5, 10, "node = 'n3'"), 5, "n3's 5 records are in MySQL");
+my $m3 = [ node_metrics(2) ];
+is(metric_sum($m3, 'gateway_log_shipped_total', to => 'mysql'), 5, '... shipped straight to MySQL');
+
+for my $n (@nodes) {
+    my $log = slurp("$n->{dir}/logs/error.log");
+    unlike($log, qr/\[(alert|emerg|crit)\]/, "$n->{name}: no alert, crit or emerg in the error log");
+    my @err = grep { /\[error\]/ } split /\n/, $log;
+    is(scalar @err, 0, "$n->{name}: no [error] in the error log") or diag(join "\n", @err[0 .. ($#err < 4 ? $#err : 4)]);
+}
+
 done_testing();
