@@ -19,6 +19,9 @@ Three nginx instances of the same binary (vendor/objs/nginx):
   approx     full with its requests and tokens windows approximate (mode=approximate,
              sync=100ms; its concurrency and quota local): no Redis call per request, one
              sync per counter every 100 ms.
+  logged     full with usage logs (ai_gateway_usage_log): each request's record into the
+             worker's buffer, batches of 500 to the Redis stream of the private redis-server
+             (emptied after each run, as an ingestor would); gateway CPU.
 
 Rounds interleave the targets (plain, nometrics, gateway, ...) for each scenario:
 JSON, SSE in one buffer and SSE one event per write at concurrency 32 (req/s, CPU
@@ -52,7 +55,7 @@ MODULE = os.path.join(OBJS, "ngx_http_ai_gateway_module.so")
 WORK = os.path.join(ROOT, "vendor", "bench")
 
 PORTS = {"mock": 18101, "plain": 18102, "gateway": 18103, "nometrics": 18104, "full": 18105,
-         "exact": 18106, "redis": 18107, "approx": 18108,
+         "exact": 18106, "redis": 18107, "approx": 18108, "logged": 18109,
          "deb_plain": 18112, "deb_lua": 18113, "deb_gateway": 18114, "deb_full": 18115}
 # Debian's own nginx, with a Lua layer doing the original gateway's work, next to the module
 # built for it (make debian)
@@ -75,7 +78,7 @@ LABELS = {"json_c32": "JSON", "sse_c32": "SSE, one buffer",
           "chunked_c32": "SSE, one write per event"}
 # the module's own mock streams one event per write, 1 ms apart (as a provider does)
 CHUNK_INTERVAL = "1ms"
-TARGETS = ["plain", "nometrics", "gateway", "full", "exact", "approx"]
+TARGETS = ["plain", "nometrics", "gateway", "full", "exact", "approx", "logged"]
 # targets counted by callgrind (exact mode's work is split between nginx and its runtime
 # thread waiting on Redis: timings below, not instructions)
 IR_TARGETS = ["plain", "nometrics", "gateway", "full"]
@@ -252,13 +255,18 @@ http {{
     approx = ("    ai_gateway_redis redis://127.0.0.1:%d prefix=bench-approx timeout=1s;\n"
               "    ai_gateway_cluster_limits mode=approximate sync=100ms timeout=100ms;\n"
               % PORTS["redis"])
+    logged = ("    ai_gateway_redis redis://127.0.0.1:%d prefix=bench-log timeout=1s;\n"
+              "    ai_gateway_usage_log spool=%s/logged/spool node=bench;\n"
+              % (PORTS["redis"], WORK))
     for name, metrics in (("nometrics", ""), ("gateway", metrics_zone),
                           ("full", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n"),
                           ("exact", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n"
                            + cluster),
                           ("approx", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n"
-                           + approx)):
-        if name in ("full", "exact", "approx"):
+                           + approx),
+                          ("logged", metrics_zone + "    ai_gateway_limit_zone limits 1m;\n"
+                           + logged)):
+        if name in ("full", "exact", "approx", "logged"):
             upstreams = ("    upstream ai_gateway_targets { ai_gateway_upstream; keepalive 64; }\n")
             proxy = "".join(
                 "        location %s {\n            ai_gateway on;\n"
@@ -278,7 +286,7 @@ http {{
 }}
 """.format(upstream=upstreams, port=PORTS[name], metrics=metrics,
            exposition="        location = /metrics { ai_gateway_metrics; }\n"
-           if name in ("gateway", "exact") else "",
+           if name in ("gateway", "exact", "logged") else "",
            proxy=proxy)
     if debian_available():
         for name in DEB_TARGETS:
@@ -293,10 +301,10 @@ http {{
         with open(os.path.join(WORK, name, "conf", "nginx.conf"), "w") as f:
             f.write(text)
 
-    for name in ("nometrics", "gateway", "full", "exact", "approx") + (
+    for name in ("nometrics", "gateway", "full", "exact", "approx", "logged") + (
             ("deb_gateway", "deb_full") if debian_available() else ()):
         with open(os.path.join(WORK, name, "conf", "gateway.json"), "w") as f:
-            json.dump(gateway_config(full=name.endswith(("full", "exact", "approx")),
+            json.dump(gateway_config(full=name.endswith(("full", "exact", "approx", "logged")),
                                      approx=name == "approx"), f)
     for stream in (False, True):
         name = "sse" if stream else "json"
@@ -492,7 +500,7 @@ def check(name, path, stream):
             "http://127.0.0.1:%d%s" % (PORTS[name], path)], input=body.decode())
     ok = r.stdout.startswith("HTTP/1.1 200") and ("[DONE]" in r.stdout if stream
                                                  else '"usage"' in r.stdout)
-    if name in ("full", "exact", "approx"):
+    if name in ("full", "exact", "approx", "logged"):
         ok = ok and "x-ratelimit-remaining-tokens:" in r.stdout.lower()
     if not ok:
         sys.exit("%s %s did not answer as expected:\n%s" % (name, path, r.stdout[:500]))
@@ -675,6 +683,13 @@ def redis_calls():
     return calls
 
 
+def log_counts():
+    """The logged target's usage-log counters, by series."""
+    r = sh(["curl", "-s", "http://127.0.0.1:%d/metrics" % PORTS["logged"]])
+    return {name + labels: float(v) for name, labels, v in re.findall(
+        r"^(gateway_log_\w+)(\{.*\})? (\S+)$", r.stdout, re.M)}
+
+
 def scrape_metrics():
     """The gateway target's own count of what it served, from its /metrics."""
     r = sh(["curl", "-s", "http://127.0.0.1:%d/metrics" % PORTS["gateway"]])
@@ -826,6 +841,37 @@ def report(info, params, results, rss, ir, micro, load_before, load_after, scrap
           sum(v for (op, res), v in redis.items()
               if op != "degraded" and res in ("error", "timeout")),
           redis.get(("degraded", "all"), 0)))
+    w("## Usage logs: full with and without ai_gateway_usage_log, concurrency 32 and 1\n")
+    w("`logged` is `full` with `ai_gateway_usage_log` (defaults: batches of 500, flushed every "
+      "second at the latest) shipping to the private redis-server's stream (emptied after each "
+      "run, as the ingestor would). Gateway CPU is the nginx process, its runtime thread "
+      "included; Redis's own CPU per request is shown apart.\n")
+    w("| response | full CPU us/req | logged CPU us/req | logged / full | logged / plain | Redis CPU us/req (logged) | full req/s | logged req/s |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for scen, _, _, _ in C32:
+        w("| %s | %.1f | %.1f | **%.3f** | %.3f | %.2f | %.0f | %.0f |" % (
+            LABELS[scen], cell("full", scen, "cpu_us"), cell("logged", scen, "cpu_us"),
+            ratio(scen, "cpu_us", "full", "logged"), ratio(scen, "cpu_us", "plain", "logged"),
+            cell("logged", scen, "redis_cpu_us"), cell("full", scen, "rps"),
+            cell("logged", scen, "rps")))
+    w("")
+    w("| concurrency 1 | full p50 | logged p50 | added p50 | logged p99 | added p99 |")
+    w("|---|---:|---:|---:|---:|---:|")
+    for scen, label in (("json_c1", "JSON"), ("sse_c1", "SSE, one buffer")):
+        def added_log(q):
+            return median([e[q] - f[q] for f, e in zip(results[("full", scen)],
+                                                       results[("logged", scen)])])
+        w("| %s | %.0f us | %.0f us | **%+.0f us** | %.0f us | %+.0f us |" % (
+            label, cell("full", scen, "p50"), cell("logged", scen, "p50"), added_log("p50"),
+            cell("logged", scen, "p99"), added_log("p99")))
+    w("")
+    lc = scrape.get("log", {})
+    w("Records of the logged target over the whole run (its `gateway_log_*` counters): %d "
+      "requests served, %d queued, %d shipped to Redis, %d spooled, %d dropped.\n" % (
+          scrape.get("logged_requests", 0), lc.get("gateway_log_queued_total", 0),
+          lc.get('gateway_log_shipped_total{to="redis"}', 0),
+          lc.get("gateway_log_spooled_total", 0),
+          sum(v for k, v in lc.items() if k.startswith("gateway_log_dropped_total"))))
     w("## Latency, concurrency 1\n")
     w("| response | plain p50 | gateway p50 | added p50 | plain p99 | gateway p99 | added p99 | CPU us/req ratio |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -1050,15 +1096,22 @@ def main():
                 for t in TARGETS:
                     redis0 = redis_cpu_seconds(redis)
                     r = wrk(t, path, stream, conns, args.duration, pids[t])
-                    if t in ("exact", "approx"):
+                    if t in ("exact", "approx", "logged"):
                         r["redis_cpu_us"] = ((redis_cpu_seconds(redis) - redis0) * 1e6
                                              / max(r["requests"], 1))
+                    if t == "logged":
+                        # the records shipped so far leave the stream, as the ingestor's would
+                        sh(["redis-cli", "-p", str(PORTS["redis"]), "DEL",
+                            "bench-log:{log}:stream", "bench-log:{log}:records"])
                     results[(t, scen)].append(r)
                     rss[t][2] += r["requests"]
                     print("round %d %-9s %-8s %8.0f req/s %7.1f us/req CPU  p50 %5d us  p99 %6d us%s"
                           % (rnd + 1, scen, t, r["rps"], r["cpu_us"], r["p50"], r["p99"],
                              "  ERRORS %d" % r["errors"] if r["errors"] else ""), flush=True)
         scrape = scrape_metrics()
+        scrape["log"] = log_counts()
+        scrape["logged_requests"] = sum(r["requests"] for s in SCENARIOS
+                                        for r in results[("logged", s[0])])
         calls_after = redis_calls()
         scrape["redis"] = {k: v - calls_before.get(k, 0) for k, v in calls_after.items()}
         scrape["exact_requests"] = sum(r["requests"] for s in SCENARIOS
