@@ -188,9 +188,48 @@ fn main() {
         black_box(render(&store, &RenderInfo::default()).len());
     });
 
+    access_log();
     tokens();
     usage();
     policies();
+}
+
+/// A request's access-log record written into the worker's buffer (the log phase's work
+/// with `ai_gateway_usage_log`), batches taken and given back as the shipper does.
+fn access_log() {
+    use ngx_http_ai_gateway_module::core::access_log::buffer::{Buffer, Push};
+    use ngx_http_ai_gateway_module::core::access_log::record::{Record, Source, Tokens};
+    let mut buffer = Buffer::new(500, 10_000);
+    let mut i = 0u64;
+    bench("access_log/record_into_buffer", || {
+        i += 1;
+        let r = Record {
+            request_id: "6f1c2a9b0e4d4c21a3b5c7d9e1f30415".into(),
+            ts_ms: 1_796_000_000_000 + i,
+            node: "gw-1".into(),
+            namespace: "team-a".into(),
+            key_id: "9f86d081884c".into(),
+            model: "gpt-4o-mini".into(),
+            route: "chat".into(),
+            target: "openai-eu".into(),
+            status: 200,
+            error: "".into(),
+            latency_ms: 1234,
+            ttfb_ms: Some(87),
+            tokens: Tokens {
+                prompt: Some(1200),
+                completion: Some(340),
+                cached: Some(0),
+                reasoning: None,
+            },
+            source: Source::Provider,
+            attempts: 1,
+            stream: false,
+        };
+        if buffer.push(black_box(&r)) == Push::Ready {
+            black_box(buffer.take());
+        }
+    });
 }
 
 /// Texts of one kind from the oracle corpus, concatenated and cut to `bytes` (at a char

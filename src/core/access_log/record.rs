@@ -7,7 +7,6 @@
 //! line that does not hold a record is refused.
 
 use std::borrow::Cow;
-use std::io::Write;
 
 use serde_json::Value;
 
@@ -105,24 +104,45 @@ pub fn cut(s: &str, max: usize) -> &str {
 }
 
 fn text(out: &mut Vec<u8>, s: &str, max: usize) {
+    let s = cut(s, max);
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        // the common case (ids, codes, names): nothing to escape
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(b"\",");
+        return;
+    }
     // writing a str into a Vec cannot fail
-    let _ = serde_json::to_writer(&mut *out, cut(s, max));
+    let _ = serde_json::to_writer(&mut *out, s);
     out.push(b',');
 }
 
 fn number(out: &mut Vec<u8>, n: Option<u64>) {
-    match n {
-        Some(n) => {
-            let _ = write!(out, "{n},");
+    let Some(mut n) = n else {
+        out.extend_from_slice(b"null,");
+        return;
+    };
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        None => out.extend_from_slice(b"null,"),
     }
+    out.extend_from_slice(&digits[at..]);
+    out.push(b',');
 }
 
 impl Record<'_> {
     /// Appends the record's line (with its newline) to `out`.
     pub fn write_line(&self, out: &mut Vec<u8>) {
-        let _ = write!(out, "[{FORMAT},");
+        out.push(b'[');
+        number(out, Some(FORMAT));
         text(out, &self.request_id, NAME_MAX);
         number(out, Some(self.ts_ms));
         text(out, &self.node, NAME_MAX);
@@ -142,7 +162,7 @@ impl Record<'_> {
         number(out, t(self.tokens.reasoning));
         text(out, self.source.as_str(), NAME_MAX);
         number(out, Some(u64::from(self.attempts)));
-        let _ = writeln!(out, "{}]", u8::from(self.stream));
+        out.extend_from_slice(if self.stream { b"1]\n" } else { b"0]\n" });
     }
 
     /// The hundreds digit of the status (0 when there was none).
