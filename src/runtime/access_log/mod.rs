@@ -2,10 +2,9 @@
 //! filled (`core::access_log::buffer`) to the Redis [`stream`] (or, without Redis, straight
 //! to MySQL), into the local [`spool`] while that store cannot take them, and replays the
 //! spool once it can; the [`ingestor`] (one in the cluster, holding a lease in Redis) moves
-//! the stream into MySQL ([`store`]: rows, aggregates, partitions); [`api`] serves the
-//! usage API's reads for the config center.
+//! the stream into MySQL ([`store`]: rows, aggregates, partitions, and the usage API's
+//! reads, served by `runtime::admin::usage_api`).
 
-pub mod api;
 pub mod ingestor;
 pub mod shipper;
 pub mod spool;

@@ -218,7 +218,8 @@ pub async fn ensure_schema(db: &Db, ready: &std::sync::atomic::AtomicBool) -> Re
         return Ok(());
     }
     let epoch = crate::runtime::admin::password::random_secret(12)?;
-    db.migrate(&epoch, crate::runtime::admin::now()).await?;
+    db.migrate(&epoch, crate::runtime::redis_source::unix_ms() as i64)
+        .await?;
     ready.store(true, Ordering::Release);
     Ok(())
 }

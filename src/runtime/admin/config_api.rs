@@ -10,6 +10,7 @@ use super::db::{self, load_state, read_tx, HeadRow};
 use super::history::{audit_logs, diff_of, export, revision, revisions};
 use super::now;
 use super::sync::nodes;
+use super::usage_api;
 use super::write::{validate, write, Intent};
 use super::{Admin, ApiRequest, ApiResponse};
 use crate::core::admin::auth::Principal;
@@ -99,13 +100,9 @@ pub(super) async fn read(
         Endpoint::Revision(v) => return revision(admin, *v, who).await,
         Endpoint::Diff => return diff_of(admin, q).await,
         Endpoint::AuditLogs => return audit_logs(admin, q).await,
-        Endpoint::AccessLogs => {
-            return crate::runtime::access_log::api::logs(admin, req_accept, q).await
-        }
-        Endpoint::AccessLog(id) => return crate::runtime::access_log::api::log(admin, id).await,
-        Endpoint::Usage => {
-            return crate::runtime::access_log::api::usage(admin, req_accept, q).await
-        }
+        Endpoint::AccessLogs => return usage_api::logs(admin, req_accept, q).await,
+        Endpoint::AccessLog(id) => return usage_api::log(admin, id).await,
+        Endpoint::Usage => return usage_api::usage(admin, req_accept, q).await,
         Endpoint::Nodes => return nodes(admin).await,
         Endpoint::Config => return export(admin, who).await,
         _ => {}

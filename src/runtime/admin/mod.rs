@@ -7,7 +7,8 @@
 //! - [`auth`], [`accounts`], [`password`]: who a request is, sessions, login lockout; users
 //!   and API tokens; argon2id off the runtime thread;
 //! - [`config_api`] (reads, dispatch), [`write`], [`history`] (export, revisions, diff,
-//!   audit log), [`sync`] (nodes, the reconciler): the configuration.
+//!   audit log), [`sync`] (nodes, the reconciler): the configuration;
+//! - [`usage_api`]: usage and access logs (read through `runtime::access_log::store`).
 
 pub mod accounts;
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod password;
 pub mod publish;
 pub mod schema;
 pub mod sync;
+pub mod usage_api;
 pub mod write;
 
 use std::path::PathBuf;

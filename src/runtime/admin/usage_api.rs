@@ -3,13 +3,13 @@
 
 use serde_json::json;
 
-use super::store::read;
+use super::{now, Admin, ApiResponse};
 use crate::core::access_log::query::{
     log_cursor, log_sql, log_table, logs_sql, usage_sql, usage_table, wants_csv,
 };
 use crate::core::admin::error::ApiError;
 use crate::core::admin::query::Query;
-use crate::runtime::admin::{now, Admin, ApiResponse};
+use crate::runtime::access_log::store::read;
 
 /// Which columns of a log row are numbers.
 fn log_numeric(i: usize) -> bool {
