@@ -176,6 +176,10 @@ my ($daily) = split /\n/, rows("SELECT SUM(requests), SUM(prompt_tokens) + SUM(c
 my ($raw) = split /\n/, rows("SELECT COUNT(*), SUM(IFNULL(prompt_tokens, 0)) + SUM(IFNULL(completion_tokens, 0)) FROM access_logs");
 is($hourly, $raw, "the hourly aggregates agree with the rows ($raw)");
 is($daily, $raw, 'the daily aggregates too');
+for my $t (qw(usage_hourly_summary usage_daily_summary)) {
+    my ($sum) = split /\n/, rows("SELECT SUM(requests), SUM(prompt_tokens) + SUM(completion_tokens) FROM $t");
+    is($sum, $raw, "... and $t (by namespace and model)");
+}
 
 # --- 2. the API -----------------------------------------------------------------------------
 sub call { my ($m, $p, %o) = @_; api_call($nodes[0]{api}, $m, $p, auth => $s, %o) }
@@ -259,8 +263,10 @@ is($after - $before, $sent, sprintf('all %d records are in MySQL %.1f s after it
 my ($total, $distinct) = split /\t/, rows('SELECT COUNT(*), COUNT(DISTINCT request_id) FROM access_logs');
 chomp $distinct;
 is($distinct, $total, '... each once');
-my ($agg) = split /\n/, rows('SELECT SUM(requests) FROM usage_daily');
-is($agg, $total, '... and counted once in the aggregates');
+for my $t (qw(usage_hourly usage_daily usage_hourly_summary usage_daily_summary)) {
+    my ($agg) = split /\n/, rows("SELECT SUM(requests) FROM $t");
+    is($agg, $total, "... and counted once in $t");
+}
 
 # --- 4. Redis stopped: spool, replay, exactly once ------------------------------------------
 $before = quiet_count();

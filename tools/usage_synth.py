@@ -186,8 +186,13 @@ def generate(days, rows):
                 SUM(status >= 400 OR error <> ''), SUM(IFNULL(prompt_tokens, 0)), SUM(IFNULL(completion_tokens, 0)),
                 SUM(IFNULL(cached_tokens, 0)), SUM(IFNULL(reasoning_tokens, 0)), SUM(latency_ms), MAX(latency_ms)
               FROM access_logs WHERE day = {d} GROUP BY 1, 2, 3, 4, 5, 6""".format(t=table, c=col, div=div, d=d))
+            sql("""INSERT INTO {t}_summary ({c}, namespace, key_id, model, target, status_class, requests, errors,
+                prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, latency_ms_sum, latency_ms_max)
+              SELECT {c}, namespace, '', model, '', 0, SUM(requests), SUM(errors), SUM(prompt_tokens),
+                SUM(completion_tokens), SUM(cached_tokens), SUM(reasoning_tokens), SUM(latency_ms_sum), MAX(latency_ms_max)
+              FROM {t} WHERE {c} DIV {per} = {d} GROUP BY 1, 2, 4""".format(t=table, c=col, d=d, per=24 if col == "hour" else 1))
         print("  day %d of %d generated (%.0f s)" % (d - today + days, days, time.time() - t0), flush=True)
-    sql("ANALYZE TABLE access_logs, usage_hourly, usage_daily")
+    sql("ANALYZE TABLE access_logs, usage_hourly, usage_daily, usage_hourly_summary, usage_daily_summary")
     return time.time() - t0
 
 
@@ -220,13 +225,15 @@ def main():
         print("ingestion: %d records in %.1f s from the first XADD: %.0f records/s into MariaDB "
               "(pushing them into Redis took %.1f s)" % (a.ingest, secs, a.ingest / secs, pushed))
         # the volume run starts from empty tables; the ingestor keeps running meanwhile
-        sql("DELETE FROM access_logs; DELETE FROM usage_hourly; DELETE FROM usage_daily")
+        sql("DELETE FROM access_logs; DELETE FROM usage_hourly; DELETE FROM usage_daily; "
+            "DELETE FROM usage_hourly_summary; DELETE FROM usage_daily_summary")
         gen = generate(a.days, a.rows)
         print("generated %d days x %d rows in %.0f s" % (a.days, a.rows, gen))
         print(sql("SELECT table_name, table_rows, ROUND(data_length / GREATEST(table_rows, 1)), "
                   "ROUND((data_length + index_length) / GREATEST(table_rows, 1)), "
                   "ROUND((data_length + index_length) / 1048576) FROM information_schema.TABLES "
-                  "WHERE table_schema = '%s' AND table_name IN ('access_logs', 'usage_hourly', 'usage_daily')" % DB))
+                  "WHERE table_schema = '%s' AND table_name IN ('access_logs', 'usage_hourly', 'usage_daily', "
+                  "'usage_hourly_summary', 'usage_daily_summary')" % DB))
         now = int(time.time())
         queries = [
             ("/api/v1/usage?interval=hour&group_by=namespace", "usage by namespace, last 24 h by hour"),

@@ -45,6 +45,7 @@ thread_local! {
     static METRICS: Cell<Option<NonNull<ngx_shm_zone_t>>> = const { Cell::new(None) };
     static FLUSH_MS: Cell<u64> = const { Cell::new(1000) };
     static STOP: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+    static INGESTOR_DONE: RefCell<Option<oneshot::Receiver<()>>> = const { RefCell::new(None) };
 }
 
 fn say(log: usize) -> Say {
@@ -126,7 +127,9 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
                             stop,
                             schema: AtomicBool::new(false),
                         });
-                        bridge::spawn(ingestor.run());
+                        let (done_tx, done_rx) = oneshot::channel();
+                        INGESTOR_DONE.with(|d| *d.borrow_mut() = Some(done_rx));
+                        bridge::spawn(ingestor.run(done_tx));
                     }
                     None => {
                         bridge::spawn(maintain_loop(db, settings.clone(), say, stop));
@@ -211,6 +214,14 @@ pub fn exit_process() {
     }
     if let Some(done) = DONE.try_with(|d| d.borrow_mut().take()).ok().flatten() {
         let _ = bridge::block_on(done, Duration::from_secs(5));
+    }
+    // the ingestor ends its step and gives the lease up
+    if let Some(done) = INGESTOR_DONE
+        .try_with(|d| d.borrow_mut().take())
+        .ok()
+        .flatten()
+    {
+        let _ = bridge::block_on(done, Duration::from_secs(3));
     }
     drain_stats();
 }

@@ -244,10 +244,13 @@ impl Interval {
         }
     }
 
-    pub fn table(self) -> &'static str {
-        match self {
-            Interval::Hour => "usage_hourly",
-            Interval::Day => "usage_daily",
+    /// The full-grain table, or the summary by namespace and model.
+    pub fn table(self, summary: bool) -> &'static str {
+        match (self, summary) {
+            (Interval::Hour, false) => "usage_hourly",
+            (Interval::Day, false) => "usage_daily",
+            (Interval::Hour, true) => "usage_hourly_summary",
+            (Interval::Day, true) => "usage_daily_summary",
         }
     }
 
@@ -316,9 +319,13 @@ pub fn usage_sql(q: &Query, now_ms: i64) -> Result<UsageSql, ApiError> {
     let mut params = vec![Param::Int(bucket(since)), Param::Int(bucket(until))];
     equals(q, &mut where_, &mut params)?;
     let dims: String = group_by.iter().map(|d| format!(", {d}")).collect();
+    // grouped and filtered by namespace and model alone: the summary answers
+    let summary = group_by.iter().all(|d| matches!(*d, "namespace" | "model"))
+        && q.get("key_id").is_none()
+        && q.get("target").is_none();
     let text = format!(
         "SELECT {col}{dims}, SUM(requests), SUM(errors), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(reasoning_tokens), SUM(latency_ms_sum), MAX(latency_ms_max) FROM {} WHERE {} GROUP BY {col}{dims} ORDER BY {col}{dims} LIMIT {}",
-        interval.table(),
+        interval.table(summary),
         where_.join(" AND "),
         limit + 1
     );
@@ -454,7 +461,16 @@ mod tests {
             .sql
             .text
             .starts_with("SELECT day, model, namespace, SUM(requests)"));
-        assert!(u.sql.text.contains("FROM usage_daily WHERE day >= ? AND day <= ? AND namespace = ? GROUP BY day, model, namespace"));
+        assert!(u.sql.text.contains("FROM usage_daily_summary WHERE day >= ? AND day <= ? AND namespace = ? GROUP BY day, model, namespace"));
+        // a key, a target or the status class need the full grain
+        for q in [
+            "group_by=key_id",
+            "group_by=namespace&target=eu",
+            "group_by=status_class",
+        ] {
+            let u = usage_sql(&Query::parse(q), NOW).unwrap();
+            assert!(u.sql.text.contains("FROM usage_hourly WHERE"), "{q}");
+        }
         let days = NOW / 86_400_000;
         assert_eq!(u.sql.params[..2], [Param::Int(days - 30), Param::Int(days)]);
         for bad in ["interval=week", "group_by=prompt", "limit=10001"] {

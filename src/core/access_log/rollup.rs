@@ -47,20 +47,29 @@ impl Sums {
     }
 }
 
-/// The aggregates of `records` in buckets of `bucket_ms`.
+/// The aggregates of `records` in buckets of `bucket_ms`; `summary`: by namespace and
+/// model alone (key, target and class left empty).
 pub fn rollup<'r>(
     records: impl IntoIterator<Item = &'r Record<'r>>,
     bucket_ms: u64,
+    summary: bool,
 ) -> BTreeMap<RollupKey, Sums> {
     let mut rows: BTreeMap<RollupKey, Sums> = BTreeMap::new();
     for r in records {
+        let full = |s: &str| {
+            if summary {
+                String::new()
+            } else {
+                s.to_string()
+            }
+        };
         let key = RollupKey {
             bucket: r.ts_ms / bucket_ms.max(1),
             namespace: r.namespace.to_string(),
-            key_id: r.key_id.to_string(),
+            key_id: full(&r.key_id),
             model: r.model.to_string(),
-            target: r.target.to_string(),
-            class: r.status_class(),
+            target: full(&r.target),
+            class: if summary { 0 } else { r.status_class() },
         };
         rows.entry(key).or_default().add(r);
     }
@@ -99,7 +108,7 @@ mod tests {
             rec(h + HOUR_MS, "a", 200, 1, 1),
             rec(h + 5, "b", 200, 1, 1),
         ];
-        let rows = rollup(&recs, HOUR_MS);
+        let rows = rollup(&recs, HOUR_MS, false);
         assert_eq!(rows.len(), 4);
         let (k, s) = rows.iter().next().unwrap();
         assert_eq!((k.bucket, k.namespace.as_str(), k.class), (500_000, "a", 2));
@@ -118,9 +127,14 @@ mod tests {
         );
         let four = rows.iter().find(|(k, _)| k.class == 4).unwrap().1;
         assert_eq!((four.requests, four.errors), (1, 1));
-        let daily = rollup(&recs, DAY_MS);
+        let daily = rollup(&recs, DAY_MS, false);
         let total: u64 = daily.values().map(|s| s.requests).sum();
         assert_eq!((daily.len(), total), (3, 5));
+        // the summary: one row per hour, namespace and model, whatever the class
+        let summary = rollup(&recs, HOUR_MS, true);
+        assert_eq!(summary.len(), 3);
+        let a = summary.values().next().unwrap();
+        assert_eq!((a.requests, a.errors, a.prompt), (3, 1, 22));
         // sorted by key: bucket first
         let buckets: Vec<u64> = rows.keys().map(|k| k.bucket).collect();
         let mut sorted = buckets.clone();

@@ -33,7 +33,9 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    pub async fn run(self: Arc<Self>) {
+    /// Runs until `stop`; then gives the lease up (a reloaded node's next worker, or
+    /// another node, takes it at once) and signals `done`.
+    pub async fn run(self: Arc<Self>, done: tokio::sync::oneshot::Sender<()>) {
         let lease_ms = self.settings.lease.as_millis() as u64;
         let renew = self.settings.lease / 3;
         let mut held = false;
@@ -157,6 +159,7 @@ impl Ingestor {
             let _ = self.stream.release(&self.me).await;
         }
         STATS.set(Gauge::Ingestor, 0);
+        let _ = done.send(());
     }
 }
 

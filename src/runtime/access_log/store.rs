@@ -178,12 +178,15 @@ async fn ingest_once(db: &Db, records: &[Record<'_>]) -> Result<Ingested, ApiErr
             .await
             .map_err(unavailable)?;
     }
-    for (table, column, bucket) in [
-        ("usage_hourly", "hour", HOUR_MS),
-        ("usage_daily", "day", DAY_MS),
+    for (table, column, bucket, summary) in [
+        ("usage_hourly", "hour", HOUR_MS, false),
+        ("usage_daily", "day", DAY_MS, false),
+        ("usage_hourly_summary", "hour", HOUR_MS, true),
+        ("usage_daily_summary", "day", DAY_MS, true),
     ] {
-        let rows: Vec<(RollupKey, Sums)> =
-            rollup(fresh.iter().copied(), bucket).into_iter().collect();
+        let rows: Vec<(RollupKey, Sums)> = rollup(fresh.iter().copied(), bucket, summary)
+            .into_iter()
+            .collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let mut params = Vec::with_capacity(chunk.len() * 14);
             for (k, s) in chunk {
@@ -252,16 +255,18 @@ pub async fn maintain(
             .await?;
     }
     let keep = u64::from(aggregate_days.max(1));
-    db.timed(conn.exec_drop(
-        "DELETE FROM usage_hourly WHERE hour < ?",
-        ((now_ms / HOUR_MS).saturating_sub(keep * 24),),
-    ))
-    .await?;
-    db.timed(conn.exec_drop(
-        "DELETE FROM usage_daily WHERE day < ?",
-        ((now_ms / DAY_MS).saturating_sub(keep),),
-    ))
-    .await?;
+    let hours = (now_ms / HOUR_MS).saturating_sub(keep * 24);
+    let days = (now_ms / DAY_MS).saturating_sub(keep);
+    for (table, before) in [
+        ("usage_hourly WHERE hour", hours),
+        ("usage_daily WHERE day", days),
+        ("usage_hourly_summary WHERE hour", hours),
+        ("usage_daily_summary WHERE day", days),
+    ] {
+        let sql = format!("DELETE FROM {table} < ?");
+        db.within(db.timeout * 20, conn.exec_drop(sql, (before,)))
+            .await?;
+    }
     Ok(statements)
 }
 

@@ -163,7 +163,9 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
     // and drops the days past; `pmax` stays empty but for clocks far ahead). Rows are
     // clustered by time (keyset pages read in key order); the request id is unique per day
     // (a record is always in its own day's partition), which makes ingestion idempotent.
-    // The aggregates are what the usage API and the dashboard read.
+    // The aggregates are what the usage API and the dashboard read: the full grain, and a
+    // summary by namespace and model alone (key_id and target empty, status_class 0), small
+    // enough for months by hour.
     &[
         "CREATE TABLE IF NOT EXISTS access_logs (
             day INT NOT NULL,
@@ -226,6 +228,42 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
             latency_ms_max INT UNSIGNED NOT NULL,
             PRIMARY KEY (day, namespace, key_id, model, target, status_class),
             KEY usage_daily_namespace (namespace, day)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS usage_hourly_summary (
+            hour INT NOT NULL,
+            namespace VARCHAR(64) NOT NULL,
+            key_id VARCHAR(16) NOT NULL,
+            model VARCHAR(128) NOT NULL,
+            target VARCHAR(64) NOT NULL,
+            status_class TINYINT UNSIGNED NOT NULL,
+            requests BIGINT UNSIGNED NOT NULL,
+            errors BIGINT UNSIGNED NOT NULL,
+            prompt_tokens BIGINT UNSIGNED NOT NULL,
+            completion_tokens BIGINT UNSIGNED NOT NULL,
+            cached_tokens BIGINT UNSIGNED NOT NULL,
+            reasoning_tokens BIGINT UNSIGNED NOT NULL,
+            latency_ms_sum BIGINT UNSIGNED NOT NULL,
+            latency_ms_max INT UNSIGNED NOT NULL,
+            PRIMARY KEY (hour, namespace, key_id, model, target, status_class),
+            KEY usage_hourly_summary_namespace (namespace, hour)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS usage_daily_summary (
+            day INT NOT NULL,
+            namespace VARCHAR(64) NOT NULL,
+            key_id VARCHAR(16) NOT NULL,
+            model VARCHAR(128) NOT NULL,
+            target VARCHAR(64) NOT NULL,
+            status_class TINYINT UNSIGNED NOT NULL,
+            requests BIGINT UNSIGNED NOT NULL,
+            errors BIGINT UNSIGNED NOT NULL,
+            prompt_tokens BIGINT UNSIGNED NOT NULL,
+            completion_tokens BIGINT UNSIGNED NOT NULL,
+            cached_tokens BIGINT UNSIGNED NOT NULL,
+            reasoning_tokens BIGINT UNSIGNED NOT NULL,
+            latency_ms_sum BIGINT UNSIGNED NOT NULL,
+            latency_ms_max INT UNSIGNED NOT NULL,
+            PRIMARY KEY (day, namespace, key_id, model, target, status_class),
+            KEY usage_daily_summary_namespace (namespace, day)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
     ],
 )];
