@@ -210,12 +210,23 @@ pub fn log_cursor(row: &[Cell]) -> Option<String> {
     }
 }
 
+/// A log's time in RFC 3339 with its milliseconds always written (times of a page sort as
+/// text as they do as numbers).
+fn with_millis(ms: i64) -> String {
+    let t = format_ms(ms);
+    if t.contains('.') {
+        t
+    } else {
+        t.replacen('Z', ".000Z", 1)
+    }
+}
+
 /// A log row as the API shows it: the time in RFC 3339, the stream flag as a boolean.
 pub fn log_table(mut rows: Vec<Vec<Cell>>) -> Table {
     for row in &mut rows {
         if let Some(c) = row.get_mut(1) {
             if let Cell::Int(ms) = c {
-                *c = Cell::Text(format_ms(*ms));
+                *c = Cell::Text(with_millis(*ms));
             }
         }
         if let Some(c) = row.get_mut(18) {
@@ -501,6 +512,16 @@ mod tests {
             "the latency sum became the average"
         );
         assert_eq!(t.rows[0][0], Cell::Text(format_ms(days * 86_400_000)));
+    }
+
+    #[test]
+    fn log_times_always_have_milliseconds() {
+        let t = log_table(vec![
+            vec![Cell::Text("a".into()), Cell::Int(NOW)],
+            vec![Cell::Text("b".into()), Cell::Int(NOW - 1)],
+        ]);
+        assert_eq!(t.rows[0][1], Cell::Text("2026-11-30T00:53:20.000Z".into()));
+        assert_eq!(t.rows[1][1], Cell::Text("2026-11-30T00:53:19.999Z".into()));
     }
 
     #[test]
