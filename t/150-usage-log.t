@@ -79,8 +79,10 @@ http {
         location /api/ { ai_gateway_admin; }
         location = /metrics { ai_gateway_metrics; }
     }
+    log_format ids '\$ai_gateway_request_id \$status';
     server {
         listen 127.0.0.1:$n->{gw};
+        access_log logs/ids.log ids;
         location /v1/ { ai_gateway on; ai_gateway_mock_provider; }
     }
 }
@@ -160,7 +162,10 @@ is(scalar(grep { $_->[0] eq 'team-b' && $_->[1] eq $key_id{b} && $_->[5] == 1 &&
 is(scalar(grep { $_->[0] eq '' && $_->[3] == 401 && $_->[4] ne '' } @r), 2, 'the 401s: no namespace, their error code');
 ok(!(grep { $_->[6] eq 'NULL' || $_->[7] eq 'NULL' || $_->[8] eq 'unknown' } grep { $_->[3] == 200 } @r),
     'every answered request has its prompt and completion tokens and their source');
-is(scalar(grep { $_->[11] == 32 } @r), 12, "each row has nginx's 32-digit \$request_id");
+is(scalar(grep { $_->[11] == 32 } @r), 12, 'each row has a 32-digit request id');
+my %logged = map { (split / /)[0] => 1 } map { split /\n/, slurp("$_->{dir}/logs/ids.log") } @nodes;
+my %stored = map { $_ => 1 } split /\n/, rows('SELECT request_id FROM access_logs');
+is_deeply([ sort keys %logged ], [ sort keys %stored ], "nginx's access log (\$ai_gateway_request_id) names the same 12 requests");
 my $dump = rows('SELECT * FROM access_logs');
 ok($dump !~ /sk-t150|hello there/, 'no key and no prompt in the table');
 my ($rows_tokens) = split /\n/, rows("SELECT SUM(prompt_tokens) + SUM(completion_tokens) FROM access_logs WHERE status = 200");

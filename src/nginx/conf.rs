@@ -55,8 +55,6 @@ pub struct MainConf {
     pub cluster: Option<Node>,
     /// `ai_gateway_usage_log`: each gateway request's record is shipped to MySQL.
     pub usage_log: Option<crate::runtime::access_log::LogSettings>,
-    /// The index of nginx's `$request_id` (the records' request id).
-    pub request_id_index: Option<usize>,
 }
 
 /// Settings of `ai_gateway_mock_provider`.

@@ -79,6 +79,8 @@ pub struct RequestCtx {
     pub route: Option<RouteState>,
     /// When the response header went out, ms after the request started.
     pub header_ms: Option<u64>,
+    /// `$ai_gateway_request_id`, made when first needed (`usage_log::request_id`).
+    pub request_id: Option<[u8; 32]>,
 }
 
 impl RequestCtx {

@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_cycle_t, ngx_del_timer, ngx_event_t, ngx_http_get_indexed_variable,
-    ngx_http_request_t, ngx_http_upstream_state_t, ngx_log_t, ngx_shm_zone_t, NGX_LOG_NOTICE,
-    NGX_LOG_WARN,
+    ngx_add_timer, ngx_cycle_t, ngx_del_timer, ngx_event_t, ngx_http_request_t,
+    ngx_http_upstream_state_t, ngx_log_t, ngx_shm_zone_t, NGX_LOG_NOTICE, NGX_LOG_WARN,
 };
 use ngx::http::HttpModuleMainConf;
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +27,7 @@ use super::module::Module;
 use super::shm;
 use crate::core::access_log::buffer::{Batch, Buffer, Push};
 use crate::core::access_log::record::{Record, Source, Tokens};
+use crate::core::access_log::request_id::IdSource;
 use crate::core::metrics::log_stats::Count;
 use crate::core::usage::TokenUsage;
 use crate::runtime::access_log::ingestor::{maintain_loop, Ingestor};
@@ -46,6 +46,30 @@ thread_local! {
     static FLUSH_MS: Cell<u64> = const { Cell::new(1000) };
     static STOP: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
     static INGESTOR_DONE: RefCell<Option<oneshot::Receiver<()>>> = const { RefCell::new(None) };
+    static IDS: RefCell<Option<IdSource>> = const { RefCell::new(None) };
+}
+
+/// The request's id (`$ai_gateway_request_id`, and its access-log record's), made once.
+pub fn request_id(ctx: &mut RequestCtx) -> [u8; 32] {
+    if let Some(id) = ctx.request_id {
+        return id;
+    }
+    let id = IDS.with(|ids| {
+        ids.borrow_mut()
+            .get_or_insert_with(|| {
+                let mut seed = [0u8; 16];
+                // the OS's randomness; a failure still leaves the pid and the time apart
+                if getrandom::getrandom(&mut seed).is_err() {
+                    let t = crate::runtime::redis_source::unix_ms();
+                    seed[..8].copy_from_slice(&t.to_le_bytes());
+                    seed[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+                }
+                IdSource::new(seed)
+            })
+            .next_id()
+    });
+    ctx.request_id = Some(id);
+    id
 }
 
 fn say(log: usize) -> Say {
@@ -243,25 +267,19 @@ fn key_id(ctx: &RequestCtx, out: &mut [u8; 12]) -> usize {
 pub unsafe fn push(
     r: *mut ngx_http_request_t,
     mcf: &MainConf,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     status: u16,
     tokens: &TokenUsage,
     latency_ms: u64,
 ) {
-    let (Some(settings), Some(index)) = (mcf.usage_log.as_ref(), mcf.request_id_index) else {
+    let Some(settings) = mcf.usage_log.as_ref() else {
         return;
     };
-    // SAFETY: r is live (caller); the variable's value lives in the request pool.
+    let id = request_id(ctx);
+    let request_id = std::str::from_utf8(&id).unwrap_or("");
+    // SAFETY: r is live (caller).
     unsafe {
         let req = &*r;
-        let v = ngx_http_get_indexed_variable(r, index);
-        let request_id = match v.as_ref() {
-            Some(v) if v.not_found() == 0 && !v.data.is_null() => {
-                std::str::from_utf8(std::slice::from_raw_parts(v.data, v.len() as usize))
-                    .unwrap_or("")
-            }
-            _ => "",
-        };
         let mut attempts = 0usize;
         if let Some(states) = req.upstream_states.as_ref() {
             if states.nelts > 0 && !states.elts.is_null() {

@@ -14,9 +14,7 @@ use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_http_get_variable_index, ngx_parse_size, ngx_str_t, NGX_ERROR,
-};
+use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_str_t, NGX_ERROR};
 
 use super::conf::MainConf;
 use super::config_source::{full_path, param, time_ms};
@@ -106,16 +104,6 @@ pub unsafe extern "C" fn cmd_usage_log(
                 Some(p) => p,
                 None => full_path(cf, "logs/ai_gateway_spool", false)?,
             });
-            // the request id is nginx's $request_id (the access log can show the same)
-            let mut name = ngx_str_t {
-                len: "request_id".len(),
-                data: c"request_id".as_ptr() as *mut u8,
-            };
-            let index = ngx_http_get_variable_index(cf, &mut name);
-            if index == NGX_ERROR as isize {
-                return Err(SetError::Failed);
-            }
-            mcf.request_id_index = Some(index as usize);
             mcf.usage_log = Some(s);
             Ok(())
         })

@@ -33,9 +33,10 @@ enum Var {
     Policy,
     DryRun,
     Route(RouteVar),
+    RequestId,
 }
 
-const VARIABLES: [(&str, Var); 21] = [
+const VARIABLES: [(&str, Var); 22] = [
     ("ai_gateway_namespace", Var::Namespace),
     ("ai_gateway_namespace_name", Var::NamespaceName),
     ("ai_gateway_key_id", Var::KeyId),
@@ -57,6 +58,7 @@ const VARIABLES: [(&str, Var); 21] = [
     ("ai_gateway_route", Var::Route(RouteVar::Route)),
     ("ai_gateway_target", Var::Route(RouteVar::Target)),
     ("ai_gateway_attempts", Var::Route(RouteVar::Attempts)),
+    ("ai_gateway_request_id", Var::RequestId),
 ];
 
 /// `$ai_gateway_upstream_<name>`: one prefix variable (nginx passes the full name), so the
@@ -174,6 +176,10 @@ unsafe fn value(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, var: Var) -> O
         Var::Namespace => ctx.namespace_code().map(str::to_string),
         Var::NamespaceName => ctx.namespace_name().map(str::to_string),
         Var::KeyId => ctx.key.as_ref().map(ClientKey::id),
+        Var::RequestId => {
+            let id = super::usage_log::request_id(ctx);
+            Some(String::from_utf8_lossy(&id).into_owned())
+        }
         Var::IdentifiedBy => ctx.via.map(|v| v.as_str().to_string()),
         Var::Model => summary.and_then(|s| s.model.clone()),
         Var::Stream => summary.map(|s| if s.stream { "true" } else { "false" }.to_string()),

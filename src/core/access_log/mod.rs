@@ -7,5 +7,6 @@ pub mod buffer;
 pub mod partitions;
 pub mod query;
 pub mod record;
+pub mod request_id;
 pub mod rollup;
 pub mod table;
