@@ -168,7 +168,7 @@ mod tests {
         let s = Spool::new(d.clone(), 100);
         s.prepare().unwrap();
         assert!(s.append(b"one\ntwo\nthree\n").unwrap());
-        assert!(s.append(&[b'x'; 80]).is_ok_and(|ok| !ok), "over the bound");
+        assert!(s.append(&[b'x'; 90]).is_ok_and(|ok| !ok), "over the bound");
         assert_eq!(s.size(), 14);
         let mut c = s.claim().unwrap();
         assert!(c
