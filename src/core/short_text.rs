@@ -54,6 +54,18 @@ impl ShortText {
     }
 }
 
+/// `s` cut to at most `max` bytes without splitting a character.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// A number as a short text.
 pub fn decimal(n: u64) -> ShortText {
     let mut t = ShortText::default();

@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 
+use crate::core::short_text::decimal;
+
 use serde_json::Value;
 
 /// The line format's version (the array's first element).
@@ -91,17 +93,7 @@ pub struct Record<'a> {
     pub stream: bool,
 }
 
-/// `s` cut to at most `max` bytes at a character boundary.
-pub fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+pub use crate::core::short_text::truncate as cut;
 
 fn text(out: &mut Vec<u8>, s: &str, max: usize) {
     let s = cut(s, max);
@@ -120,21 +112,10 @@ fn text(out: &mut Vec<u8>, s: &str, max: usize) {
 }
 
 fn number(out: &mut Vec<u8>, n: Option<u64>) {
-    let Some(mut n) = n else {
-        out.extend_from_slice(b"null,");
-        return;
-    };
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    match n {
+        Some(n) => out.extend_from_slice(decimal(n).as_bytes()),
+        None => out.extend_from_slice(b"null"),
     }
-    out.extend_from_slice(&digits[at..]);
     out.push(b',');
 }
 

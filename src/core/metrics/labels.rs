@@ -1,6 +1,8 @@
 //! Series identity: a kind and its label values, packed into fixed-size words so a key can
 //! live in shared memory and be compared word by word.
 
+use crate::core::short_text::truncate;
+
 /// What a series counts; each kind has its own label names and value layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -110,18 +112,6 @@ pub fn decode(words: impl Iterator<Item = u64>, len: usize) -> Option<(Kind, Vec
     // the last separator leaves an empty tail
     values.pop();
     (values.len() == kind.label_names().len()).then_some((kind, values))
-}
-
-/// `s` cut to at most `max` bytes without splitting a character.
-pub fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]

@@ -6,6 +6,43 @@
 //! SQL that MariaDB 10.5+ and MySQL 8 both take: InnoDB, utf8mb4 with binary collation
 //! (codes and names compare as the gateway compares them), times as unix milliseconds.
 
+/// An aggregate table of usage logs: `$name` with its bucket column `$bucket` (unix hours or
+/// days) first in the key.
+macro_rules! usage_table {
+    ($name:literal, $bucket:literal) => {
+        concat!(
+            "CREATE TABLE IF NOT EXISTS ",
+            $name,
+            " (
+            ",
+            $bucket,
+            " INT NOT NULL,
+            namespace VARCHAR(64) NOT NULL,
+            key_id VARCHAR(16) NOT NULL,
+            model VARCHAR(128) NOT NULL,
+            target VARCHAR(64) NOT NULL,
+            status_class TINYINT UNSIGNED NOT NULL,
+            requests BIGINT UNSIGNED NOT NULL,
+            errors BIGINT UNSIGNED NOT NULL,
+            prompt_tokens BIGINT UNSIGNED NOT NULL,
+            completion_tokens BIGINT UNSIGNED NOT NULL,
+            cached_tokens BIGINT UNSIGNED NOT NULL,
+            reasoning_tokens BIGINT UNSIGNED NOT NULL,
+            latency_ms_sum BIGINT UNSIGNED NOT NULL,
+            latency_ms_max INT UNSIGNED NOT NULL,
+            PRIMARY KEY (",
+            $bucket,
+            ", namespace, key_id, model, target, status_class),
+            KEY ",
+            $name,
+            "_namespace (namespace, ",
+            $bucket,
+            ")
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        )
+    };
+}
+
 /// `(version, name, statements)`.
 pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
     1,
@@ -193,77 +230,9 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
             KEY access_logs_namespace (namespace, ts)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin
         PARTITION BY RANGE (day) (PARTITION pmax VALUES LESS THAN MAXVALUE)",
-        "CREATE TABLE IF NOT EXISTS usage_hourly (
-            hour INT NOT NULL,
-            namespace VARCHAR(64) NOT NULL,
-            key_id VARCHAR(16) NOT NULL,
-            model VARCHAR(128) NOT NULL,
-            target VARCHAR(64) NOT NULL,
-            status_class TINYINT UNSIGNED NOT NULL,
-            requests BIGINT UNSIGNED NOT NULL,
-            errors BIGINT UNSIGNED NOT NULL,
-            prompt_tokens BIGINT UNSIGNED NOT NULL,
-            completion_tokens BIGINT UNSIGNED NOT NULL,
-            cached_tokens BIGINT UNSIGNED NOT NULL,
-            reasoning_tokens BIGINT UNSIGNED NOT NULL,
-            latency_ms_sum BIGINT UNSIGNED NOT NULL,
-            latency_ms_max INT UNSIGNED NOT NULL,
-            PRIMARY KEY (hour, namespace, key_id, model, target, status_class),
-            KEY usage_hourly_namespace (namespace, hour)
-        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-        "CREATE TABLE IF NOT EXISTS usage_daily (
-            day INT NOT NULL,
-            namespace VARCHAR(64) NOT NULL,
-            key_id VARCHAR(16) NOT NULL,
-            model VARCHAR(128) NOT NULL,
-            target VARCHAR(64) NOT NULL,
-            status_class TINYINT UNSIGNED NOT NULL,
-            requests BIGINT UNSIGNED NOT NULL,
-            errors BIGINT UNSIGNED NOT NULL,
-            prompt_tokens BIGINT UNSIGNED NOT NULL,
-            completion_tokens BIGINT UNSIGNED NOT NULL,
-            cached_tokens BIGINT UNSIGNED NOT NULL,
-            reasoning_tokens BIGINT UNSIGNED NOT NULL,
-            latency_ms_sum BIGINT UNSIGNED NOT NULL,
-            latency_ms_max INT UNSIGNED NOT NULL,
-            PRIMARY KEY (day, namespace, key_id, model, target, status_class),
-            KEY usage_daily_namespace (namespace, day)
-        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-        "CREATE TABLE IF NOT EXISTS usage_hourly_summary (
-            hour INT NOT NULL,
-            namespace VARCHAR(64) NOT NULL,
-            key_id VARCHAR(16) NOT NULL,
-            model VARCHAR(128) NOT NULL,
-            target VARCHAR(64) NOT NULL,
-            status_class TINYINT UNSIGNED NOT NULL,
-            requests BIGINT UNSIGNED NOT NULL,
-            errors BIGINT UNSIGNED NOT NULL,
-            prompt_tokens BIGINT UNSIGNED NOT NULL,
-            completion_tokens BIGINT UNSIGNED NOT NULL,
-            cached_tokens BIGINT UNSIGNED NOT NULL,
-            reasoning_tokens BIGINT UNSIGNED NOT NULL,
-            latency_ms_sum BIGINT UNSIGNED NOT NULL,
-            latency_ms_max INT UNSIGNED NOT NULL,
-            PRIMARY KEY (hour, namespace, key_id, model, target, status_class),
-            KEY usage_hourly_summary_namespace (namespace, hour)
-        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-        "CREATE TABLE IF NOT EXISTS usage_daily_summary (
-            day INT NOT NULL,
-            namespace VARCHAR(64) NOT NULL,
-            key_id VARCHAR(16) NOT NULL,
-            model VARCHAR(128) NOT NULL,
-            target VARCHAR(64) NOT NULL,
-            status_class TINYINT UNSIGNED NOT NULL,
-            requests BIGINT UNSIGNED NOT NULL,
-            errors BIGINT UNSIGNED NOT NULL,
-            prompt_tokens BIGINT UNSIGNED NOT NULL,
-            completion_tokens BIGINT UNSIGNED NOT NULL,
-            cached_tokens BIGINT UNSIGNED NOT NULL,
-            reasoning_tokens BIGINT UNSIGNED NOT NULL,
-            latency_ms_sum BIGINT UNSIGNED NOT NULL,
-            latency_ms_max INT UNSIGNED NOT NULL,
-            PRIMARY KEY (day, namespace, key_id, model, target, status_class),
-            KEY usage_daily_summary_namespace (namespace, day)
-        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        usage_table!("usage_hourly", "hour"),
+        usage_table!("usage_daily", "day"),
+        usage_table!("usage_hourly_summary", "hour"),
+        usage_table!("usage_daily_summary", "day"),
     ],
 )];
