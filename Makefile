@@ -18,6 +18,10 @@ SDK_PACKAGES := openai==3.54.0 anthropic==2.12.0
 # Python package index, pinned: the fuzzer's cases depend on both)
 FUZZ_VENV     := vendor/fuzz-venv
 FUZZ_PACKAGES := schemathesis==4.32.5 hypothesis==6.170.27
+# The dashboard's browser tests (t/160-dashboard.t): Debian's chromium, driven by playwright-core
+# (pinned in t/browser/package-lock.json, from the npm registry; it never downloads a browser)
+BROWSER_PACKAGES := chromium fonts-dejavu-core
+BROWSER_DIR      := t/browser
 
 APT_PACKAGES := build-essential pkg-config clang libclang-dev libpcre2-dev libssl-dev openssl \
                 zlib1g-dev curl ca-certificates perl libtest-base-perl libtext-diff-perl \
@@ -35,7 +39,7 @@ MYSQL_PORT   ?= 3306
 MARIADB_UP   := mariadb --no-defaults -h 127.0.0.1 -P $(MYSQL_PORT) -u root -e 'SELECT 1' >/dev/null 2>&1
 
 .DEFAULT_GOAL := build
-.PHONY: help deps sdk-deps fuzz-deps bench-deps build debian run stop check unittest inttest inttest-debian \
+.PHONY: help deps sdk-deps fuzz-deps browser-deps bench-deps build debian run stop check unittest inttest inttest-debian \
         bench bench-smoke test clean redis mariadb publish-config
 
 help: ## show this help
@@ -136,6 +140,14 @@ fuzz-deps: deps ## schemathesis in vendor/fuzz-venv (for t/133-admin-fuzz.t)
 	    echo "$(FUZZ_PACKAGES)" > $(FUZZ_VENV)/.packages; \
 	fi
 
+browser-deps: deps ## Debian's chromium and playwright-core in t/browser/node_modules (for t/160-dashboard.t)
+	@$(call apt_install,$(BROWSER_PACKAGES))
+	@command -v node >/dev/null && command -v npm >/dev/null \
+	    || { echo "Node.js (>= 20) and npm are required for the browser tests"; exit 1; }
+	@if [ ! -d $(BROWSER_DIR)/node_modules ] || [ $(BROWSER_DIR)/package-lock.json -nt $(BROWSER_DIR)/node_modules ]; then \
+	    cd $(BROWSER_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund </dev/null && touch node_modules; \
+	fi
+
 redis: deps ## make sure a Redis answers on 127.0.0.1:6379 (else start one, data in vendor/redis)
 	@if [ "$$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" != PONG ]; then \
 	    mkdir -p $(REDIS_DIR) && \
@@ -170,17 +182,19 @@ publish-config: ## publish FILE=<json> to Redis (tools/publish-config)
 	@[ -n "$(FILE)" ] || { echo "usage: make publish-config FILE=<json> [PUBLISH_ARGS='-u redis://host:port -p prefix -e epoch']"; exit 1; }
 	tools/publish-config $(PUBLISH_ARGS) $(FILE)
 
-inttest: build sdk-deps fuzz-deps redis mariadb ## t/ suite (and the runner's own t/selftest) against vendor/objs/nginx with the module
+inttest: build sdk-deps fuzz-deps browser-deps redis mariadb ## t/ suite (and the runner's own t/selftest) against vendor/objs/nginx with the module
 	AI_GATEWAY_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python \
 	AI_GATEWAY_SCHEMATHESIS=$(CURDIR)/$(FUZZ_VENV)/bin/schemathesis \
+	AI_GATEWAY_NODE=$$(command -v node) AI_GATEWAY_CHROMIUM=/usr/bin/chromium \
 	TEST_NGINX_BINARY=$(CURDIR)/$(OBJS)/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(OBJS)/$(MODULE).so \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
 	PERL5LIB=$(CURDIR)/t/lib/compat prove -r t/
 
-inttest-debian: debian sdk-deps fuzz-deps redis mariadb ## the same t/ suite with Debian's /usr/sbin/nginx and the Debian-built module
+inttest-debian: debian sdk-deps fuzz-deps browser-deps redis mariadb ## the same t/ suite with Debian's /usr/sbin/nginx and the Debian-built module
 	AI_GATEWAY_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python \
 	AI_GATEWAY_SCHEMATHESIS=$(CURDIR)/$(FUZZ_VENV)/bin/schemathesis \
+	AI_GATEWAY_NODE=$$(command -v node) AI_GATEWAY_CHROMIUM=/usr/bin/chromium \
 	TEST_NGINX_BINARY=/usr/sbin/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(DEB_DIR)/$(MODULE).so \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_ROOT=$(CURDIR) \
