@@ -301,6 +301,10 @@ async fn background(admin: Arc<Admin>, log: usize, config_file: Option<String>) 
         format!("config center: MySQL {} schema ready", admin.db.address),
     );
     if let Some(b) = admin.settings.bootstrap.clone() {
+        // Nodes started together race here (their inserts can deadlock each other in
+        // MySQL): a MySQL failure is retried, told once as a warning; a user name or a
+        // password the API would refuse is an error that no retry clears.
+        let mut warned = false;
         loop {
             match accounts::bootstrap(&admin, &b).await {
                 Ok(true) => {
@@ -312,6 +316,20 @@ async fn background(admin: Arc<Admin>, log: usize, config_file: Option<String>) 
                     break;
                 }
                 Ok(false) => break,
+                Err(e) if e.status == 503 => {
+                    if !warned {
+                        post_log(
+                            log,
+                            NGX_LOG_WARN as usize,
+                            format!(
+                                "config center: cannot create the first admin yet ({}); retrying",
+                                e.message
+                            ),
+                        );
+                        warned = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
                 Err(e) => {
                     post_log(
                         log,
@@ -321,7 +339,7 @@ async fn background(admin: Arc<Admin>, log: usize, config_file: Option<String>) 
                             e.message
                         ),
                     );
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    break;
                 }
             }
         }
