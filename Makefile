@@ -84,10 +84,12 @@ debian: deps ## build the module for Debian's stock nginx (/usr/sbin/nginx) into
 	@cp target-debian/release/lib$(MODULE).so $(DEB_DIR)/.$(MODULE).so && mv -f $(DEB_DIR)/.$(MODULE).so $(DEB_DIR)/$(MODULE).so
 	@echo "built $(DEB_DIR)/$(MODULE).so for $$(/usr/sbin/nginx -v 2>&1 | sed 's/.*: //')"
 
-run: build redis mariadb ## run the gateway on 127.0.0.1:8080 and the config center on 127.0.0.1:8001 (mock provider, MySQL, Redis)
+run: build redis mariadb ## run the gateway on 127.0.0.1:8080, the config center on 127.0.0.1:8001 and the dashboard on 127.0.0.1:3000 (mock provider, MySQL, Redis)
 	@rm -rf $(RUN_PREFIX)/conf && mkdir -p $(RUN_PREFIX)/conf $(RUN_PREFIX)/logs $(RUN_PREFIX)/modules
 	@cp nginx-conf/* $(RUN_PREFIX)/conf/
 	@ln -sf $(CURDIR)/$(OBJS)/$(MODULE).so $(RUN_PREFIX)/modules/$(MODULE).so
+	@# the dashboard's static files, served as they are (no build step)
+	@ln -sfn $(CURDIR)/dashboard $(RUN_PREFIX)/dashboard
 	@# kept across runs (the database holds credentials sealed with the key): made once
 	@umask 077; [ -s $(RUN_PREFIX)/secret.key ] || openssl rand -hex 32 > $(RUN_PREFIX)/secret.key
 	@umask 077; [ -s $(RUN_PREFIX)/admin-password ] || openssl rand -base64 18 > $(RUN_PREFIX)/admin-password
@@ -100,7 +102,8 @@ run: build redis mariadb ## run the gateway on 127.0.0.1:8080 and the config cen
 	    kill -QUIT $$(cat $(RUN_PREFIX)/logs/nginx.pid); sleep 1; \
 	fi
 	@$(OBJS)/nginx -p $(RUN_PREFIX)/ -c conf/nginx.conf -t -q
-	@echo; echo "AI gateway on http://127.0.0.1:8080, config center on http://127.0.0.1:8001/api/v1/"
+	@echo; echo "AI gateway on http://127.0.0.1:8080, config center on http://127.0.0.1:8001/api/v1/,"
+	@echo "dashboard on http://127.0.0.1:3000/"
 	@echo "(Ctrl-C stops them; logs in vendor/run/logs/)."; echo
 	@echo "  admin user: admin   password: $$(cat $(RUN_PREFIX)/admin-password)   (vendor/run/admin-password)"
 	@echo

@@ -35,7 +35,8 @@ function markNav(hash) {
   }
 }
 
-async function route() {
+/** Draws the page the hash names; `moveFocus` (a navigation) puts the focus on it. */
+async function route(moveFocus = false) {
   timers.forEach(clearInterval);
   timers = [];
   if (!session.user) {
@@ -44,7 +45,7 @@ async function route() {
     return m.render({ onLogin: loggedIn });
   }
   showChrome(true);
-  let hash = window.location.hash || '#/overview';
+  let [hash, qs] = (window.location.hash || '#/overview').split('?');
   if (hash === '#' || hash === '#/' || hash === '#/login') hash = '#/overview';
   markNav(hash);
   for (const [re, load] of routes) {
@@ -52,14 +53,14 @@ async function route() {
     if (!m) continue;
     try {
       const mod = await load();
-      await mod.render(m.slice(1).map(decodeURIComponent));
+      await mod.render(m.slice(1).map(decodeURIComponent), new URLSearchParams(qs || ''));
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) return undefined;
       page('Something went wrong', errorBanner(e));
       if (!(e instanceof ApiError)) console.warn(e);
     }
     const main = document.getElementById('main');
-    if (document.activeElement === document.body) main.focus({ preventScroll: true });
+    if (moveFocus && !main.contains(document.activeElement)) main.focus({ preventScroll: true });
     return undefined;
   }
   page('Not found', h('p', {}, 'No such page. '), h('a', { href: '#/overview' }, 'Go to the overview'));
@@ -92,7 +93,7 @@ async function start() {
     } catch (_) { /* the session is gone either way */ }
     lost();
   });
-  window.addEventListener('hashchange', () => route());
+  window.addEventListener('hashchange', () => route(true));
   try {
     const me = await api('GET', '/auth/me', { noRedirect: true });
     loggedIn(me.json);

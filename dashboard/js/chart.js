@@ -11,8 +11,8 @@ const STYLES = [
   { color: '#0a7c86', dash: '8 2', marker: 'square' },
 ];
 
-const W = 640;
-const H = 220;
+const W = 520;
+const H = 210;
 const PAD = { l: 52, r: 12, t: 10, b: 26 };
 
 function marker(kind, x, y, color) {

@@ -64,7 +64,14 @@ export function showError(where, err) {
 export function clearErrors(where) {
   where.querySelectorAll('[data-form-error]').forEach((e) => e.remove());
   where.querySelectorAll('.field-error').forEach((e) => e.remove());
-  where.querySelectorAll('[aria-invalid]').forEach((e) => e.removeAttribute('aria-invalid'));
+  where.querySelectorAll('[aria-invalid]').forEach((e) => {
+    const err = e.getAttribute('aria-errormessage');
+    const rest = (e.getAttribute('aria-describedby') || '').split(' ').filter((x) => x && x !== err).join(' ');
+    if (rest) e.setAttribute('aria-describedby', rest);
+    else e.removeAttribute('aria-describedby');
+    e.removeAttribute('aria-invalid');
+    e.removeAttribute('aria-errormessage');
+  });
 }
 
 /** Puts each detail's message next to the input whose data-path is the detail's path. */
@@ -75,8 +82,9 @@ function markFields(form, details) {
     if (!input) continue;
     const id = uid('err');
     input.setAttribute('aria-invalid', 'true');
-    input.setAttribute('aria-describedby', id);
-    input.closest('label, fieldset').append(h('span', { class: 'field-error', id }, d.message));
+    input.setAttribute('aria-errormessage', id);
+    input.setAttribute('aria-describedby', [id, input.getAttribute('aria-describedby')].filter(Boolean).join(' '));
+    (input.closest('.field') || input.closest('fieldset')).append(h('span', { class: 'field-error', id, role: 'alert' }, d.message));
   }
 }
 
@@ -90,31 +98,37 @@ function findField(form, path) {
   return best;
 }
 
-/** A labelled input. opts: {path, type, value, options:[[value,label]], hint, required, ...attrs}. */
+/**
+ * A labelled input in a `.field` box: the label holds only its text (the input's name), a
+ * hint is its description. opts: {path, type, value, options:[[value,label]], hint, ...attrs}.
+ */
 export function field(label, opts = {}) {
   const id = uid('f');
   const { path, options, hint, type, value, ...rest } = opts;
-  let input;
+  const hintId = hint ? `${id}-hint` : null;
+  const common = { id, name: path, 'aria-describedby': hintId, ...rest };
+  let control;
   if (options) {
-    input = h('select', { id, name: path, ...rest }, options.map(([v, l]) => h('option', { value: v }, l)));
-    if (value !== undefined && value !== null) input.value = String(value);
+    control = h('select', common, options.map(([v, l]) => h('option', { value: v }, l)));
+    if (value !== undefined && value !== null) control.value = String(value);
   } else if (type === 'textarea') {
-    input = h('textarea', { id, name: path, ...rest });
-    input.value = value === undefined || value === null ? '' : String(value);
+    control = h('textarea', common);
+    control.value = value === undefined || value === null ? '' : String(value);
   } else if (type === 'checkbox') {
-    input = h('input', { id, name: path, type: 'checkbox', checked: !!value, ...rest });
-    if (path) input.dataset.path = path;
-    return h('label', { class: 'check', for: id }, input, label);
+    control = h('input', { ...common, type: 'checkbox', checked: !!value });
   } else {
-    input = h('input', { id, name: path, type: type || 'text', value: value === undefined || value === null ? '' : String(value), ...rest });
+    control = h('input', { ...common, type: type || 'text', value: value === undefined || value === null ? '' : String(value) });
   }
-  if (path) input.dataset.path = path;
-  return h('label', { for: id }, label, input, hint ? h('span', { class: 'muted' }, hint) : null);
+  if (path) control.dataset.path = path;
+  const lab = h('label', { for: id }, label);
+  const help = hint ? h('span', { class: 'muted hint', id: hintId }, hint) : null;
+  if (type === 'checkbox') return h('div', { class: 'field check' }, control, lab, help);
+  return h('div', { class: 'field' }, lab, control, help);
 }
 
-/** The input inside a field() label. */
-export function input(labelEl) {
-  return labelEl.querySelector('input, select, textarea');
+/** The input inside a field() box. */
+export function input(fieldEl) {
+  return fieldEl.querySelector('input, select, textarea');
 }
 
 /**

@@ -43,8 +43,320 @@ const steps = [
         noConsoleErrors(s.page, 'login and sign-in');
     },
 
-    // the next steps go here
+    async function overviewHasData(s) {
+        // traffic first, so that the usage aggregates have something to chart
+        for (let i = 0; i < 5; i++) await chat(s, s.gatewayKey);
+        await waitFor(async () => (await apiGet(s, '/access-logs', { namespace: 'team-a' })).items.length >= 5, 15_000);
+        await s.page.goto(`${s.url}/#/overview`);
+        const chart = s.page.locator('figure[data-chart^="Requests/s"]').first();
+        await chart.waitFor({ state: 'visible' });
+        const points = Number(await chart.getAttribute('data-points'));
+        check('the overview charts have data points (Requests/s)', points > 0, `data-points=${points}`);
+        const nodes = s.page.getByRole('table', { name: 'Nodes' });
+        check('... and list the node\'s workers with the configuration version they apply',
+            (await nodes.getByText('current').count()) === 2, await nodes.innerText());
+        await shot(s.page, 'overview');
+        await pageChecks(s, 'overview');
+    },
+
+    async function createNamespaceAndKey(s) {
+        s.ns = `ui-${Date.now().toString(36)}`;
+        await s.page.goto(`${s.url}/#/namespaces`);
+        await shot(s.page, 'namespaces');
+        const form = s.page.getByRole('form', { name: 'New namespace' });
+        await form.getByLabel('Code').fill(s.ns);
+        await form.getByLabel('Name', { exact: true }).fill('Made in the browser');
+        await form.getByRole('button', { name: 'Create namespace' }).click();
+        must(`a namespace made in the form opens its page (${s.ns})`,
+            await shown(s.page.getByRole('heading', { name: `Namespace ${s.ns}` }), 10_000), await mainText(s.page));
+        await s.page.getByRole('tab', { name: 'Keys' }).click();
+        const kf = s.page.getByRole('form', { name: 'New key' });
+        await kf.getByLabel('Name').fill('browser');
+        await kf.getByRole('button', { name: 'Create key' }).click();
+        const secret = s.page.locator('[data-testid=secret]');
+        must('a new key is shown once, with a warning', await shown(secret, 10_000)
+            && /Shown once/.test(await s.page.locator('.banner').filter({ has: secret }).innerText()), await mainText(s.page));
+        await s.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: s.url });
+        await s.page.getByRole('button', { name: 'Copy' }).click();
+        s.key = await s.page.evaluate(() => navigator.clipboard.readText());
+        check('the copy button puts the key on the clipboard', /^sk-gw-/.test(s.key) && s.key === await secret.innerText(), `clipboard: ${s.key.slice(0, 8)}...`);
+        await shot(s.page, 'namespace-keys');
+        const st = await chat(s, s.key);
+        check('the gateway answers the copied key with 200', st === 200, `status ${st}`);
+        await pageChecks(s, 'namespace keys');
+    },
+
+    async function policyGives429(s) {
+        await s.page.getByRole('tab', { name: 'Policies' }).click();
+        const f = s.page.getByRole('form', { name: 'New policy' });
+        await f.getByLabel('Policy type').selectOption('requests');
+        // the API's own message lands next to the field
+        await f.getByLabel('Requests', { exact: true }).fill('0');
+        await f.getByLabel('Window', { exact: true }).fill('1m');
+        await f.getByRole('button', { name: 'Add policy' }).click();
+        const err = f.locator('.field-error');
+        check('a policy the API refuses shows its message next to the field',
+            await shown(err) && (await f.getByLabel('Requests', { exact: true }).getAttribute('aria-invalid')) === 'true', await f.innerText());
+        await f.getByLabel('Requests', { exact: true }).fill('2');
+        await f.getByLabel('Name (optional)').fill('ui-burst');
+        await f.getByRole('button', { name: 'Add policy' }).click();
+        must('the policy is added and applied', await shown(s.page.locator('[data-testid=applied]'), 10_000), await mainText(s.page));
+        await shot(s.page, 'namespace-policies');
+        const got = [];
+        for (let i = 0; i < 3; i++) got.push(await chat(s, s.key));
+        check('with requests limit 2 per minute: 200, 200, then 429', got.join(',') === '200,200,429', got.join(','));
+        await pageChecks(s, 'namespace policies');
+    },
+
+    async function revokeKey(s) {
+        await s.page.getByRole('tab', { name: 'Keys' }).click();
+        const row = s.page.getByRole('row').filter({ hasText: 'browser' });
+        await row.getByRole('button', { name: 'Revoke' }).click();
+        const t0 = Date.now();
+        await s.page.locator('dialog [data-confirm]').click();
+        let st = 0;
+        while (Date.now() - t0 < 5000) {
+            st = await chat(s, s.key);
+            if (st === 401) break;
+            await sleep(50);
+        }
+        const took = Date.now() - t0;
+        check(`a revoked key gets 401 from the gateway within 1 s (${took} ms)`, st === 401 && took <= 1000, `status ${st} after ${took} ms`);
+        await pageChecks(s, 'revoke');
+    },
+
+    async function usageTab(s) {
+        await s.page.getByRole('tab', { name: 'Usage' }).click();
+        await s.page.locator('figure[data-chart]').first().waitFor();
+        await shot(s.page, 'namespace-usage');
+        await pageChecks(s, 'namespace usage');
+    },
+
+    async function editRouteWeights(s) {
+        // two targets and a route, through the API (the UI's forms are the same calls)
+        const base = `http://127.0.0.1:${new URL(s.gatewayUrl).port}/v1`;
+        for (const name of ['ui-t1', 'ui-t2']) await apiWrite(s, 'POST', '/targets', { name, provider: 'openai-compatible', base_url: base });
+        await apiWrite(s, 'POST', '/routes', { name: 'ui-route', path_prefix: '/v1/', models: ['ui-*'], targets: [{ target: 'ui-t1', weight: 1 }] });
+        await s.page.goto(`${s.url}/#/routing`);
+        const row = s.page.getByRole('row').filter({ hasText: 'ui-route' });
+        await row.getByRole('button', { name: 'Edit' }).click();
+        const f = s.page.getByRole('form', { name: 'Edit route ui-route' });
+        await f.getByLabel('Weight of ui-t1').fill('3');
+        await f.getByLabel('Weight of ui-t2').fill('1');
+        await f.getByRole('button', { name: 'Save route' }).click();
+        must('the route is saved and applied', await shown(s.page.locator('[data-testid=applied]'), 10_000), await mainText(s.page));
+        const r = await apiGet(s, '/routes/ui-route');
+        check('the route now has weights ui-t1=3, ui-t2=1', JSON.stringify(r.targets) === JSON.stringify([{ target: 'ui-t1', weight: 3 }, { target: 'ui-t2', weight: 1 }]), JSON.stringify(r.targets));
+        s.versionBeforeConflict = (await apiGet(s, '/config/revisions', { limit: 1 })).items[0].version;
+        await shot(s.page, 'routing');
+        await pageChecks(s, 'routing');
+    },
+
+    async function conflict412(s) {
+        const row = s.page.getByRole('row').filter({ hasText: 'ui-route' });
+        await row.getByRole('button', { name: 'Edit' }).click();
+        const f = s.page.getByRole('form', { name: 'Edit route ui-route' });
+        await f.getByLabel('Weight of ui-t1').fill('5');
+        // meanwhile a second session changes the route
+        const other = await s.browser.newContext();
+        const csrf = await login(other, s.url, s.adminUser, s.adminPassword);
+        const cur = await other.request.get(`${s.url}/api/v1/routes/ui-route`);
+        const res = await other.request.patch(`${s.url}/api/v1/routes/ui-route`, {
+            headers: { 'X-CSRF-Token': csrf, 'If-Match': cur.headers().etag },
+            data: { targets: [{ target: 'ui-t1', weight: 7 }, { target: 'ui-t2', weight: 1 }] },
+        });
+        must('a second session changes the route', res.status() === 200, `${res.status()} ${await res.text()}`);
+        await other.close();
+        await f.getByRole('button', { name: 'Save route' }).click();
+        const b = s.page.locator('.banner').filter({ hasText: 'Changed by someone else' });
+        check('saving over it shows "changed by someone else" (412)', await shown(b), await mainText(s.page));
+        await shot(s.page, 'routing-conflict');
+        const r = await apiGet(s, '/routes/ui-route');
+        check('... and did not overwrite the other session\'s change', r.targets[0].weight === 7, JSON.stringify(r.targets));
+        await b.getByRole('button', { name: 'Reload' }).click();
+        check('Reload shows the current weights', await shown(s.page.getByRole('row').filter({ hasText: 'ui-t1 (7)' })), await mainText(s.page));
+        await pageChecks(s, 'conflict');
+    },
+
+    async function rollback(s) {
+        await s.page.goto(`${s.url}/#/history`);
+        const v = s.versionBeforeConflict;
+        const row = s.page.getByRole('row').filter({ has: s.page.getByRole('cell', { name: String(v), exact: true }) }).first();
+        await row.getByRole('button', { name: 'Diff' }).click();
+        check('the diff view shows what a revision changed', await shown(s.page.locator('[data-testid=diff] .diff .add')), await mainText(s.page));
+        await shot(s.page, 'history-diff');
+        await row.getByRole('button', { name: 'Roll back to this' }).click();
+        await s.page.locator('dialog [data-confirm]').click();
+        check('a rollback is confirmed and applied', await shown(s.page.locator('[data-testid=applied]'), 10_000), await mainText(s.page));
+        const r = await apiGet(s, '/routes/ui-route');
+        check(`after rolling back to version ${v} the route has its weights again (3, 1)`, r.targets[0].weight === 3, JSON.stringify(r.targets));
+        const top = (await apiGet(s, '/config/revisions', { limit: 1 })).items[0];
+        check('... as a new revision', top.action === 'config.rollback' && top.version > v + 1, JSON.stringify(top));
+        await shot(s.page, 'history');
+        await pageChecks(s, 'history');
+    },
+
+    async function accessLogs(s) {
+        await s.page.goto(`${s.url}/#/logs`);
+        const f = s.page.getByRole('search', { name: 'Filter access logs' });
+        await f.getByLabel('Namespace').fill(s.ns);
+        let rows = 0;
+        await waitFor(async () => {
+            await f.getByRole('button', { name: 'Filter' }).click();
+            await sleep(300);
+            rows = await s.page.getByRole('table', { name: 'Access logs' }).locator('tbody tr').filter({ hasText: s.ns }).count();
+            return rows >= s.nsCalls;
+        }, 15_000);
+        check(`the access log shows the test's ${s.nsCalls} requests of ${s.ns}`, rows === s.nsCalls, `${rows} rows`);
+        await s.page.getByRole('table', { name: 'Access logs' }).locator('tbody tr').filter({ hasText: '429' }).first().getByRole('button').click();
+        const d = s.page.locator('[data-testid=log-detail]');
+        check('a row opens its detail panel', await shown(d) && /rate_limit_exceeded|requests_limit/.test(await d.innerText()), await mainText(s.page));
+        await shot(s.page, 'access-logs');
+        await pageChecks(s, 'access logs');
+    },
+
+    async function otherPages(s) {
+        for (const [hash, name] of [['#/monitoring', 'monitoring'], ['#/audit', 'audit']]) {
+            await s.page.goto(`${s.url}/${hash}`);
+            await s.page.locator('main table, main figure').first().waitFor();
+            await sleep(300);
+            await shot(s.page, name);
+            await pageChecks(s, name);
+        }
+        check('the audit log lists the rollback', (await s.page.getByText('config.rollback').count()) > 0, await mainText(s.page));
+    },
+
+    async function viewerCannotWrite(s) {
+        await s.page.goto(`${s.url}/#/users`);
+        const f = s.page.getByRole('form', { name: 'New user' });
+        await f.getByLabel('User name').fill('ui-viewer');
+        await f.getByLabel('Role').selectOption('viewer');
+        await f.getByLabel('Password').fill('viewer password 123');
+        await f.getByRole('button', { name: 'Create user' }).click();
+        must('an admin creates a viewer', await shown(s.page.getByRole('row').filter({ hasText: 'ui-viewer' })), await mainText(s.page));
+        await shot(s.page, 'users');
+        await pageChecks(s, 'users');
+        const ctx = await s.browser.newContext({ viewport: { width: 1280, height: 800 } });
+        const p = await newPage(ctx, 'viewer');
+        await p.goto(`${s.url}/`);
+        await p.getByLabel('User', { exact: true }).fill('ui-viewer');
+        await p.getByLabel('Password', { exact: true }).fill('viewer password 123');
+        await p.getByLabel('Password', { exact: true }).press('Enter');
+        must('the viewer logs in', await shown(p.locator('[data-testid=whoami]').filter({ hasText: 'viewer' }), 10_000), await mainText(p));
+        await p.goto(`${s.url}/#/namespaces`);
+        await p.getByRole('table', { name: 'Namespaces' }).waitFor();
+        check('a viewer sees no form to create a namespace', (await p.getByRole('form', { name: 'New namespace' }).count()) === 0);
+        await p.goto(`${s.url}/#/namespaces/${s.ns}`);
+        await p.getByRole('tab', { name: 'Policies' }).click();
+        await p.getByRole('table', { name: 'Policies' }).waitFor();
+        check('... nor buttons to change policies', (await p.getByRole('button', { name: /Add policy|Edit|Delete/ }).count()) === 0, await mainText(p));
+        await p.goto(`${s.url}/#/routing`);
+        await p.getByRole('table', { name: 'Routes' }).waitFor();
+        check('... nor to edit routes', (await p.getByRole('button', { name: /Edit|Delete|Add/ }).count()) === 0);
+        check('... and no users page in the navigation', !(await p.getByRole('link', { name: 'Users and tokens' }).isVisible()));
+        const me = await (await ctx.request.get(`${s.url}/api/v1/auth/me`)).json();
+        const res = await ctx.request.post(`${s.url}/api/v1/namespaces`, { headers: { 'X-CSRF-Token': me.csrf_token }, data: { code: 'viewer-made' } });
+        check('the API refuses a viewer\'s write (403)', res.status() === 403, `${res.status()}`);
+        await shot(p, 'viewer-routing');
+        noConsoleErrors(p, 'viewer');
+        await ctx.close();
+    },
+
+    async function narrowAndKeyboard(s) {
+        await s.page.setViewportSize({ width: 420, height: 860 });
+        await s.page.goto(`${s.url}/#/overview`);
+        await s.page.locator('figure[data-chart]').first().waitFor();
+        const overflow = await s.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+        check('on a narrow window (420 px) the overview has no sideways scroll', overflow <= 1, `${overflow} px too wide`);
+        await shot(s.page, 'overview-narrow');
+        await s.page.setViewportSize({ width: 1280, height: 800 });
+        await s.page.goto(`${s.url}/#/namespaces`);
+        await s.page.reload();
+        await s.page.getByRole('table', { name: 'Namespaces' }).waitFor();
+        await s.page.keyboard.press('Tab');
+        const first = await s.page.evaluate(() => document.activeElement.textContent);
+        check('the first Tab reaches the "Skip to content" link', first === 'Skip to content', first);
+        let reached = false;
+        for (let i = 0; i < 20 && !reached; i++) {
+            await s.page.keyboard.press('Tab');
+            reached = await s.page.evaluate(() => document.activeElement.getAttribute('href') === '#/routing');
+        }
+        check('the navigation is reachable with the keyboard', reached);
+        if (reached) {
+            const outline = await s.page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+            check('... with a visible focus ring', outline !== 'none', outline);
+            await s.page.keyboard.press('Enter');
+            check('... and Enter follows the link', await shown(s.page.getByRole('heading', { name: 'Model routing' })));
+        }
+        await pageChecks(s, 'keyboard');
+    },
+
+    async function logout(s) {
+        await s.page.getByRole('button', { name: 'Log out' }).click();
+        check('logging out shows the login form again', await shown(s.page.locator('form#login')));
+        const me = await s.context.request.get(`${s.url}/api/v1/auth/me`);
+        check('... and the session is over (401)', me.status() === 401, `${me.status()}`);
+    },
 ];
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(cond, ms) {
+    const t0 = Date.now();
+    while (Date.now() - t0 < ms) {
+        if (await cond()) return true;
+        await sleep(200);
+    }
+    return false;
+}
+
+async function mainText(page) {
+    return (await page.locator('main').innerText().catch(() => '')).slice(0, 600);
+}
+
+// One chat completion through the gateway with `key`; the status.
+async function chat(s, key) {
+    const r = await fetch(`${s.gatewayUrl}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }] }),
+    });
+    await r.arrayBuffer();
+    // the namespace's requests (a revoked key's 401 is nobody's)
+    if (key === s.key && r.status !== 401) s.nsCalls = (s.nsCalls || 0) + 1;
+    return r.status;
+}
+
+// Logs a browser context in through the API; its CSRF token.
+async function login(ctx, url, user, password) {
+    const r = await ctx.request.post(`${url}/api/v1/auth/login`, { data: { username: user, password } });
+    return (await r.json()).csrf_token;
+}
+
+// The admin page's own session (the browser's cookie) used for API reads and set-up writes.
+async function apiGet(s, path, query) {
+    const u = new URL(`${s.url}/api/v1${path}`);
+    for (const [k, v] of Object.entries(query || {})) u.searchParams.set(k, v);
+    const r = await s.context.request.get(u.toString());
+    if (!r.ok()) throw new Error(`GET ${path}: ${r.status()} ${await r.text()}`);
+    return r.json();
+}
+
+async function apiWrite(s, method, path, data) {
+    s.csrf = s.csrf || (await apiGet(s, '/auth/me')).csrf_token;
+    const r = await s.context.request.fetch(`${s.url}/api/v1${path}?wait_applied=5s`, { method, headers: { 'X-CSRF-Token': s.csrf }, data });
+    if (!r.ok()) throw new Error(`${method} ${path}: ${r.status()} ${await r.text()}`);
+    return r.json();
+}
+
+// Every page: no console errors, and every visible form control has a label.
+async function pageChecks(s, label) {
+    const unlabelled = await s.page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
+        .filter((e) => e.offsetParent !== null && !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+        .map((e) => e.outerHTML.slice(0, 80)));
+    check(`${label}: every input has a label`, unlabelled.length === 0, unlabelled);
+    noConsoleErrors(s.page, label);
+}
 
 run(async () => {
     const s = {
