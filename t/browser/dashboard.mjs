@@ -212,6 +212,15 @@ const steps = [
         const d = s.page.locator('[data-testid=log-detail]');
         check('a row opens its detail panel', await shown(d) && /rate_limit_exceeded|requests_limit/.test(await d.innerText()), await mainText(s.page));
         await shot(s.page, 'access-logs');
+        const [download] = await Promise.all([
+            s.page.waitForEvent('download'),
+            s.page.getByRole('button', { name: 'Export CSV' }).click(),
+        ]);
+        const csv = await streamText(await download.createReadStream());
+        const lines = csv.trim().split('\n');
+        check(`Export CSV downloads the filtered logs (a header and ${s.nsCalls} rows)`,
+            /^request_id,time,/.test(lines[0]) && lines.length === s.nsCalls + 1 && download.suggestedFilename().endsWith('.csv'),
+            `${download.suggestedFilename()}: ${lines.length} lines, ${lines[0]}`);
         await pageChecks(s, 'access logs');
     },
 
@@ -234,6 +243,17 @@ const steps = [
         await f.getByLabel('Password').fill('viewer password 123');
         await f.getByRole('button', { name: 'Create user' }).click();
         must('an admin creates a viewer', await shown(s.page.getByRole('row').filter({ hasText: 'ui-viewer' })), await mainText(s.page));
+        // an API token: shown once, works as a Bearer token with its role
+        const tf = s.page.getByRole('form', { name: 'New API token' });
+        await tf.getByLabel('Token name').fill('ui-ci');
+        await tf.getByLabel('For user').selectOption('ui-viewer');
+        await tf.getByRole('button', { name: 'Create token' }).click();
+        const secret = s.page.locator('[data-testid=secret]');
+        must('a new API token is shown once', await shown(secret), await mainText(s.page));
+        const token = await secret.innerText();
+        const byToken = await fetch(`${s.url}/api/v1/auth/me`, { headers: { Authorization: `Bearer ${token}` } });
+        const who = await byToken.json();
+        check('the token authenticates as its user and role', byToken.status === 200 && who.user === 'ui-viewer' && who.role === 'viewer', JSON.stringify(who));
         await shot(s.page, 'users');
         await pageChecks(s, 'users');
         const ctx = await s.browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -291,6 +311,31 @@ const steps = [
         await pageChecks(s, 'keyboard');
     },
 
+    async function lockout(s) {
+        // five wrong passwords lock the account; the login form says so
+        const ctx = await s.browser.newContext();
+        const p = await newPage(ctx, 'lockout');
+        await p.goto(`${s.url}/`);
+        for (let i = 0; i < 6; i++) {
+            await p.getByLabel('User', { exact: true }).fill('ui-viewer');
+            await p.getByLabel('Password', { exact: true }).fill(`wrong password ${i}`);
+            await p.getByRole('button', { name: 'Log in' }).click();
+            await p.locator('[data-testid=login-error]').waitFor();
+            await sleep(100);
+        }
+        const msg = await p.locator('[data-testid=login-error]').innerText();
+        check('after five wrong passwords the login form says the account is locked', /locked/.test(msg), msg);
+        await shot(p, 'login-locked');
+        noConsoleErrors(p, 'lockout');
+        await ctx.close();
+        await s.page.goto(`${s.url}/#/users`);
+        const row = s.page.getByRole('row').filter({ hasText: 'ui-viewer' });
+        check('the users page shows the lock', await shown(row.getByText('locked until')), await mainText(s.page));
+        await row.getByRole('button', { name: 'Unlock' }).click();
+        check('... and an admin unlocks it', await shown(s.page.getByRole('row').filter({ hasText: 'ui-viewer' }).getByText('enabled')), await mainText(s.page));
+        await pageChecks(s, 'unlock');
+    },
+
     async function logout(s) {
         await s.page.getByRole('button', { name: 'Log out' }).click();
         check('logging out shows the login form again', await shown(s.page.locator('form#login')));
@@ -298,6 +343,12 @@ const steps = [
         check('... and the session is over (401)', me.status() === 401, `${me.status()}`);
     },
 ];
+
+async function streamText(stream) {
+    const chunks = [];
+    for await (const c of stream) chunks.push(c);
+    return Buffer.concat(chunks).toString('utf8');
+}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,6 +1,6 @@
 // Admin users and API tokens (admins only): create, change role, disable, unlock, reset a
 // password, delete; tokens shown once, revoked.
-import { getAll, write, api } from '../api.js';
+import { getAll, api, fresh } from '../api.js';
 import { h, when, badge } from '../dom.js';
 import { page, field, input, table, isAdmin, showError, clearErrors, confirmDialog, secretBox, toast, banner } from '../ui.js';
 import { localToRfc3339 } from './ns_keys.js';
@@ -23,7 +23,9 @@ export async function render() {
       showError(msg, err);
     }
   };
+  // users have no ETag: the user is read again and compared with the row acted on
   const patch = (u, body, what) => act(async () => {
+    await fresh(`/users/${encodeURIComponent(u.name)}`, u);
     await api('PATCH', `/users/${encodeURIComponent(u.name)}`, { body });
     toast(`${u.name}: ${what}`);
   });
@@ -44,7 +46,11 @@ export async function render() {
         h('button', { type: 'button', onclick: () => passwordDialog(u, (pw) => patch(u, { password: pw }, 'password changed')) }, 'Set password'),
         h('button', { type: 'button', class: 'danger', onclick: async () => {
           if (await confirmDialog(`Delete user ${u.name}?`, 'Its sessions and tokens end with it.', 'Delete', true)) {
-            act(async () => { await api('DELETE', `/users/${encodeURIComponent(u.name)}`); toast(`${u.name} deleted`); });
+            act(async () => {
+              await fresh(`/users/${encodeURIComponent(u.name)}`, u);
+              await api('DELETE', `/users/${encodeURIComponent(u.name)}`);
+              toast(`${u.name} deleted`);
+            });
           }
         } }, 'Delete')) },
     ], users, { label: 'Users' }),
