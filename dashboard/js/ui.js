@@ -173,6 +173,22 @@ export function confirmDialog(title, text, confirmLabel = 'Confirm', danger = fa
   });
 }
 
+/** A modal form: `body` (fields), then onOk() when submitted. */
+export function formDialog(title, body, onOk, okLabel) {
+  const d = h('dialog', { 'aria-label': title }, h('h2', {}, title));
+  const form = h('form', { method: 'dialog', class: 'stack' }, body,
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', value: 'ok' }, okLabel), h('button', { type: 'button', onclick: () => d.close() }, 'Cancel')));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    d.close();
+    onOk();
+  });
+  d.append(form);
+  d.addEventListener('close', () => d.remove());
+  document.body.append(d);
+  d.showModal();
+}
+
 /** What a write's envelope says: the version and the workers that applied it. */
 export function appliedNote(r) {
   if (!r || r.dry_run) return null;
@@ -212,6 +228,17 @@ export function secretBox(label, value) {
     h('strong', {}, label),
     h('p', {}, 'Shown once: it is not stored anywhere. Copy it now; after you leave this page it cannot be shown again.'),
     h('div', { class: 'secret' }, code, copy)));
+}
+
+/**
+ * Newer/older buttons for keyset pages: `cursors` is the stack of cursors of the pages
+ * before the shown one; load(cursor) draws a page.
+ */
+export function pager(box, cursors, next, load) {
+  box.replaceChildren(
+    h('button', { type: 'button', disabled: !cursors.length, onclick: () => { cursors.pop(); load(cursors[cursors.length - 1]); } }, 'Newer'),
+    h('span', { class: 'muted' }, `page ${cursors.length + 1}`),
+    h('button', { type: 'button', disabled: !next, onclick: () => { cursors.push(next); load(next); } }, 'Older'));
 }
 
 /** A definition list for a detail panel. */

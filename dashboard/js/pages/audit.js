@@ -1,14 +1,14 @@
 // The audit log: who did what, newest first, filtered.
 import { get } from '../api.js';
 import { h, when } from '../dom.js';
-import { page, field, input, table, showError } from '../ui.js';
+import { page, field, input, table, showError, pager } from '../ui.js';
 
 export async function render() {
   const actor = field('Actor', { path: '?actor', hint: 'prefix' });
   const action = field('Action', { path: '?action', hint: 'prefix, e.g. key. or auth.' });
   const resource = field('Resource', { path: '?resource', hint: 'prefix, e.g. namespaces/team-a' });
   const list = h('div');
-  const pager = h('div', { class: 'pager' });
+  const pagerBox = h('div', { class: 'pager' });
   const form = h('form', { class: 'inline', role: 'search', 'aria-label': 'Filter the audit log' }, actor, action, resource, h('button', { type: 'submit', class: 'primary' }, 'Filter'));
   let cursors = [];
   async function load(cursor) {
@@ -23,15 +23,12 @@ export async function render() {
         { title: 'Address', get: (a) => a.ip },
         { title: 'Changes', get: (a) => ((a.details && a.details.changes) ? `${a.details.changes.length} change(s)` : '') },
       ], r.items || [], { label: 'Audit log', empty: 'Nothing matches.' }));
-      pager.replaceChildren(
-        h('button', { type: 'button', disabled: !cursors.length, onclick: () => { cursors.pop(); load(cursors[cursors.length - 1]); } }, 'Newer'),
-        h('span', { class: 'muted' }, `page ${cursors.length + 1}`),
-        h('button', { type: 'button', disabled: !r.next_cursor, onclick: () => { cursors.push(r.next_cursor); load(r.next_cursor); } }, 'Older'));
+      pager(pagerBox, cursors, r.next_cursor, load);
     } catch (err) {
       showError(form, err);
     }
   }
   form.addEventListener('submit', (e) => { e.preventDefault(); cursors = []; load(); });
-  page('Audit log', form, list, pager);
+  page('Audit log', form, list, pagerBox);
   await load();
 }

@@ -1,7 +1,7 @@
 // Access logs: filters, keyset pages, one request's detail, CSV export.
 import { get, api } from '../api.js';
 import { h, when, ms, num } from '../dom.js';
-import { page, field, input, table, details, showError } from '../ui.js';
+import { page, field, input, table, details, showError, pager } from '../ui.js';
 import { localToRfc3339 } from './ns_keys.js';
 
 const FILTERS = [
@@ -16,7 +16,7 @@ export async function render() {
   const limit = field('Per page', { options: [['50', '50'], ['100', '100'], ['500', '500']], value: '50' });
   const list = h('div');
   const detail = h('div', { 'aria-live': 'polite' });
-  const pager = h('div', { class: 'pager' });
+  const pagerBox = h('div', { class: 'pager' });
   const form = h('form', { class: 'inline', role: 'search', 'aria-label': 'Filter access logs' }, ...inputs, since, until, limit,
     h('button', { type: 'submit', class: 'primary' }, 'Filter'),
     h('button', { type: 'button', onclick: () => exportCsv() }, 'Export CSV'));
@@ -47,10 +47,7 @@ export async function render() {
         { title: 'Tokens', get: (l) => (l.prompt_tokens === null ? '' : `${num(l.prompt_tokens)} + ${num(l.completion_tokens)}`), num: true },
         { title: 'Request id', get: (l) => h('code', {}, l.request_id) },
       ], r.items || [], { label: 'Access logs', empty: 'No request matches.', onSelect: (l) => show(l.request_id) }));
-      pager.replaceChildren(
-        h('button', { type: 'button', disabled: !cursors.length, onclick: () => { cursors.pop(); load(cursors[cursors.length - 1]); } }, 'Newer'),
-        h('span', { class: 'muted' }, `page ${cursors.length + 1}`),
-        h('button', { type: 'button', disabled: !r.next_cursor, onclick: () => { cursors.push(r.next_cursor); load(r.next_cursor); } }, 'Older'));
+      pager(pagerBox, cursors, r.next_cursor, load);
     } catch (err) {
       showError(form, err);
     }
@@ -82,6 +79,6 @@ export async function render() {
   }
 
   form.addEventListener('submit', (e) => { e.preventDefault(); cursors = []; load(); });
-  page('Access logs', form, list, pager, detail);
+  page('Access logs', form, list, pagerBox, detail);
   await load();
 }

@@ -2,7 +2,7 @@
 // disable/enable, set an expiry, revoke.
 import { getAll, write, fresh } from '../api.js';
 import { h, when, badge } from '../dom.js';
-import { field, input, canWrite, showError, clearErrors, confirmDialog, appliedNote, secretBox, table, toast } from '../ui.js';
+import { field, input, canWrite, showError, clearErrors, confirmDialog, formDialog, appliedNote, secretBox, table, toast } from '../ui.js';
 
 /** "2026-12-31T10:00" (a datetime-local value, local time) -> RFC 3339 UTC, '' -> null. */
 export function localToRfc3339(v) {
@@ -95,27 +95,12 @@ function createForm(base, etag, done) {
   return h('section', {}, h('h3', {}, 'New key'), form);
 }
 
-function dialog(title, body, onOk, okLabel) {
-  const d = h('dialog', { 'aria-label': title }, h('h2', {}, title));
-  const form = h('form', { method: 'dialog', class: 'stack' }, body,
-    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', value: 'ok' }, okLabel), h('button', { type: 'button', onclick: () => d.close() }, 'Cancel')));
-  form.addEventListener('submit', (e) => {
-    e.preventDefault();
-    d.close();
-    onOk();
-  });
-  d.append(form);
-  d.addEventListener('close', () => d.remove());
-  document.body.append(d);
-  d.showModal();
-}
-
 function rotateDialog(k, go) {
   const grace = field('Grace period for the old key', { options: [['0s', 'none: it stops now'], ['1h', '1 hour'], ['24h', '24 hours'], ['7d', '7 days'], ['30d', '30 days']] });
-  dialog(`Rotate key ${k.prefix || k.id}`, h('div', {}, h('p', {}, 'A new key replaces this one; the old one keeps working for the grace period, then stops on every node.'), grace), () => go(input(grace).value), 'Rotate');
+  formDialog(`Rotate key ${k.prefix || k.id}`, h('div', {}, h('p', {}, 'A new key replaces this one; the old one keeps working for the grace period, then stops on every node.'), grace), () => go(input(grace).value), 'Rotate');
 }
 
 function expiryDialog(k, go) {
   const at = field('Expires at (your local time; empty: never)', { type: 'datetime-local', value: rfcToLocal(k.expires_at) });
-  dialog(`Expiry of key ${k.prefix || k.id}`, at, () => go(localToRfc3339(input(at).value)), 'Save');
+  formDialog(`Expiry of key ${k.prefix || k.id}`, at, () => go(localToRfc3339(input(at).value)), 'Save');
 }

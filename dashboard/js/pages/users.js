@@ -2,7 +2,7 @@
 // password, delete; tokens shown once, revoked.
 import { getAll, api, fresh } from '../api.js';
 import { h, when, badge } from '../dom.js';
-import { page, field, input, table, isAdmin, showError, clearErrors, confirmDialog, secretBox, toast, banner } from '../ui.js';
+import { page, field, input, table, isAdmin, showError, clearErrors, confirmDialog, formDialog, secretBox, toast, banner } from '../ui.js';
 import { localToRfc3339 } from './ns_keys.js';
 
 const ROLES = [['viewer', 'viewer (read only)'], ['editor', 'editor (configuration)'], ['admin', 'admin (also users and tokens)']];
@@ -120,11 +120,5 @@ function tokenForm(users, msg) {
 
 function passwordDialog(u, go) {
   const pw = field(`New password for ${u.name}`, { type: 'password', autocomplete: 'new-password', hint: 'at least 12 characters; the user\'s sessions end' });
-  const d = h('dialog', { 'aria-label': `Password of ${u.name}` });
-  const form = h('form', { class: 'stack' }, pw, h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Set password'), h('button', { type: 'button', onclick: () => d.close() }, 'Cancel')));
-  form.addEventListener('submit', (e) => { e.preventDefault(); d.close(); go(input(pw).value); });
-  d.append(h('h2', {}, 'Set password'), form);
-  d.addEventListener('close', () => d.remove());
-  document.body.append(d);
-  d.showModal();
+  formDialog(`Set the password of ${u.name}`, pw, () => go(input(pw).value), 'Set password');
 }
