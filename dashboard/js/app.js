@@ -35,8 +35,31 @@ function markNav(hash) {
   }
 }
 
+// One page is drawn at a time: a navigation during a draw waits for it, then the newest hash
+// is drawn (so a slow page finishing late never covers the page asked for after it).
+let drawing = null;
+let again = false;
+
 /** Draws the page the hash names; `moveFocus` (a navigation) puts the focus on it. */
 async function route(moveFocus = false) {
+  if (drawing) {
+    again = true;
+    return drawing;
+  }
+  drawing = draw(moveFocus);
+  try {
+    await drawing;
+  } finally {
+    drawing = null;
+  }
+  if (again) {
+    again = false;
+    await route(true);
+  }
+  return undefined;
+}
+
+async function draw(moveFocus) {
   timers.forEach(clearInterval);
   timers = [];
   if (!session.user) {
