@@ -96,6 +96,8 @@ http {
             font/woff2 woff2;
         }
         default_type application/octet-stream;
+        # as nginx-conf/nginx.conf: nothing from another origin, no inline script
+        add_header Content-Security-Policy "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'" always;
         location /api/ { ai_gateway_admin; }
         # the browser asks for it on its own; a missing one is no error of the dashboard's
         location = /favicon.ico { log_not_found off; }

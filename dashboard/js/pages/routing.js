@@ -1,7 +1,8 @@
 // Model routing: targets (credentials write-only: set or not, never shown) and routes in
 // order, with their weights, fallback and rewrite.
-import { getAll, write, fresh } from '../api.js';
-import { h, badge } from '../dom.js';
+import { get, getAll, write, fresh } from '../api.js';
+import { h, badge, when } from '../dom.js';
+import { every } from '../app.js';
 import { page, field, input, table, canWrite, showError, clearErrors, confirmDialog, appliedNote, toast } from '../ui.js';
 
 const PROVIDERS = ['openai', 'azure', 'anthropic', 'openai-compatible'].map((p) => [p, p]);
@@ -58,14 +59,39 @@ export async function render() {
       { title: 'Provider', get: (t) => t.provider },
       { title: 'Base URL', get: (t) => h('code', {}, t.base_url) },
       { title: 'Credential', get: (t) => credential(t.credential) },
+      { title: 'Health (per node)', get: (t) => h('div', { 'data-health': t.name }, '-') },
       { title: 'Limits', get: (t) => [t.max_connections ? `max ${t.max_connections} in flight` : '', t.cooldown !== undefined ? `cool-down ${t.cooldown}` : '', t.max_failures ? `after ${t.max_failures} failures` : ''].filter(Boolean).join(', ') },
       ...actions('targets', targetEditor, targetForm),
     ], targets, { label: 'Targets', empty: 'No target.' }),
     targetEditor);
+  await showHealth();
+  every(5000, () => showHealth().catch(() => {}));
   if (canWrite()) {
     routeEditor.append(routeForm(null, routes.etag, done, targets));
     targetEditor.append(targetForm(null, targets.etag, done));
   }
+}
+
+/** Each target's passive health as every live node reports it (GET /nodes). */
+async function showHealth() {
+  const nodes = await get('/nodes');
+  const by = new Map();
+  for (const n of nodes.items || []) {
+    for (const t of n.targets || []) {
+      if (!by.has(t.target)) by.set(t.target, []);
+      by.get(t.target).push({ node: n.node, ...t });
+    }
+  }
+  for (const cell of document.querySelectorAll('[data-health]')) {
+    const states = by.get(cell.dataset.health) || [];
+    cell.replaceChildren(...(states.length ? states.map((x) => h('div', {}, `${x.node}: `, health(x))) : [h('span', { class: 'muted' }, 'no report')]));
+  }
+}
+
+function health(x) {
+  if (x.state === 'cooling') return badge(`cooling down until ${when(x.cooling_until)}`, 'bad');
+  if (x.state === 'failing') return badge(`failing (${x.failures} in a row)`, 'warn');
+  return badge('healthy', 'good');
 }
 
 function weighted(list) {
