@@ -74,7 +74,8 @@ export function pct(x) {
 
 export function ms(x) {
   if (x === null || x === undefined) return '-';
-  return x >= 10000 ? `${(x / 1000).toFixed(1)} s` : `${Math.round(x)} ms`;
+  if (x >= 10000) return `${(x / 1000).toFixed(1)} s`;
+  return x < 10 && !Number.isInteger(x) ? `${Number(x.toFixed(1))} ms` : `${Math.round(x)} ms`;
 }
 
 /** An RFC 3339 time or unix ms as local "2026-12-07 14:03:05". */

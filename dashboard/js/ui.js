@@ -24,7 +24,8 @@ export function toast(message, kind) {
   const box = document.getElementById('toasts');
   const t = h('div', { class: `toast ${kind || ''}` }, message);
   box.append(t);
-  setTimeout(() => t.remove(), kind === 'bad' ? 8000 : 4000);
+  while (box.children.length > 3) box.firstChild.remove();
+  setTimeout(() => t.remove(), kind === 'bad' ? 8000 : 3000);
 }
 
 export function banner(kind, ...content) {

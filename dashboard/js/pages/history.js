@@ -78,8 +78,8 @@ function lineDiff(a, b) {
   let j = 0;
   while (i < n || j < m) {
     if (i < n && j < m && a[i] === b[j]) { out.push(h('div', {}, `  ${a[i]}`)); i += 1; j += 1; }
-    else if (j < m && (i >= n || L[i][j + 1] >= L[i + 1][j])) { out.push(h('div', { class: 'add' }, `+ ${b[j]}`)); j += 1; }
-    else { out.push(h('div', { class: 'del' }, `- ${a[i]}`)); i += 1; }
+    else if (i < n && (j >= m || L[i + 1][j] >= L[i][j + 1])) { out.push(h('div', { class: 'del' }, `- ${a[i]}`)); i += 1; }
+    else { out.push(h('div', { class: 'add' }, `+ ${b[j]}`)); j += 1; }
   }
   return out;
 }
