@@ -21,6 +21,8 @@ use super::directives::{lossy, setter, SetError};
 use super::module::Module;
 use super::shm;
 use super::snapshot;
+use super::target_health;
+use crate::core::routing::health::HealthView;
 use crate::core::snapshot::head::lkg_decode;
 use crate::core::snapshot::{Snapshot, Source};
 use crate::runtime::load;
@@ -405,6 +407,18 @@ impl Sink for NginxSink {
                 store.sync_success(unix_ms);
             }
         }));
+    }
+
+    fn targets(&self) -> tokio::sync::oneshot::Receiver<HealthView> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mcf = self.mcf;
+        bridge::post(Box::new(move || {
+            // SAFETY: a bridge job runs on the nginx thread while the worker runs; the main
+            // conf is the running cycle's.
+            let view = unsafe { target_health::read(NginxSink::conf(mcf)) };
+            let _ = tx.send(view);
+        }));
+        rx
     }
 
     fn error(&self, error: SyncError) {

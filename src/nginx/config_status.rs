@@ -1,7 +1,8 @@
-//! `ai_gateway_config_status;`: what configuration this worker serves, its sync state, and
-//! (with the Redis source) the head published in Redis now, read live: the request is
-//! parked on the bridge until Redis answers or `ai_gateway_redis ... timeout=` passes (then
-//! 504). Never shows keys or credentials: versions, hashes, times and errors only.
+//! `ai_gateway_config_status;`: what configuration this worker serves, its sync state, its
+//! targets' passive health (read now), and (with the Redis source) the head published in
+//! Redis now, read live: the request is parked on the bridge until Redis answers or
+//! `ai_gateway_redis ... timeout=` passes (then 504). Never shows keys or credentials:
+//! versions, hashes, times and errors only.
 
 use std::any::Any;
 
@@ -16,6 +17,7 @@ use super::guard::guard;
 use super::module::Module;
 use super::respond::{read_only, send_complete};
 use super::snapshot;
+use super::target_health;
 use crate::core::snapshot::head::Head;
 use crate::runtime::redis_source::status_json;
 
@@ -143,6 +145,12 @@ unsafe fn local_status(r: *mut ngx_http_request_t) -> Value {
             "label": s.label(),
         })
     });
+    // the targets' health now, not as the last heartbeat read it
+    // SAFETY: r is live (caller): its main conf is the running cycle's; nginx thread.
+    if let Some(view) = unsafe { Module::main_conf(&*r).map(|m| target_health::read(m)) } {
+        v["targets"] = view.targets_json();
+        v["targets_at_ms"] = Value::from(view.at_ms);
+    }
     v["source"] = Value::from(if node.is_some() { "redis" } else { "file" });
     v["parked_requests"] = Value::from(bridge::parked());
     v

@@ -32,6 +32,7 @@ mod route;
 mod secret_key;
 mod shm;
 mod snapshot;
+mod target_health;
 mod token_service;
 mod usage;
 mod usage_log;

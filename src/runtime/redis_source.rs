@@ -7,7 +7,9 @@
 //! - `<prefix>:cfg:snap:<N>`: snapshot N, in the `ai_gateway_config` JSON format;
 //! - `<prefix>:cfg:notify`: a pub/sub channel; any message means "read the head";
 //! - `<prefix>:node:<node>:<worker>`: this worker's status (JSON, with a TTL), and
-//!   `<prefix>:nodes`, a sorted set of those names by last heartbeat (unix seconds).
+//!   `<prefix>:nodes`, a sorted set of those names by last heartbeat (unix seconds). Each
+//!   heartbeat first asks the nginx thread for the targets' health (read from the limit
+//!   zone there: this task never touches nginx memory).
 //!
 //! The task subscribes **and** polls the head (pub/sub loses what is published while it is
 //! disconnected), takes only what `head::verdict` takes, checks the sha256, builds the
@@ -24,6 +26,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, ConnectionAddr, ConnectionInfo};
 
 use super::load;
+use crate::core::routing::health::HealthView;
 use crate::core::seal::SealKey;
 use crate::core::snapshot::head::{check_document, lkg_encode, verdict, Head, Refused, Verdict};
 use crate::core::snapshot::{Origin, Snapshot, Source};
@@ -125,7 +128,13 @@ pub trait Sink: Send + Sync + 'static {
     fn error(&self, error: SyncError);
     /// The worker found itself on the published snapshot at `unix_ms`.
     fn success(&self, unix_ms: u64);
+    /// The health of the served snapshot's targets, read on the nginx thread.
+    fn targets(&self) -> tokio::sync::oneshot::Receiver<HealthView>;
 }
+
+/// How long a heartbeat waits for the nginx thread's reading of the targets' health (then
+/// it reports the one before, whose `targets_at_ms` says how old it is).
+const TARGETS_WAIT: Duration = Duration::from_secs(1);
 
 /// The worker's view of its sync, read by `/metrics` and the status handler.
 #[derive(Clone, Debug, Default)]
@@ -142,6 +151,8 @@ pub struct SyncStatus {
     /// Since when (unix ms) the head names a snapshot the worker does not serve.
     pub behind_since_ms: Option<u64>,
     pub connected: bool,
+    /// The targets' health, as the last heartbeat read it.
+    pub targets: HealthView,
 }
 
 /// The shared part: status, and the connection the status handler reads the head with.
@@ -462,8 +473,19 @@ impl Task {
         }
     }
 
+    /// Refreshes the targets' health in the status from the nginx thread.
+    async fn read_targets(&self) {
+        let reply = self.sink.targets();
+        if let Ok(Ok(view)) = tokio::time::timeout(TARGETS_WAIT, reply).await {
+            if let Ok(mut s) = self.shared.status.lock() {
+                s.targets = view;
+            }
+        }
+    }
+
     /// This worker's status in Redis, with a TTL of three heartbeats.
     async fn heartbeat(&mut self, conn: &mut MultiplexedConnection) -> Result<(), String> {
+        self.read_targets().await;
         let status = self
             .shared
             .status
@@ -514,6 +536,8 @@ pub fn status_json(node: &str, worker: usize, s: &SyncStatus) -> serde_json::Val
         "behind_since_ms": s.behind_since_ms,
         "head": s.head.as_ref().map(|h| json!({"version": h.version, "epoch": h.epoch, "sha256": h.sha256})),
         "last_error": s.last_error.as_ref().map(|(e, m, at)| json!({"reason": e.reason(), "message": m, "at_ms": at})),
+        "targets": s.targets.targets_json(),
+        "targets_at_ms": s.targets.at_ms,
     })
 }
 

@@ -11,6 +11,7 @@ use redis::AsyncCommands;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
+use crate::core::admin::clock::format_ms;
 use crate::core::snapshot::head::Head;
 use crate::runtime::redis_source::RedisSettings;
 
@@ -205,7 +206,8 @@ pub fn applied(status: &Value, version: u64, epoch: &str) -> bool {
 }
 
 /// The nodes, from the workers' heartbeats: each node's workers, the lowest version they
-/// applied, whether all of them serve `current`.
+/// applied, whether all of them serve `current`, and its targets' health as its newest
+/// reading has it (the node's workers share one limit zone).
 pub fn nodes_view(workers: &[(String, Value)], current: Option<(u64, &str)>) -> Value {
     let mut nodes: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
     for (name, st) in workers {
@@ -227,11 +229,17 @@ pub fn nodes_view(workers: &[(String, Value)], current: Option<(u64, &str)>) -> 
                 .iter()
                 .filter_map(|w| w["last_success_ms"].as_u64())
                 .max();
+            let newest = ws
+                .iter()
+                .filter(|w| w["targets_at_ms"].as_u64().is_some_and(|ms| ms > 0))
+                .max_by_key(|w| w["targets_at_ms"].as_u64());
             json!({
                 "node": node,
                 "applied_version": lowest,
                 "current": all_current,
-                "last_success_at": last.map(|ms| crate::core::admin::clock::format_ms(ms as i64)),
+                "last_success_at": last.map(|ms| format_ms(ms as i64)),
+                "targets": newest.map_or(Value::Null, |w| w["targets"].clone()),
+                "targets_at": newest.and_then(|w| w["targets_at_ms"].as_u64()).map(|ms| format_ms(ms as i64)),
                 "workers": ws,
             })
         })
@@ -287,5 +295,56 @@ pub async fn wait_applied(
             };
         }
         tokio::time::sleep(Duration::from_millis(10).min(limit - elapsed)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(node: &str, version: u64, targets_at_ms: Option<u64>, targets: Value) -> Value {
+        let mut w = json!({"node": node, "applied": {"version": version, "epoch": "e"},
+                           "last_success_ms": 1_000});
+        if let Some(ms) = targets_at_ms {
+            w["targets_at_ms"] = json!(ms);
+            w["targets"] = targets;
+        }
+        w
+    }
+
+    #[test]
+    fn a_node_shows_its_newest_reading_of_the_targets() {
+        let cooling = json!([{"target": "a", "state": "cooling", "failures": 0,
+                              "cooling_until": "2026-12-07T00:00:30Z"}]);
+        let healthy = json!([{"target": "a", "state": "healthy", "failures": 0,
+                              "cooling_until": null}]);
+        let workers = vec![
+            (
+                "n1:0".to_string(),
+                worker("n1", 3, Some(1_796_601_601_000), healthy.clone()),
+            ),
+            (
+                "n1:1".to_string(),
+                worker("n1", 3, Some(1_796_601_602_000), cooling.clone()),
+            ),
+            // a worker that never read them (or an older module): not the newest
+            ("n1:2".to_string(), worker("n1", 2, None, Value::Null)),
+            ("n2:0".to_string(), worker("n2", 3, Some(0), Value::Null)),
+        ];
+        let v = nodes_view(&workers, Some((3, "e")));
+        assert_eq!(v[0]["node"], "n1");
+        assert_eq!(v[0]["targets"], cooling);
+        assert_eq!(v[0]["targets_at"], "2026-12-07T00:00:02Z");
+        assert_eq!(v[0]["applied_version"], 2);
+        assert_eq!(v[0]["current"], false);
+        assert_eq!(v[0]["workers"].as_array().map(Vec::len), Some(3));
+        assert_eq!(
+            v[0]["workers"][1]["targets"], cooling,
+            "heartbeats pass through"
+        );
+        assert_eq!(v[1]["node"], "n2");
+        assert_eq!(v[1]["targets"], Value::Null);
+        assert_eq!(v[1]["targets_at"], Value::Null);
+        assert_eq!(v[1]["current"], true);
     }
 }
