@@ -186,6 +186,8 @@ start_node($_) for @nodes;
     for (1 .. 50) { $hb = heartbeats(); last unless grep { !defined } values %$hb; sleep 0.1 }
     is(scalar(grep { defined && /"source":"file"/ } values %$hb), 6,
         'every worker of the three nodes reports, serving the file');
+    is(scalar(grep { defined && /"targets":\[\],"targets_at_ms":[1-9]/ } values %$hb), 6,
+        '... with its targets\' health: an empty list (no targets)');
     is(statuses('sk-x', 4), '200x12', 'the file\'s keys work');
     is(statuses('sk-new', 2), '401x6', 'namespace "new" does not exist yet');
 }

@@ -1237,6 +1237,14 @@ my ($admin_token, $editor_token, $viewer_token, $editor_pw);
     ok($n1 && $n1->{current}, 'node n1 serves the current version');
     is($n1 && $n1->{applied_version}, (counts())[2], 'its applied version');
     is($r->{json}{published}{version}, (counts())[2], 'Redis has the current version');
+    # the targets' passive health (from the node's limit zone): none was tried, all healthy
+    my @names = sort map { $_->{name} } @{ call('GET', '/api/v1/targets')->{json}{items} || [] };
+    my $health = sub { join ',', map { "$_->{target}=$_->{state}/$_->{failures}/" . ($_->{cooling_until} // '-') } @_ };
+    is($health->(sort { $a->{target} cmp $b->{target} } @{ $n1 && $n1->{targets} || [] }),
+        join(',', map { "$_=healthy/0/-" } @names), "the node's targets (@names), healthy");
+    like($n1 && $n1->{targets_at} // '', qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$/, '... as of targets_at');
+    is(scalar(grep { ref $_->{targets} eq 'ARRAY' && $_->{targets_at_ms} > 0 } @{ $n1 && $n1->{workers} || [] }), 2,
+        '... and in each of its two workers\' heartbeats');
 }
 
 # ---------------------------------------------------------------------------------------
