@@ -167,6 +167,9 @@ const steps = [
         const r = await apiGet(s, '/routes/ui-route');
         check('the route now has weights ui-t1=3, ui-t2=1', JSON.stringify(r.targets) === JSON.stringify([{ target: 'ui-t1', weight: 3 }, { target: 'ui-t2', weight: 1 }]), JSON.stringify(r.targets));
         s.versionBeforeConflict = (await apiGet(s, '/config/revisions', { limit: 1 })).items[0].version;
+        const health = s.page.locator('[data-health="ui-t1"]');
+        check('the routing page shows each target\'s health per node (n1: healthy)',
+            await waitFor(async () => /n1: healthy/.test(await health.innerText()), 10_000), await health.innerText());
         await shot(s.page, 'routing');
         await pageChecks(s, 'routing');
     },
