@@ -1,7 +1,7 @@
 //! Usage and access logs, the pure part: a request's [`record::Record`] and its line
 //! format, the worker's bounded [`buffer`], the hourly/daily [`rollup`], and the usage
-//! API's reads ([`query`], shown by [`table`]). The nginx layer fills the buffer in the log
-//! phase; `runtime::access_log` ships, spools and ingests.
+//! API's reads ([`query`] of logs, [`usage`] of aggregates, shown by [`table`]). The nginx
+//! layer fills the buffer in the log phase; `runtime::access_log` ships, spools and ingests.
 
 pub mod buffer;
 pub mod partitions;
@@ -10,3 +10,4 @@ pub mod record;
 pub mod request_id;
 pub mod rollup;
 pub mod table;
+pub mod usage;

@@ -4,9 +4,8 @@
 use serde_json::json;
 
 use super::{now, Admin, ApiResponse};
-use crate::core::access_log::query::{
-    log_cursor, log_sql, log_table, logs_sql, usage_sql, usage_table, wants_csv,
-};
+use crate::core::access_log::query::{log_cursor, log_sql, log_table, logs_sql, wants_csv};
+use crate::core::access_log::usage::{usage_sql, usage_table, Interval};
 use crate::core::admin::error::ApiError;
 use crate::core::admin::query::Query;
 use crate::runtime::access_log::store::read;
@@ -74,8 +73,8 @@ pub async fn usage(
         200,
         &json!({
             "interval": match u.interval {
-                crate::core::access_log::query::Interval::Hour => "hour",
-                crate::core::access_log::query::Interval::Day => "day",
+                Interval::Hour => "hour",
+                Interval::Day => "day",
             },
             "group_by": u.group_by,
             "items": table.items(),
