@@ -1,18 +1,27 @@
-//! Hourly and daily usage aggregates of a batch of records: one row per bucket ×
-//! namespace × key × model × target × status class, with requests, errors, tokens by type
-//! and latency sum/max. Rows come out sorted by key, so every writer updates them in the
+//! Usage aggregates of a batch of records (by minute, hour or day): one row per bucket ×
+//! namespace × key × model × target × status class, with requests, errors, tokens by type,
+//! latency sum/max and the latency histogram ([`super::latency`]). Rows come out sorted by key, so every writer updates them in the
 //! same order (no deadlock between two writers of the same rows).
 
 use std::collections::BTreeMap;
 
+use super::latency::{bucket, Histogram};
 use super::record::Record;
 
+pub const MINUTE_MS: u64 = 60_000;
 pub const HOUR_MS: u64 = 3_600_000;
 pub const DAY_MS: u64 = 86_400_000;
+/// How long the minute aggregates are kept (and the longest range the API reads of them).
+pub const MINUTES_KEPT_MS: u64 = 2 * DAY_MS;
+
+/// The first minute (unix minutes) that the minute aggregates keep at `now_ms`.
+pub fn minutes_kept_from(now_ms: u64) -> u64 {
+    now_ms.saturating_sub(MINUTES_KEPT_MS) / MINUTE_MS
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RollupKey {
-    /// Unix hours or unix days.
+    /// Unix minutes, hours or days.
     pub bucket: u64,
     pub namespace: String,
     pub key_id: String,
@@ -31,6 +40,8 @@ pub struct Sums {
     pub reasoning: u64,
     pub latency_sum: u64,
     pub latency_max: u64,
+    /// Requests per latency bucket.
+    pub latency: Histogram,
 }
 
 impl Sums {
@@ -44,6 +55,7 @@ impl Sums {
         self.reasoning = self.reasoning.saturating_add(t.reasoning.unwrap_or(0));
         self.latency_sum = self.latency_sum.saturating_add(u64::from(r.latency_ms));
         self.latency_max = self.latency_max.max(u64::from(r.latency_ms));
+        self.latency[bucket(u64::from(r.latency_ms))] += 1;
     }
 }
 
@@ -123,6 +135,7 @@ mod tests {
                 reasoning: 4,
                 latency_sum: 400,
                 latency_max: 300,
+                latency: [0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
             }
         );
         let four = rows.iter().find(|(k, _)| k.class == 4).unwrap().1;
@@ -140,5 +153,19 @@ mod tests {
         let mut sorted = buckets.clone();
         sorted.sort();
         assert_eq!(buckets, sorted);
+        // by minute: a's first three share their minute; every request is in a histogram
+        let minutes = rollup(&recs, MINUTE_MS, true);
+        let total: u64 = minutes
+            .values()
+            .map(|s| s.latency.iter().sum::<u64>())
+            .sum();
+        assert_eq!((minutes.len(), total), (3, 5));
+    }
+
+    #[test]
+    fn minutes_are_kept_two_days() {
+        let now = 1_796_000_000_000;
+        assert_eq!(minutes_kept_from(now), (now - 2 * DAY_MS) / MINUTE_MS);
+        assert_eq!(minutes_kept_from(1_000), 0);
     }
 }
