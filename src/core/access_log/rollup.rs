@@ -19,7 +19,7 @@ pub fn minutes_kept_from(now_ms: u64) -> u64 {
     now_ms.saturating_sub(MINUTES_KEPT_MS) / MINUTE_MS
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RollupKey {
     /// Unix minutes, hours or days.
     pub bucket: u64,

@@ -1,6 +1,7 @@
 //! MySQL for usage logs: inserting a batch of records exactly once (the records already
 //! there are skipped, and only the new ones reach the aggregates, all in one transaction),
-//! the day partitions and retention, and the usage API's reads.
+//! the day partitions and retention (the minute aggregates: 48 hours), and the usage API's
+//! reads.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -8,16 +9,25 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, TxOpts, Value};
 
+use crate::core::access_log::latency::{self, BUCKETS};
 use crate::core::access_log::partitions::{plan, Partition};
 use crate::core::access_log::query::{Param, Sql};
 use crate::core::access_log::record::Record;
-use crate::core::access_log::rollup::{rollup, RollupKey, Sums, DAY_MS, HOUR_MS};
+use crate::core::access_log::rollup::{
+    minutes_kept_from, rollup, RollupKey, Sums, DAY_MS, HOUR_MS, MINUTE_MS,
+};
 use crate::core::access_log::table::Cell;
 use crate::core::admin::error::ApiError;
 use crate::runtime::admin::db::Db;
 
-/// Rows per INSERT statement (20 parameters a row, far below the protocol's 65,535).
+/// Rows per INSERT statement (at most 26 parameters a row, far below the protocol's 65,535).
 const ROWS_PER_INSERT: usize = 500;
+/// Parameters of an aggregate row: its key, its sums and its histogram.
+const ROLLUP_PARAMS: usize = 14 + BUCKETS;
+/// Old minute aggregates deleted per statement, and statements per maintenance at most (the
+/// rest goes at the next one): no long lock on the table the ingestor writes.
+const MINUTE_ROWS_PER_DELETE: u64 = 5_000;
+const MINUTE_DELETES_MAX: usize = 100;
 
 /// What a batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -84,12 +94,18 @@ fn rollup_values(k: &RollupKey, s: &Sums, out: &mut Vec<Value>) {
         Value::UInt(s.latency_sum),
         Value::UInt(s.latency_max),
     ]);
+    out.extend(s.latency.iter().map(|n| Value::UInt(*n)));
 }
 
 fn upsert_rollup(table: &str, column: &str, n: usize) -> String {
+    let hist: String = latency::COLUMNS.iter().map(|c| format!(", {c}")).collect();
+    let add: String = latency::COLUMNS
+        .iter()
+        .map(|c| format!(", {c} = {c} + VALUES({c})"))
+        .collect();
     format!(
-        "INSERT INTO {table} ({column}, namespace, key_id, model, target, status_class, requests, errors, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, latency_ms_sum, latency_ms_max) VALUES {} ON DUPLICATE KEY UPDATE requests = requests + VALUES(requests), errors = errors + VALUES(errors), prompt_tokens = prompt_tokens + VALUES(prompt_tokens), completion_tokens = completion_tokens + VALUES(completion_tokens), cached_tokens = cached_tokens + VALUES(cached_tokens), reasoning_tokens = reasoning_tokens + VALUES(reasoning_tokens), latency_ms_sum = latency_ms_sum + VALUES(latency_ms_sum), latency_ms_max = GREATEST(latency_ms_max, VALUES(latency_ms_max))",
-        placeholders(n, 14)
+        "INSERT INTO {table} ({column}, namespace, key_id, model, target, status_class, requests, errors, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, latency_ms_sum, latency_ms_max{hist}) VALUES {} ON DUPLICATE KEY UPDATE requests = requests + VALUES(requests), errors = errors + VALUES(errors), prompt_tokens = prompt_tokens + VALUES(prompt_tokens), completion_tokens = completion_tokens + VALUES(completion_tokens), cached_tokens = cached_tokens + VALUES(cached_tokens), reasoning_tokens = reasoning_tokens + VALUES(reasoning_tokens), latency_ms_sum = latency_ms_sum + VALUES(latency_ms_sum), latency_ms_max = GREATEST(latency_ms_max, VALUES(latency_ms_max)){add}",
+        placeholders(n, ROLLUP_PARAMS)
     )
 }
 
@@ -101,8 +117,8 @@ fn retryable(e: &ApiError) -> bool {
         .any(|c| e.message.contains(c))
 }
 
-/// Inserts the records not yet in MySQL, and adds them (only them) to the hourly and
-/// daily aggregates, in one transaction; retried a few times when it meets another writer.
+/// Inserts the records not yet in MySQL, and adds them (only them) to the minute, hourly
+/// and daily aggregates, in one transaction; retried a few times when it meets another writer.
 pub async fn ingest(
     db: &Db,
     records: &[Record<'_>],
@@ -183,12 +199,13 @@ async fn ingest_once(db: &Db, records: &[Record<'_>]) -> Result<Ingested, ApiErr
         ("usage_daily", "day", DAY_MS, false),
         ("usage_hourly_summary", "hour", HOUR_MS, true),
         ("usage_daily_summary", "day", DAY_MS, true),
+        ("usage_minutely_summary", "minute", MINUTE_MS, true),
     ] {
         let rows: Vec<(RollupKey, Sums)> = rollup(fresh.iter().copied(), bucket, summary)
             .into_iter()
             .collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut params = Vec::with_capacity(chunk.len() * 14);
+            let mut params = Vec::with_capacity(chunk.len() * ROLLUP_PARAMS);
             for (k, s) in chunk {
                 rollup_values(k, s, &mut params);
             }
@@ -227,8 +244,9 @@ pub async fn ensure_schema(db: &Db, ready: &std::sync::atomic::AtomicBool) -> Re
     Ok(())
 }
 
-/// Adds the days ahead and drops the days past `retention_days` (raw logs), and deletes
-/// aggregates older than `aggregate_days`. Returns the statements run.
+/// Adds the days ahead and drops the days past `retention_days` (raw logs), deletes
+/// aggregates older than `aggregate_days` and minute aggregates older than 48 hours (in
+/// chunks). Returns the statements run.
 pub async fn maintain(
     db: &Db,
     now_ms: u64,
@@ -266,6 +284,17 @@ pub async fn maintain(
         let sql = format!("DELETE FROM {table} < ?");
         db.within(db.timeout * 20, conn.exec_drop(sql, (before,)))
             .await?;
+    }
+    let minutes = minutes_kept_from(now_ms);
+    let delete = format!(
+        "DELETE FROM usage_minutely_summary WHERE minute < ? LIMIT {MINUTE_ROWS_PER_DELETE}"
+    );
+    for _ in 0..MINUTE_DELETES_MAX {
+        db.within(db.timeout * 5, conn.exec_drop(delete.as_str(), (minutes,)))
+            .await?;
+        if conn.affected_rows() < MINUTE_ROWS_PER_DELETE {
+            break;
+        }
     }
     Ok(statements)
 }
@@ -320,4 +349,25 @@ pub async fn read(
                 .collect()
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_aggregate_row_has_a_value_per_column() {
+        let sql = upsert_rollup("usage_minutely_summary", "minute", 2);
+        let columns = sql
+            .split_once('(')
+            .and_then(|(_, r)| r.split_once(')'))
+            .map_or(0, |(c, _)| c.split(", ").count());
+        let mut values = Vec::new();
+        rollup_values(&RollupKey::default(), &Sums::default(), &mut values);
+        assert_eq!((columns, values.len()), (ROLLUP_PARAMS, ROLLUP_PARAMS));
+        assert_eq!(sql.matches('?').count(), 2 * ROLLUP_PARAMS);
+        for c in latency::COLUMNS {
+            assert!(sql.contains(&format!("{c} = {c} + VALUES({c})")), "{c}");
+        }
+    }
 }

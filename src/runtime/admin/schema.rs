@@ -1,7 +1,9 @@
 //! The config center's MySQL schema, as numbered migrations the module applies when it
 //! starts (and again when MySQL comes back): each runs once, in order, under a named lock
 //! (`GET_LOCK`), so nodes starting together do not race; every statement is idempotent
-//! (`IF NOT EXISTS`, `INSERT IGNORE`), so a migration cut short runs again cleanly.
+//! (`IF NOT EXISTS`, `INSERT IGNORE`; an `ALTER TABLE` that adds columns is one statement,
+//! all or nothing, and one that finds them there already counts as done: [`done_before`]),
+//! so a migration cut short runs again cleanly.
 //!
 //! SQL that MariaDB 10.5+ and MySQL 8 both take: InnoDB, utf8mb4 with binary collation
 //! (codes and names compare as the gateway compares them), times as unix milliseconds.
@@ -41,6 +43,35 @@ macro_rules! usage_table {
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         )
     };
+}
+
+/// Adds the latency histogram's columns (`core::access_log::latency::COLUMNS`, 0 for the
+/// rows already there) to the aggregate table `$name`, in one statement.
+macro_rules! add_latency_histogram {
+    ($name:literal) => {
+        concat!(
+            "ALTER TABLE ",
+            $name,
+            " ADD COLUMN latency_le_50 BIGINT UNSIGNED NOT NULL DEFAULT 0,",
+            " ADD COLUMN latency_le_100 BIGINT UNSIGNED NOT NULL DEFAULT 0,",
+            " ADD COLUMN latency_le_250 BIGINT UNSIGNED NOT NULL DEFAULT 0,",
+            " ADD COLUMN latency_le_500 BIGINT UNSIGNED NOT NULL DEFAULT 0,",
+            " ADD COLUMN latency_le_1000 BIGINT UNSIGNED NOT NULL DEFAULT 0,",
+            " ADD COLUMN latency_le_2500 BIGINT UNSIGNED NOT NULL DEFAULT 0,",
+            " ADD COLUMN latency_le_5000 BIGINT UNSIGNED NOT NULL DEFAULT 0,",
+            " ADD COLUMN latency_le_10000 BIGINT UNSIGNED NOT NULL DEFAULT 0,",
+            " ADD COLUMN latency_le_30000 BIGINT UNSIGNED NOT NULL DEFAULT 0,",
+            " ADD COLUMN latency_le_60000 BIGINT UNSIGNED NOT NULL DEFAULT 0,",
+            " ADD COLUMN latency_le_120000 BIGINT UNSIGNED NOT NULL DEFAULT 0,",
+            " ADD COLUMN latency_gt_120000 BIGINT UNSIGNED NOT NULL DEFAULT 0"
+        )
+    };
+}
+
+/// Whether a statement that failed with the server error `code` had done its work in an
+/// earlier run cut short: an `ALTER TABLE` whose columns are there (1060, duplicate column).
+pub fn done_before(sql: &str, code: u16) -> bool {
+    code == 1060 && sql.trim_start().starts_with("ALTER TABLE ")
 }
 
 /// `(version, name, statements)`.
@@ -235,4 +266,64 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
         usage_table!("usage_hourly_summary", "hour"),
         usage_table!("usage_daily_summary", "day"),
     ],
+), (
+    4,
+    "usage latency histogram and minute aggregates",
+    // Every aggregate row counts its requests per latency bucket (`core::access_log::latency`)
+    // for the usage API's percentiles; the rows of before count none (their percentiles are
+    // null). Added as the last columns with a default: instant in MariaDB 10.3+ and MySQL
+    // 8.0.12+, whatever the table holds. The minute summary (by namespace and model, as the
+    // other summaries) is kept 48 hours (`runtime::access_log::store::maintain`).
+    &[
+        usage_table!("usage_minutely_summary", "minute"),
+        add_latency_histogram!("usage_hourly"),
+        add_latency_histogram!("usage_daily"),
+        add_latency_histogram!("usage_hourly_summary"),
+        add_latency_histogram!("usage_daily_summary"),
+        add_latency_histogram!("usage_minutely_summary"),
+    ],
 )];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::access_log::latency::{BUCKETS, COLUMNS};
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(versions, (1..=MIGRATIONS.len() as u32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_aggregate_table_gets_the_histogram() {
+        let (_, _, statements) = MIGRATIONS[3];
+        let alters: Vec<&str> = statements
+            .iter()
+            .copied()
+            .filter(|s| s.starts_with("ALTER TABLE "))
+            .collect();
+        let tables: Vec<&str> = alters.iter().filter_map(|s| s.split(' ').nth(2)).collect();
+        assert_eq!(
+            tables,
+            [
+                "usage_hourly",
+                "usage_daily",
+                "usage_hourly_summary",
+                "usage_daily_summary",
+                "usage_minutely_summary"
+            ]
+        );
+        for sql in alters {
+            assert_eq!(sql.matches(" ADD COLUMN ").count(), BUCKETS, "{sql}");
+            for c in COLUMNS {
+                let def = format!(" ADD COLUMN {c} BIGINT UNSIGNED NOT NULL DEFAULT 0");
+                assert!(sql.contains(&def), "{sql} lacks {c}");
+            }
+            assert!(done_before(sql, 1060));
+            assert!(!done_before(sql, 1054));
+        }
+        assert!(statements[0].starts_with("CREATE TABLE IF NOT EXISTS usage_minutely_summary"));
+        assert!(!done_before(statements[0], 1060));
+    }
+}
