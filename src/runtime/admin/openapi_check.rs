@@ -253,3 +253,49 @@ fn path_parameters_are_declared() {
         assert_eq!(declared, in_path, "{path}");
     }
 }
+
+#[test]
+fn usage_rows_have_the_columns_of_the_usage_table() {
+    use crate::core::access_log::usage::{Interval, DIMENSIONS, USAGE_SUMS};
+    let doc = doc();
+    let row = &doc["components"]["schemas"]["UsageRow"];
+    let documented: BTreeSet<&str> = row["properties"]
+        .as_object()
+        .expect("UsageRow properties")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let answered: BTreeSet<&str> = ["time"]
+        .into_iter()
+        .chain(DIMENSIONS.iter().copied())
+        .chain(USAGE_SUMS.iter().copied())
+        .collect();
+    assert_eq!(documented, answered);
+    let required: BTreeSet<&str> = row["required"]
+        .as_array()
+        .expect("UsageRow required")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let always: BTreeSet<&str> = ["time"]
+        .into_iter()
+        .chain(USAGE_SUMS.iter().copied())
+        .collect();
+    assert_eq!(required, always);
+    let names: Vec<&str> = [Interval::Minute, Interval::Hour, Interval::Day]
+        .iter()
+        .map(|i| i.name())
+        .collect();
+    for at in [
+        "/components/parameters/interval/schema/enum",
+        "/components/schemas/UsagePage/properties/interval/enum",
+    ] {
+        let listed: Vec<&str> = doc
+            .pointer(at)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(listed, names, "{at}");
+        assert!(names.iter().all(|n| Interval::parse(n).is_some()));
+    }
+}

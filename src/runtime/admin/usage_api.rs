@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{now, Admin, ApiResponse};
 use crate::core::access_log::query::{log_cursor, log_sql, log_table, logs_sql, wants_csv};
-use crate::core::access_log::usage::{usage_sql, usage_table, Interval};
+use crate::core::access_log::usage::{usage_sql, usage_table};
 use crate::core::admin::error::ApiError;
 use crate::core::admin::query::Query;
 use crate::runtime::access_log::store::read;
@@ -72,10 +72,7 @@ pub async fn usage(
     Ok(ApiResponse::json(
         200,
         &json!({
-            "interval": match u.interval {
-                Interval::Hour => "hour",
-                Interval::Day => "day",
-            },
+            "interval": u.interval.name(),
             "group_by": u.group_by,
             "items": table.items(),
             "truncated": truncated,
