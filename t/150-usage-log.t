@@ -1,8 +1,9 @@
 # Usage and access logs on two nodes (two workers each) with a private redis-server and a
 # private mariadbd: every gateway request's record reaches MySQL exactly once through the Redis
 # stream and the one ingestor, with the fields the request had (tokens as in the answer, the
-# key's id, never the key), the hourly/daily aggregates agree with the rows, and the API
-# filters, pages, finds one log and exports CSV. Faults: MySQL stopped 30 s under load (records
+# key's id, never the key), the minute/hourly/daily aggregates and their latency histograms
+# agree with the rows, and the API filters, pages, finds one log, answers usage by minute
+# with latency percentiles and exports CSV. Faults: MySQL stopped 30 s under load (records
 # wait in the stream, 0 failed requests, all present once after), Redis stopped (spool, replay,
 # exactly once), the ingestor's node killed (the other takes over within the lease), spool and
 # buffer full (dropped and counted, requests unaffected), retention dropping day partitions.
@@ -37,6 +38,7 @@ my $P     = "t150-$$";
 my $DB    = 'aigw_t150';
 my $PW    = 'usage log admin password';
 my $json  = JSON::PP->new->canonical;
+my @AGGREGATES = qw(usage_hourly usage_daily usage_hourly_summary usage_daily_summary usage_minutely_summary);
 my @nodes = map { { name => "n$_", api => $base + 2 * $_ - 1, gw => $base + 2 * $_, dir => "$dir/n$_" } } 1 .. 2;
 
 remove_tree($dir);
@@ -181,10 +183,38 @@ my ($daily) = split /\n/, rows("SELECT SUM(requests), SUM(prompt_tokens) + SUM(c
 my ($raw) = split /\n/, rows("SELECT COUNT(*), SUM(IFNULL(prompt_tokens, 0)) + SUM(IFNULL(completion_tokens, 0)) FROM access_logs");
 is($hourly, $raw, "the hourly aggregates agree with the rows ($raw)");
 is($daily, $raw, 'the daily aggregates too');
-for my $t (qw(usage_hourly_summary usage_daily_summary)) {
+for my $t (qw(usage_hourly_summary usage_daily_summary usage_minutely_summary)) {
     my ($sum) = split /\n/, rows("SELECT SUM(requests), SUM(prompt_tokens) + SUM(completion_tokens) FROM $t");
     is($sum, $raw, "... and $t (by namespace and model)");
 }
+my $hist = join(' + ', map { "SUM($_)" } qw(latency_le_50 latency_le_100 latency_le_250 latency_le_500 latency_le_1000
+    latency_le_2500 latency_le_5000 latency_le_10000 latency_le_30000 latency_le_60000 latency_le_120000 latency_gt_120000));
+for my $t (@AGGREGATES) {
+    my ($n) = split /\n/, rows("SELECT $hist FROM $t");
+    is($n, 12, "$t: the latency histogram counts the 12 requests");
+}
+# by minute through the API: the last hour by default, p50 <= p95 <= max in every item
+my $min = api_call($nodes[0]{api}, 'GET', '/api/v1/usage?interval=minute&group_by=namespace,model', auth => $s);
+is($min->{status}, 200, 'GET usage?interval=minute');
+is($min->{json}{interval}, 'minute', '... by minute');
+my $min_requests = 0;
+$min_requests += $_->{requests} for @{ $min->{json}{items} };
+is($min_requests, 12, "... its items' requests are the 12 requests");
+note('an item: ' . $json->encode($min->{json}{items}[0] // {}));
+for my $u ($min, api_call($nodes[0]{api}, 'GET', '/api/v1/usage?interval=hour&group_by=namespace,key_id,status_class', auth => $s)) {
+    my @bad = grep {
+        my $i = $_;
+        $i->{requests} > 0 && !(defined $i->{latency_p50_ms} && defined $i->{latency_p95_ms}
+            && $i->{latency_p50_ms} <= $i->{latency_p95_ms} && $i->{latency_p95_ms} <= $i->{latency_ms_max})
+    } @{ $u->{json}{items} };
+    is(scalar @bad, 0, "$u->{json}{interval}: every item has latency_p50_ms <= latency_p95_ms <= latency_ms_max")
+        or diag($json->encode(\@bad));
+}
+my $min_old = api_call($nodes[0]{api}, 'GET', '/api/v1/usage?interval=minute&since=' . int(time() - 3 * 86400), auth => $s);
+is($min_old->{status}, 400, 'interval=minute over 3 days is a 400');
+is($min_old->{json}{error}{details}[0]{path}, '?since', '... on ?since');
+my $min_csv = api_call($nodes[0]{api}, 'GET', '/api/v1/usage?interval=minute&format=csv', auth => $s);
+like((split /\r\n/, $min_csv->{body})[0] // '', qr/,latency_ms_max,latency_p50_ms,latency_p95_ms$/, '... and as CSV, with the percentiles');
 
 # --- 2. the API -----------------------------------------------------------------------------
 sub call { my ($m, $p, %o) = @_; api_call($nodes[0]{api}, $m, $p, auth => $s, %o) }
@@ -268,7 +298,7 @@ is($after - $before, $sent, sprintf('all %d records are in MySQL %.1f s after it
 my ($total, $distinct) = split /\t/, rows('SELECT COUNT(*), COUNT(DISTINCT request_id) FROM access_logs');
 chomp $distinct;
 is($distinct, $total, '... each once');
-for my $t (qw(usage_hourly usage_daily usage_hourly_summary usage_daily_summary)) {
+for my $t (@AGGREGATES) {
     my ($agg) = split /\n/, rows("SELECT SUM(requests) FROM $t");
     is($agg, $total, "... and counted once in $t");
 }
