@@ -6,7 +6,8 @@
 # with latency percentiles and exports CSV. Faults: MySQL stopped 30 s under load (records
 # wait in the stream, 0 failed requests, all present once after), Redis stopped (spool, replay,
 # exactly once), the ingestor's node killed (the other takes over within the lease), spool and
-# buffer full (dropped and counted, requests unaffected), retention dropping day partitions.
+# buffer full (dropped and counted, requests unaffected), retention dropping day partitions
+# (and minute aggregates past 48 hours).
 use strict;
 use warnings;
 use Test::More;
@@ -200,7 +201,7 @@ is($min->{json}{interval}, 'minute', '... by minute');
 my $min_requests = 0;
 $min_requests += $_->{requests} for @{ $min->{json}{items} };
 is($min_requests, 12, "... its items' requests are the 12 requests");
-note('an item: ' . $json->encode($min->{json}{items}[0] // {}));
+note('an item: ' . $json->encode((grep { $_->{namespace} eq 'team-a' } @{ $min->{json}{items} })[0] // {}));
 for my $u ($min, api_call($nodes[0]{api}, 'GET', '/api/v1/usage?interval=hour&group_by=namespace,key_id,status_class', auth => $s)) {
     my @bad = grep {
         my $i = $_;
@@ -374,6 +375,11 @@ is($distinct, $total, '... once');
 my $today = int(time() / 86400);
 rows("INSERT INTO access_logs (day, ts, request_id, node, namespace, key_id, model, route, target, status, error, latency_ms, usage_source, attempts, stream) VALUES "
     . join(', ', map { "($_->[0], $_->[0] * 86400000 + 1000, 'old-$_->[1]', 'x', 'old', '', '', '', '', 200, '', 1, 'unknown', 0, 0)" } [ $today - 10, 10 ], [ $today - 1, 1 ]));
+# minute aggregates of 49 and 47 hours ago: only the first is past the 48 hours kept
+my $minute_now = int(time() / 60);
+rows("INSERT INTO usage_minutely_summary (minute, namespace, key_id, model, target, status_class, requests, errors, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, latency_ms_sum, latency_ms_max) VALUES "
+    . join(', ', map { "($_, 'old', '', '', '', 0, 1, 0, 0, 0, 0, 0, 1, 1)" } $minute_now - 49 * 60, $minute_now - 47 * 60));
+sub old_minutes { my $n = rows("SELECT COUNT(*), MIN(minute) FROM usage_minutely_summary WHERE namespace = 'old'"); chomp $n; $n }
 for my $n (@nodes) {
     setup_node($n, 'retention=5d');
     kill 'HUP', $n->{pid};
@@ -381,6 +387,8 @@ for my $n (@nodes) {
 my $gone;
 for (1 .. 100) { $gone = count_rows("namespace = 'old'") == 1; last if $gone; sleep 0.2 }
 ok($gone, 'after a reload with retention=5d, the row of 10 days ago is gone and the one of yesterday kept');
+for (1 .. 50) { last if old_minutes() =~ /^1\t/; sleep 0.2 }
+is(old_minutes(), "1\t" . ($minute_now - 47 * 60), '... and the minute aggregates of 49 hours ago are gone, those of 47 hours ago kept');
 my @parts = map { (split /\t/)[0] } split /\n/, rows("SELECT PARTITION_NAME, PARTITION_DESCRIPTION FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = '$DB' AND TABLE_NAME = 'access_logs' ORDER BY PARTITION_ORDINAL_POSITION");
 is($parts[-1], 'pmax', 'partitions end with pmax');
 is(scalar @parts, 5 + 3 + 1, '... after the 5 kept days and 3 ahead (' . join(' ', @parts) . ')');
