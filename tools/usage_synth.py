@@ -6,7 +6,8 @@
    ai_gateway_mysql + ai_gateway_redis + ai_gateway_usage_log) takes to move them into MySQL:
    records/s;
 2. volume: DAYS days x ROWS rows/day of synthetic access logs generated in MariaDB (SEQUENCE
-   engine), with the hourly and daily aggregates the ingestor would have made; bytes per row;
+   engine), with the aggregates (latency histograms included; the minute summary for the last
+   2 days) the ingestor would have made; bytes per row;
 3. the usage API's answer time over that data (GET /api/v1/usage and /api/v1/access-logs
    through the config center, median and p95 of 20 calls each), and the SQL alone.
 
@@ -36,6 +37,14 @@ API, REDIS = 18201, 18202
 PREFIX = "synth"
 PW = "synthetic admin password"
 DAY_MS = 86_400_000
+# the aggregates' latency histogram (src/core/access_log/latency.rs)
+BOUNDS = [50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000]
+HIST = ["latency_le_%d" % b for b in BOUNDS] + ["latency_gt_120000"]
+HIST_COUNTS = ", ".join(["SUM(latency_ms <= %d)" % BOUNDS[0]]
+                        + ["SUM(latency_ms > %d AND latency_ms <= %d)" % (a, b) for a, b in zip(BOUNDS, BOUNDS[1:])]
+                        + ["SUM(latency_ms > %d)" % BOUNDS[-1]])
+HIST_SUMS = ", ".join("SUM(%s)" % c for c in HIST)
+AGGREGATES = ("usage_hourly", "usage_daily", "usage_hourly_summary", "usage_daily_summary", "usage_minutely_summary")
 
 
 def sql(q, db=DB):
@@ -181,18 +190,27 @@ def generate(days, rows):
           FROM seq_0_to_{last}""".format(d=d, step=per_hour_ms, last=rows - 1))
         for table, col, div in (("usage_hourly", "hour", 3600000), ("usage_daily", "day", DAY_MS)):
             sql("""INSERT INTO {t} ({c}, namespace, key_id, model, target, status_class, requests, errors,
-                prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, latency_ms_sum, latency_ms_max)
+                prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, latency_ms_sum, latency_ms_max, {h})
               SELECT ts DIV {div}, namespace, key_id, model, target, status DIV 100, COUNT(*),
                 SUM(status >= 400 OR error <> ''), SUM(IFNULL(prompt_tokens, 0)), SUM(IFNULL(completion_tokens, 0)),
-                SUM(IFNULL(cached_tokens, 0)), SUM(IFNULL(reasoning_tokens, 0)), SUM(latency_ms), MAX(latency_ms)
-              FROM access_logs WHERE day = {d} GROUP BY 1, 2, 3, 4, 5, 6""".format(t=table, c=col, div=div, d=d))
+                SUM(IFNULL(cached_tokens, 0)), SUM(IFNULL(reasoning_tokens, 0)), SUM(latency_ms), MAX(latency_ms), {hc}
+              FROM access_logs WHERE day = {d} GROUP BY 1, 2, 3, 4, 5, 6""".format(
+                t=table, c=col, div=div, d=d, h=", ".join(HIST), hc=HIST_COUNTS))
             sql("""INSERT INTO {t}_summary ({c}, namespace, key_id, model, target, status_class, requests, errors,
-                prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, latency_ms_sum, latency_ms_max)
+                prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, latency_ms_sum, latency_ms_max, {h})
               SELECT {c}, namespace, '', model, '', 0, SUM(requests), SUM(errors), SUM(prompt_tokens),
-                SUM(completion_tokens), SUM(cached_tokens), SUM(reasoning_tokens), SUM(latency_ms_sum), MAX(latency_ms_max)
-              FROM {t} WHERE {c} DIV {per} = {d} GROUP BY 1, 2, 4""".format(t=table, c=col, d=d, per=24 if col == "hour" else 1))
+                SUM(completion_tokens), SUM(cached_tokens), SUM(reasoning_tokens), SUM(latency_ms_sum), MAX(latency_ms_max), {hs}
+              FROM {t} WHERE {c} DIV {per} = {d} GROUP BY 1, 2, 4""".format(
+                t=table, c=col, d=d, per=24 if col == "hour" else 1, h=", ".join(HIST), hs=HIST_SUMS))
+        if d > today - 2:
+            sql("""INSERT INTO usage_minutely_summary (minute, namespace, key_id, model, target, status_class, requests,
+                errors, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, latency_ms_sum, latency_ms_max, {h})
+              SELECT ts DIV 60000, namespace, '', model, '', 0, COUNT(*), SUM(status >= 400 OR error <> ''),
+                SUM(IFNULL(prompt_tokens, 0)), SUM(IFNULL(completion_tokens, 0)), SUM(IFNULL(cached_tokens, 0)),
+                SUM(IFNULL(reasoning_tokens, 0)), SUM(latency_ms), MAX(latency_ms), {hc}
+              FROM access_logs WHERE day = {d} GROUP BY 1, 2, 4""".format(d=d, h=", ".join(HIST), hc=HIST_COUNTS))
         print("  day %d of %d generated (%.0f s)" % (d - today + days, days, time.time() - t0), flush=True)
-    sql("ANALYZE TABLE access_logs, usage_hourly, usage_daily, usage_hourly_summary, usage_daily_summary")
+    sql("ANALYZE TABLE access_logs, " + ", ".join(AGGREGATES))
     return time.time() - t0
 
 
@@ -225,17 +243,18 @@ def main():
         print("ingestion: %d records in %.1f s from the first XADD: %.0f records/s into MariaDB "
               "(pushing them into Redis took %.1f s)" % (a.ingest, secs, a.ingest / secs, pushed))
         # the volume run starts from empty tables; the ingestor keeps running meanwhile
-        sql("DELETE FROM access_logs; DELETE FROM usage_hourly; DELETE FROM usage_daily; "
-            "DELETE FROM usage_hourly_summary; DELETE FROM usage_daily_summary")
+        sql("DELETE FROM access_logs; " + "".join("DELETE FROM %s; " % t for t in AGGREGATES))
         gen = generate(a.days, a.rows)
         print("generated %d days x %d rows in %.0f s" % (a.days, a.rows, gen))
         print(sql("SELECT table_name, table_rows, ROUND(data_length / GREATEST(table_rows, 1)), "
                   "ROUND((data_length + index_length) / GREATEST(table_rows, 1)), "
                   "ROUND((data_length + index_length) / 1048576) FROM information_schema.TABLES "
-                  "WHERE table_schema = '%s' AND table_name IN ('access_logs', 'usage_hourly', 'usage_daily', "
-                  "'usage_hourly_summary', 'usage_daily_summary')" % DB))
+                  "WHERE table_schema = '%s' AND table_name IN ('access_logs', %s)"
+                  % (DB, ", ".join("'%s'" % t for t in AGGREGATES))))
         now = int(time.time())
         queries = [
+            ("/api/v1/usage?interval=minute&group_by=namespace", "usage by namespace, last hour by minute"),
+            ("/api/v1/usage?interval=minute&group_by=model&since=%d&limit=10000" % (now - 48 * 3600), "usage by model, 48 h by minute"),
             ("/api/v1/usage?interval=hour&group_by=namespace", "usage by namespace, last 24 h by hour"),
             ("/api/v1/usage?interval=day&group_by=namespace&since=%d" % (now - 30 * 86400), "usage by namespace, 30 days by day"),
             ("/api/v1/usage?interval=day&group_by=model&since=%d" % (now - 30 * 86400), "usage by model, 30 days by day"),
