@@ -66,8 +66,10 @@ export function totalsByTime(items) {
     a.reasoning_tokens += it.reasoning_tokens;
     a.latency_sum += (it.latency_ms_avg || 0) * it.requests;
     a.latency_ms_max = Math.max(a.latency_ms_max, it.latency_ms_max || 0);
-    if (it.latency_p50_ms !== undefined) a.p50 = Math.max(a.p50 ?? 0, it.latency_p50_ms ?? 0);
-    if (it.latency_p95_ms !== undefined) a.p95 = Math.max(a.p95 ?? 0, it.latency_p95_ms ?? 0);
+    // percentiles do not add up: exact only when the answer has one group (group_by empty),
+    // as the overview asks; otherwise the largest group's is shown
+    if (it.latency_p50_ms !== undefined && it.latency_p50_ms !== null) a.p50 = Math.max(a.p50 ?? 0, it.latency_p50_ms);
+    if (it.latency_p95_ms !== undefined && it.latency_p95_ms !== null) a.p95 = Math.max(a.p95 ?? 0, it.latency_p95_ms);
     m.set(t, a);
   }
   return [...m.values()].sort((a, b) => a.time - b.time);

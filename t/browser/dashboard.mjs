@@ -52,6 +52,11 @@ const steps = [
         await chart.waitFor({ state: 'visible' });
         const points = Number(await chart.getAttribute('data-points'));
         check('the overview charts have data points (Requests/s)', points > 0, `data-points=${points}`);
+        check('... the last hour by minute', await s.page.locator('figure[data-chart="Requests/s (by minute)"]').count() === 1,
+            await s.page.locator('figure[data-chart]').evaluateAll((f) => f.map((x) => x.dataset.chart).join(', ')));
+        const lat = s.page.locator('figure[data-chart="Latency (by minute)"]');
+        check('... and latency with p50 and p95 series', (await lat.locator('g[data-series="p50"]').count()) === 1
+            && (await lat.locator('g[data-series="p95"]').count()) === 1, await lat.innerText().catch(() => 'no latency chart'));
         const nodes = s.page.getByRole('table', { name: 'Nodes' });
         check('... and list the node\'s workers with the configuration version they apply',
             (await nodes.getByText('current').count()) === 2, await nodes.innerText());
