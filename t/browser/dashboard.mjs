@@ -45,12 +45,20 @@ const steps = [
 
     async function overviewHasData(s) {
         // traffic first, so that the usage aggregates have something to chart
-        for (let i = 0; i < 5; i++) await chat(s, s.gatewayKey);
-        await waitFor(async () => (await apiGet(s, '/access-logs', { namespace: 'team-a' })).items.length >= 5, 15_000);
+        const sent = [];
+        for (let i = 0; i < 5; i++) sent.push(await chat(s, s.gatewayKey));
+        must('five requests through the gateway answered 200', sent.join(',') === '200,200,200,200,200', sent.join(','));
+        let logged = 0;
+        await waitFor(async () => (logged = (await apiGet(s, '/access-logs', { namespace: 'team-a' })).items.length) >= 6, 15_000);
+        must('... and are in the access logs with the set-up request (6)', logged === 6, `${logged} logged`);
+        // signing in drew the overview before these requests: draw it again
         await s.page.goto(`${s.url}/#/overview`);
+        await s.page.reload();
         const chart = s.page.locator('figure[data-chart^="Requests/s"]').first();
         await chart.waitFor({ state: 'visible' });
         const points = Number(await chart.getAttribute('data-points'));
+        const requests = await s.page.locator('section[aria-label="Last hour"] .stat').first().innerText();
+        check('the overview counts the 6 requests of the last hour', requests === '6', requests);
         check('the overview charts have data points (Requests/s)', points > 0, `data-points=${points}`);
         check('... the last hour by minute', await s.page.locator('figure[data-chart="Requests/s (by minute)"]').count() === 1,
             await s.page.locator('figure[data-chart]').evaluateAll((f) => f.map((x) => x.dataset.chart).join(', ')));
