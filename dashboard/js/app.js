@@ -3,6 +3,7 @@
 import { api, session, ApiError } from './api.js';
 import { h } from './dom.js';
 import { page, errorBanner, setReloader } from './ui.js';
+import { stopAll } from './timers.js';
 
 const routes = [
   [/^#\/overview$/, () => import('./pages/overview.js')],
@@ -15,12 +16,6 @@ const routes = [
   [/^#\/history$/, () => import('./pages/history.js')],
   [/^#\/users$/, () => import('./pages/users.js')],
 ];
-
-let timers = [];
-/** A refresh timer that stops when the page changes. */
-export function every(msEvery, fn) {
-  timers.push(setInterval(fn, msEvery));
-}
 
 function showChrome(on) {
   document.querySelector('header.top').hidden = !on;
@@ -60,8 +55,7 @@ async function route(moveFocus = false) {
 }
 
 async function draw(moveFocus) {
-  timers.forEach(clearInterval);
-  timers = [];
+  stopAll();
   if (!session.user) {
     showChrome(false);
     const m = await import('./pages/login.js');

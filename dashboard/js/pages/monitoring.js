@@ -4,7 +4,7 @@ import { h, compact, ms, pct } from '../dom.js';
 import { page, field, input, showError } from '../ui.js';
 import { lineChart } from '../chart.js';
 import { usage, seriesBy, bucketSeconds } from '../usage.js';
-import { every } from '../app.js';
+import { every } from '../timers.js';
 
 const RANGES = {
   '1h': { label: 'last hour (by minute)', span: 3600000, interval: 'minute', fallback: 'hour' },

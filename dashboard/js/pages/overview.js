@@ -5,7 +5,7 @@ import { h, num, pct, ms, compact, when, ago, badge } from '../dom.js';
 import { page, table, loading, banner } from '../ui.js';
 import { lineChart, barList } from '../chart.js';
 import { usage, totalsByTime, bucketSeconds, sum } from '../usage.js';
-import { every } from '../app.js';
+import { every } from '../timers.js';
 
 const HOUR = 3600000;
 const DAY = 86400000;

@@ -2,7 +2,7 @@
 // order, with their weights, fallback and rewrite.
 import { get, getAll, write, fresh } from '../api.js';
 import { h, badge, when } from '../dom.js';
-import { every } from '../app.js';
+import { every } from '../timers.js';
 import { page, field, input, table, canWrite, showError, clearErrors, confirmDialog, appliedNote, toast } from '../ui.js';
 
 const PROVIDERS = ['openai', 'azure', 'anthropic', 'openai-compatible'].map((p) => [p, p]);
