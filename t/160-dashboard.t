@@ -40,6 +40,7 @@ plan skip_all => 'no t/browser/node_modules/playwright-core (make browser-deps i
 my $sroot     = $ENV{TEST_NGINX_SERVROOT} || "$root/t/servroot";
 my $base      = ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + 190;
 my ($dport, $gport, $rport, $mport) = ($base, $base + 1, $base + 8, $base + 9);
+my ($mockport, $downport) = ($base + 2, $base + 3);
 my $dir       = "$sroot-dashboard";
 my $artifacts = "$root/t/artifacts/dashboard";
 my $P         = "t160-$$";
@@ -77,10 +78,16 @@ http {
     ai_gateway_usage_log flush=100ms node=n1 spool=$node->{dir}/spool;
     ai_gateway_metrics_zone gw_metrics 1m;
     ai_gateway_limit_zone lz 1m;
+    upstream ai_gateway_targets { ai_gateway_upstream; keepalive 4; }
     server {
         listen 127.0.0.1:$gport;
         location /v1/ { ai_gateway on; ai_gateway_mock_provider; }
+        # routed (gw.json's route "v2": target "down" first, then "mock"), for the targets' health
+        location /v2/ { ai_gateway on; include $root/nginx-conf/ai_gateway_proxy.conf; }
+        location \@ai_gateway_failover { ai_gateway on; include $root/nginx-conf/ai_gateway_proxy.conf; }
     }
+    server { listen 127.0.0.1:$mockport; location / { ai_gateway_mock_provider; } }
+    server { listen 127.0.0.1:$downport; location / { return 503 "busy"; } }
     server {
         listen 127.0.0.1:$dport;
         root $root/dashboard;
@@ -109,6 +116,12 @@ _EOC_
     read $r, my $bytes, 32;
     my $gw_json = JSON::PP->new->canonical->encode({
         namespaces => [ { code => 'team-a', name => 'Team A', api_keys => [ sha256_hex($KEY) ] } ],
+        targets    => [
+            { name => 'mock', provider => 'openai-compatible', base_url => "http://127.0.0.1:$mockport/v1" },
+            { name => 'down', provider => 'openai-compatible', base_url => "http://127.0.0.1:$downport/v1",
+              max_failures => 1, cooldown => '60s' },
+        ],
+        routes => [ { name => 'v2', path_prefix => '/v2/', targets => ['down'], fallback => ['mock'] } ],
     });
     for ([ 'secret.key', unpack('H*', $bytes) . "\n" ], [ 'gw.json', $gw_json ], [ 'admin.pw', "$PW\n" ]) {
         open my $fh, '>', "$node->{dir}/conf/$_->[0]" or die $!;

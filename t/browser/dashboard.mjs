@@ -118,6 +118,28 @@ const steps = [
         await pageChecks(s, 'rotate');
     },
 
+    async function matcher(s) {
+        await s.page.getByRole('tab', { name: 'Matchers' }).click();
+        const f = s.page.getByRole('form', { name: 'New matcher' });
+        await f.getByLabel('Type', { exact: true }).selectOption('header');
+        await f.getByLabel('Field', { exact: true }).fill('X-UI-Team');
+        await f.getByLabel('Operator', { exact: true }).selectOption('equals');
+        await f.getByLabel('Value', { exact: true }).fill(s.ns);
+        await f.getByRole('button', { name: 'Add matcher' }).click();
+        must('a matcher is added and applied', await shown(s.page.locator('[data-testid=applied]'), 10_000), await mainText(s.page));
+        const r = await fetch(`${s.gatewayUrl}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { 'X-UI-Team': s.ns, 'Content-Type': 'application/json' },
+            body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }] }),
+        });
+        await r.arrayBuffer();
+        if (r.status !== 401) s.nsCalls += 1;
+        check('a request without a key, with the matcher\'s header, is the namespace\'s (200)',
+            r.status === 200 && r.headers.get('content-type').startsWith('application/json'), `status ${r.status}`);
+        await shot(s.page, 'namespace-matchers');
+        await pageChecks(s, 'namespace matchers');
+    },
+
     async function policyGives429(s) {
         await s.page.getByRole('tab', { name: 'Policies' }).click();
         const f = s.page.getByRole('form', { name: 'New policy' });
@@ -170,6 +192,18 @@ const steps = [
         for (const name of ['ui-t1', 'ui-t2']) await apiWrite(s, 'POST', '/targets', { name, provider: 'openai-compatible', base_url: base });
         await apiWrite(s, 'POST', '/routes', { name: 'ui-route', path_prefix: '/v1/', models: ['ui-*'], targets: [{ target: 'ui-t1', weight: 1 }] });
         await s.page.goto(`${s.url}/#/routing`);
+        // a target with a key: the key is sealed and never shown again
+        const tf = s.page.getByRole('form', { name: 'New target' });
+        await tf.getByLabel('Name', { exact: true }).fill('ui-secret');
+        await tf.getByLabel('Provider', { exact: true }).selectOption('openai');
+        await tf.getByLabel('Base URL', { exact: true }).fill('http://127.0.0.1:9/v1');
+        await tf.getByLabel('Credential', { exact: true }).selectOption('value');
+        await tf.getByLabel('Key, variable name or file path').fill('sk-ui-secret-0123456789wxyz');
+        await tf.getByRole('button', { name: 'Add target' }).click();
+        const srow = s.page.getByRole('row').filter({ hasText: 'ui-secret' });
+        must('a target with a key is added', await shown(srow, 10_000), await mainText(s.page));
+        check('... its credential shows as set with its last 4 characters, never the key',
+            /set \(value, \.\.\.wxyz\)/.test(await srow.innerText()) && !(await s.page.content()).includes('sk-ui-secret'), await srow.innerText());
         const row = s.page.getByRole('row').filter({ hasText: 'ui-route' });
         await row.getByRole('button', { name: 'Edit' }).click();
         const f = s.page.getByRole('form', { name: 'Edit route ui-route' });
@@ -183,6 +217,12 @@ const steps = [
         const health = s.page.locator('[data-health="ui-t1"]');
         check('the routing page shows each target\'s health per node (n1: healthy)',
             await waitFor(async () => /n1: healthy/.test(await health.innerText()), 10_000), await health.innerText());
+        // gw.json's route "v2" tries "down" (503, max_failures 1) first, then "mock"
+        const st = await chat(s, s.gatewayKey, '/v2/chat/completions');
+        check('a request routed to a failing target fails over (200)', st === 200, `status ${st}`);
+        const down = s.page.locator('[data-health="down"]');
+        check('... and the routing page shows that target cooling down',
+            await waitFor(async () => /n1: cooling down until/.test(await down.innerText()), 15_000), await down.innerText());
         await shot(s.page, 'routing');
         await pageChecks(s, 'routing');
     },
@@ -401,8 +441,8 @@ async function mainText(page) {
 }
 
 // One chat completion through the gateway with `key`; the status.
-async function chat(s, key) {
-    const r = await fetch(`${s.gatewayUrl}/v1/chat/completions`, {
+async function chat(s, key, path = '/v1/chat/completions') {
+    const r = await fetch(`${s.gatewayUrl}${path}`, {
         method: 'POST',
         headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
         body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }] }),
