@@ -111,6 +111,11 @@ async function start() {
     lost();
   });
   window.addEventListener('hashchange', () => route(true));
+  // the link of the page on screen draws it again (fresh data), as a reload would
+  document.querySelector('nav.side').addEventListener('click', (e) => {
+    const a = e.target.closest('a');
+    if (a && a.getAttribute('href') === window.location.hash) route(true);
+  });
   try {
     const me = await api('GET', '/auth/me', { noRedirect: true });
     loggedIn(me.json);

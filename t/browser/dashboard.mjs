@@ -51,9 +51,10 @@ const steps = [
         let logged = 0;
         await waitFor(async () => (logged = (await apiGet(s, '/access-logs', { namespace: 'team-a' })).items.length) >= 6, 15_000);
         must('... and are in the access logs with the set-up request (6)', logged === 6, `${logged} logged`);
-        // signing in drew the overview before these requests: draw it again
-        await s.page.goto(`${s.url}/#/overview`);
-        await s.page.reload();
+        // signing in drew the overview before these requests: its own link draws it again
+        must('signing in shows the overview', /#\/overview$/.test(s.page.url()), s.page.url());
+        await s.page.getByRole('link', { name: 'Overview' }).click();
+        await s.page.locator('section[aria-label="Last hour"] .stat').filter({ hasText: /^6$/ }).first().waitFor({ timeout: 10_000 }).catch(() => {});
         const chart = s.page.locator('figure[data-chart^="Requests/s"]').first();
         await chart.waitFor({ state: 'visible' });
         const points = Number(await chart.getAttribute('data-points'));
