@@ -29,6 +29,14 @@ my ($bad, $good, $rport) = ($port + 1, $port + 2, $port + 3);
 my $prefix = "$root/t/servroot-health";
 my $P      = "t112-$$";
 
+# every routed location (and the failover) is the same
+my $routed = <<"_EOR_";
+            ai_gateway on;
+            include $root/nginx-conf/ai_gateway_proxy.conf;
+            add_header X-Target \$ai_gateway_target always;
+            add_header X-Attempts \$ai_gateway_attempts always;
+            add_header X-Pid \$pid always;
+_EOR_
 write_conf($prefix, <<"_EOC_");
 ${\ main_conf($module, 2) }
 http {
@@ -42,27 +50,12 @@ http {
         # reuseport: the kernel spreads new connections over both workers
         listen 127.0.0.1:$port reuseport;
         location /v1/ {
-            ai_gateway on;
-            include $root/nginx-conf/ai_gateway_proxy.conf;
-            add_header X-Target \$ai_gateway_target always;
-            add_header X-Attempts \$ai_gateway_attempts always;
-            add_header X-Pid \$pid always;
-        }
+$routed        }
         location /v2/ {
-            ai_gateway on;
-            include $root/nginx-conf/ai_gateway_proxy.conf;
-            add_header X-Target \$ai_gateway_target always;
-            add_header X-Attempts \$ai_gateway_attempts always;
-            add_header X-Pid \$pid always;
-        }
+$routed        }
         location = /status { ai_gateway_config_status; }
         location \@ai_gateway_failover {
-            ai_gateway on;
-            include $root/nginx-conf/ai_gateway_proxy.conf;
-            add_header X-Target \$ai_gateway_target always;
-            add_header X-Attempts \$ai_gateway_attempts always;
-            add_header X-Pid \$pid always;
-        }
+$routed        }
     }
     server { listen 127.0.0.1:$bad;  location / { return 503 "busy"; } }
     server { listen 127.0.0.1:$good; location / { return 200 "good\\n"; } }

@@ -311,6 +311,22 @@ const steps = [
         check('the audit log lists the rollback', (await s.page.getByText('config.rollback').count()) > 0, await mainText(s.page));
     },
 
+    async function hostileText(s) {
+        // what the API holds is shown as text: markup in a name never runs or renders
+        const evil = '<img src=x onerror="window.__pwned=1"><b>bold</b>';
+        await apiWrite(s, 'POST', '/namespaces', { code: 'ui-evil', name: evil, description: evil });
+        await s.page.goto(`${s.url}/#/namespaces`);
+        const row = s.page.getByRole('row').filter({ hasText: 'ui-evil' });
+        await row.waitFor();
+        const pwned = await s.page.evaluate(() => window.__pwned === 1 || !!document.querySelector('main img, main b'));
+        check('markup in a namespace\'s name and description is shown as text, never run', !pwned && (await row.innerText()).includes(evil),
+            await row.innerText());
+        await s.page.goto(`${s.url}/#/namespaces/ui-evil`);
+        await s.page.getByRole('tab', { name: 'Settings' }).waitFor();
+        check('... on its own page too', !(await s.page.evaluate(() => window.__pwned === 1 || !!document.querySelector('main img, main b'))));
+        await pageChecks(s, 'hostile text');
+    },
+
     async function viewerCannotWrite(s) {
         await s.page.goto(`${s.url}/#/users`);
         const f = s.page.getByRole('form', { name: 'New user' });
