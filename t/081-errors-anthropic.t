@@ -1,7 +1,8 @@
 # Anthropic's clients get Anthropic's errors: on the Messages API (…/v1/messages,
 # …/count_tokens) and for any request that carries `anthropic-version`, every error the
 # gateway answers (its rejections and nginx's own 413/502/...) is
-# {"type":"error","error":{"type","message"},"request_id"} with Anthropic's types, 503
+# {"type":"error","error":{"type","message","details":{"error_code"}},"request_id"} with
+# Anthropic's types (the gateway's code in details.error_code), 503
 # becomes Anthropic's 529 overloaded_error, and the request id is in `request-id` (OpenAI's
 # errors carry it in `x-request-id`). OpenAI's paths keep OpenAI's shape.
 use lib 't/lib';
@@ -92,7 +93,7 @@ POST /v1/chat/completions
 x-api-key: sk-unknown
 anthropic-version: 2023-06-01
 --- error_code: 401
---- response_body_like: ^\{"type":"error","error":\{"type":"authentication_error","message":"Incorrect API key provided\."\},"request_id":"[0-9a-f]{32}"\}$
+--- response_body_like: ^\{"type":"error","error":\{"type":"authentication_error","message":"Incorrect API key provided\.","details":\{"error_code":"invalid_api_key"\}\},"request_id":"[0-9a-f]{32}"\}$
 
 
 
@@ -130,7 +131,7 @@ POST /v1/messages
 --- more_headers
 X-Team: off
 --- error_code: 403
---- response_body_like: ^\{"type":"error","error":\{"type":"permission_error","message":"The namespace this request belongs to is disabled\."\}
+--- response_body_like: ^\{"type":"error","error":\{"type":"permission_error","message":"The namespace this request belongs to is disabled\.","details":\{"error_code":"namespace_disabled"\}\}
 
 
 
@@ -204,7 +205,7 @@ Connection: close\r
 {\"model\":\"claude-haiku-4-5\",\"max_tokens\":5,\"messages\":[]}"
 --- raw_response_headers_like: ^HTTP/1\.1 529 Overloaded\r\n
 --- error_code: 529
---- response_body_like: ^\{"type":"error","error":\{"type":"overloaded_error","message":"No provider could serve this request \(the last answered 503\)\."\},"request_id":"[0-9a-f]{32}"\}$
+--- response_body_like: ^\{"type":"error","error":\{"type":"overloaded_error","message":"No provider could serve this request \(the last answered 503\)\.","details":\{"error_code":"all_targets_failed"\}\},"request_id":"[0-9a-f]{32}"\}$
 
 
 
@@ -252,7 +253,7 @@ x-api-key: sk-route-a
 --- error_code eval
 [403, 200]
 --- response_body_like eval
-['^\{"type":"error","error":\{"type":"permission_error","message":"The requested model is not allowed for this namespace\."\}',
+['^\{"type":"error","error":\{"type":"permission_error","message":"The requested model is not allowed for this namespace\.","details":\{"error_code":"model_not_allowed"\}\}',
  '"type":"message"']
 
 
@@ -286,5 +287,5 @@ x-api-key: sk-route-a
 --- error_code eval
 [400, 400]
 --- response_body_like eval
-['^\{"type":"error","error":\{"type":"invalid_request_error","message":"We could not parse the JSON body[^"]*"\},"request_id":"[0-9a-f]{32}"\}$',
+['^\{"type":"error","error":\{"type":"invalid_request_error","message":"We could not parse the JSON body[^"]*","details":\{"error_code":"invalid_json"\}\},"request_id":"[0-9a-f]{32}"\}$',
  '^\{"error":\{"message":"We could not parse the JSON body']

@@ -2,7 +2,9 @@
 //!
 //! OpenAI's clients get `{"error":{"message","type","param","code"}}` (see
 //! [`GatewayError::to_json`]). Anthropic's clients get Anthropic's envelope,
-//! `{"type":"error","error":{"type","message"},"request_id"}`, with Anthropic's error types and
+//! `{"type":"error","error":{"type","message","details":{"error_code"}},"request_id"}` (the
+//! gateway's own code in `details.error_code`, where Anthropic puts its specific codes), with
+//! Anthropic's error types and
 //! statuses: a gateway that cannot serve for now (503) answers Anthropic's 529
 //! `overloaded_error`, which Anthropic's SDKs retry like a 503. The status decides the type, so
 //! nginx's own error pages (413, 502, 504, ...) get the same treatment as the gateway's
@@ -88,9 +90,11 @@ impl GatewayError {
             ErrorShape::OpenAi => self.to_json(),
             ErrorShape::Anthropic => {
                 let text = format!(
-                    "{{\"type\":\"error\",\"error\":{{\"type\":{},\"message\":{}}},\"request_id\":{}}}\n",
+                    "{{\"type\":\"error\",\"error\":{{\"type\":{},\"message\":{},\
+                     \"details\":{{\"error_code\":{}}}}},\"request_id\":{}}}\n",
                     Value::from(anthropic_type(status)),
                     Value::from(self.message()),
+                    Value::from(self.code()),
                     Value::from(request_id),
                 );
                 text.into_bytes()
@@ -198,6 +202,7 @@ mod tests {
             assert_eq!(v["type"], "error", "{err:?}");
             assert_eq!(v["error"]["type"], kind, "{err:?}");
             assert_eq!(v["error"]["message"], err.message().as_str(), "{err:?}");
+            assert_eq!(v["error"]["details"]["error_code"], err.code(), "{err:?}");
             assert_eq!(v["request_id"], "abc123");
             assert_eq!(v.as_object().map(|o| o.len()), Some(3), "{err:?}");
         }
