@@ -59,7 +59,7 @@ POST /v1/messages
 --- response_headers_like
 Content-Type: application/json
 request-id: [0-9a-f]{32}
---- response_body_like: ^\{"type":"error","error":\{"type":"authentication_error","message":"You didn't provide an API key\. [^"]+"\},"request_id":"[0-9a-f]{32}"\}$
+--- response_body_like: ^\{"type":"error","error":\{"type":"authentication_error","message":"You didn't provide an API key\. [^"]+ header\.","details":\{"error_code":"missing_api_key"\}\},"request_id":"[0-9a-f]{32}"\}$
 
 
 

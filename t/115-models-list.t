@@ -133,16 +133,16 @@ Authorization: Bearer sk-route-b
 
 
 
-=== TEST 5: a bad limit, an unknown model: Anthropic's errors
+=== TEST 5: a bad limit, a model the namespace may not use: Anthropic's errors
 --- request eval
-["GET /v1/models?limit=0", "GET /v1/models/gpt-4o-mini"]
+["GET /v1/models?limit=0", "GET /v1/models/gpt-4o"]
 --- more_headers eval
 [("x-api-key: sk-route-b\nanthropic-version: 2023-06-01") x 2]
 --- error_code eval
-[400, 200]
+[400, 404]
 --- response_body_like eval
-['^\{"type":"error","error":\{"type":"invalid_request_error","message":"Invalid type for \'limit\': expected an integer from 1 to 1000\."\}',
- '"id":"gpt-4o-mini"']
+['^\{"type":"error","error":\{"type":"invalid_request_error","message":"Invalid type for \'limit\': expected an integer from 1 to 1000\.","details":\{"error_code":"invalid_type"\}\}',
+ '^\{"type":"error","error":\{"type":"not_found_error","message":"The requested model does not exist or this gateway has no route to it\.","details":\{"error_code":"model_not_found"\}\}']
 
 
 
