@@ -27,7 +27,7 @@ ok($python && -x $python, 'the SDK interpreter (AI_GATEWAY_PYTHON, made by `make
     or BAIL_OUT('no AI_GATEWAY_PYTHON: run `make sdk-deps` or set AI_GATEWAY_NO_SDK=1');
 
 my $root = abs_path(dirname(__FILE__) . '/..');
-my $base = ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + 75;
+my $base = ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + 80;    # 097: +75/+76
 my ($policies, $mock, $routing, $busy) = ($base, $base + 1, $base + 2, $base + 3);
 my $p_prefix = "$root/t/servroot-sdk-errors";
 my $r_prefix = "$root/t/servroot-sdk-errors-routing";

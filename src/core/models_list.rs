@@ -80,7 +80,7 @@ pub fn available(config: &GatewayConfig, ns: &Namespace, root: &str) -> Vec<List
         .routes
         .iter()
         .filter(|r| serves_root(r, root))
-        .filter(|r| r.namespaces.is_empty() || r.namespaces.iter().any(|n| *n == ns.code))
+        .filter(|r| r.namespaces.is_empty() || r.namespaces.contains(&ns.code))
         .collect();
     let mut names: Vec<&str> = routes
         .iter()
