@@ -48,7 +48,8 @@ impl Part {
 #[derive(Debug, Default)]
 struct Item {
     index: u64,
-    id: String,
+    /// `null` in the ending when the provider sent none.
+    id: Option<String>,
     kind: String,
     call_id: Option<String>,
     name: Option<String>,
@@ -114,7 +115,7 @@ impl ResponsesState {
                 if self.items.len() < ITEMS_MAX {
                     self.items.push(Item {
                         index: r.output_index.unwrap_or(self.items.len() as u64),
-                        id: r.item_id.clone().unwrap_or_default(),
+                        id: r.item_id.clone(),
                         kind: r.item_type.clone().unwrap_or_default(),
                         call_id: r.call_id.clone(),
                         name: r.name.clone(),
