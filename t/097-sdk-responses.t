@@ -108,10 +108,14 @@ my $log = '';
 for (1 .. 30) { $log = slurp("$prefix/logs/access.log"); last if ($log =~ tr/\n//) >= 7; select undef, undef, undef, 0.1 }
 my @lines = grep { /^usage / } split /\n/, $log;
 is(scalar(@lines), 7, 'seven SDK requests logged');
-like($lines[0] // '', qr{prompt=10 completion=38 source=provider$}, 'the JSON Response: the provider\'s usage');
-like($lines[3] // '', qr{completion=38 source=provider$},
-    'the capped stream: the provider\'s usage (it streamed its whole reply after the cut)');
-like($lines[5] // '', qr{prompt=3 completion=0 source=provider$}, 'embeddings: prompt tokens');
+# (in the order the requests ended: a capped stream ends once the provider's has)
+is((grep { m{^usage /v1/responses prompt=10 completion=38 source=provider$} } @lines), 1,
+    'the JSON Response: the provider\'s usage');
+is((grep { m{^usage /v1/responses prompt=8 completion=38 source=provider$} } @lines), 3,
+    'the full stream and both capped streams: the provider\'s usage (it streamed its whole reply after the cut)');
+is((grep { m{^usage /v1/responses prompt=8 completion=3 source=provider$} } @lines), 1,
+    'the stream cut by its own max_output_tokens');
+is((grep { m{^usage /v1/embeddings prompt=3 } } @lines), 1, 'embeddings: the prompt tokens');
 
 stop($pid);
 undef $pid;
