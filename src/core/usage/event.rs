@@ -353,3 +353,50 @@ impl EventFacts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_event_types() {
+        use ResponsesEvent::*;
+        for (name, kind) in [
+            ("response.created", Started),
+            ("response.in_progress", Started),
+            ("response.output_item.added", OutputItemAdded),
+            ("response.output_item.done", OutputItemDone),
+            ("response.content_part.added", ContentPartAdded),
+            ("response.reasoning_summary_part.done", SummaryPartDone),
+            ("response.output_text.delta", Delta(TextKind::OutputText)),
+            ("response.output_text.done", TextDone(TextKind::OutputText)),
+            ("response.refusal.delta", Delta(TextKind::Refusal)),
+            (
+                "response.reasoning_text.delta",
+                Delta(TextKind::ReasoningText),
+            ),
+            (
+                "response.reasoning_summary_text.done",
+                TextDone(TextKind::ReasoningSummary),
+            ),
+            (
+                "response.function_call_arguments.delta",
+                Delta(TextKind::Arguments),
+            ),
+            (
+                "response.custom_tool_call_input.delta",
+                Delta(TextKind::Other),
+            ),
+            ("response.audio.transcript.delta", Delta(TextKind::Other)),
+            // base64 audio is not text
+            ("response.audio.delta", Other),
+            ("response.custom_tool_call_input.done", Other),
+            ("response.output_text.annotation.added", Other),
+            ("response.completed", Other),
+            ("error", Other),
+            ("content_block_delta", Other),
+        ] {
+            assert_eq!(ResponsesEvent::of(name), kind, "{name}");
+        }
+    }
+}
