@@ -8,7 +8,7 @@
 #      byte of the stream it asked for, in order;
 #   2. the output cap (the provider streams past the max_tokens it was given): the same slow
 #      client gets the provider's events up to the cap, then the API's own ending, whole
-#      (OpenAI chat and Anthropic messages); one event of 1.5 MB (too large to hold and count)
+#      (OpenAI chat, Anthropic messages, OpenAI Responses); one event of 1.5 MB (too large to hold and count)
 #      ends the stream at the cap before it;
 #   3. a 40 MB rewritten stream to a client that pauses 6 s: the worker's memory does not
 #      grow with the stream (nginx stops reading the provider while the client waits), and
@@ -22,6 +22,7 @@ use Test::More;
 use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
 use Digest::SHA qw(sha256_hex);
+use JSON::PP ();
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use FindBin ();
@@ -112,8 +113,11 @@ sub slow_stream {
         or die "connect: $!";
     my $body = $o{api} eq 'anthropic'
         ? '{"model":"claude-sonnet-4-5","max_tokens":64000,"stream":true,"messages":[{"role":"user","content":"go"}]}'
+        : $o{api} eq 'responses'
+        ? '{"model":"gpt-4o","stream":true,"input":"go"}'
         : '{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"go"}]}';
-    my $path = $o{api} eq 'anthropic' ? '/v1/messages' : '/v1/chat/completions';
+    my $path = { anthropic => '/v1/messages', responses => '/v1/responses' }->{$o{api}}
+        // '/v1/chat/completions';
     print $s "POST $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
         . "Authorization: Bearer $o{key}\r\nContent-Type: application/json\r\nX-Events: $o{events}\r\n"
         . "Content-Length: " . length($body) . "\r\n\r\n$body";
@@ -168,13 +172,13 @@ sub dechunk_long {
 # 2. The output cap, to a slow client.
 ##########################################################################################
 
-for my $api ('openai', 'anthropic') {
+for my $api ('openai', 'anthropic', 'responses') {
     my $full = expected($api, 5000, 0);
     my ($status, $got) = slow_stream(api => $api, key => 'sk-route-b', events => 5000,
         pause => 1, piece => 8192, every => 0.01);
     is($status, 200, "$api output cap, slow client: 200");
     my @events = split /(?<=\n\n)/, $got;
-    my $ending = $api eq 'openai' ? 2 : 3;    # the cap's own events
+    my $ending = { openai => 2, anthropic => 3, responses => 4 }->{$api};    # the cap's own events
     my $kept = join '', @events[0 .. $#events - $ending];
     ok(length($kept) > 10_000 && substr($full, 0, length $kept) eq $kept,
         "$api: the provider's events up to the cap, unchanged (" . length($kept) . ' bytes)');
@@ -182,9 +186,22 @@ for my $api ('openai', 'anthropic') {
     if ($api eq 'openai') {
         like($got, qr/"finish_reason":"length"\}\]\}\n\ndata: \[DONE\]\n\n\z/,
             'openai: ends with finish_reason length and [DONE], whole');
-    } else {
+    } elsif ($api eq 'anthropic') {
         like($got, qr/"stop_reason":"max_tokens".*\n\nevent: message_stop\ndata: \{"type":"message_stop"\}\n\n\z/s,
             'anthropic: ends with stop_reason max_tokens and message_stop, whole');
+    } else {
+        my @names = map { /\Aevent: (\S+)/ ? $1 : '?' } @events[$#events - 3 .. $#events];
+        is_deeply(\@names, [ 'response.output_text.done', 'response.content_part.done',
+            'response.output_item.done', 'response.incomplete' ], 'responses: OpenAI\'s ending');
+        my $data = sub { JSON::PP->new->decode(($_[0] =~ /^data: (.*)$/m)[0]) };
+        my $sent = join '', map { $data->($_)->{delta} } grep { /\Aevent: response\.output_text\.delta\n/ } @events;
+        my $done = $data->($events[-4]);
+        ok(length($sent) > 10_000 && $done->{text} eq $sent,
+            'responses: output_text.done repeats the text sent (' . length($sent) . ' bytes), whole');
+        my $last = $data->($events[-1]);
+        is($last->{response}{incomplete_details}{reason}, 'max_output_tokens',
+            'responses: response.incomplete, reason max_output_tokens');
+        is($last->{sequence_number}, $done->{sequence_number} + 3, 'responses: sequence numbers go on');
     }
 }
 

@@ -212,3 +212,5 @@ impl StreamRewriter {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_responses;

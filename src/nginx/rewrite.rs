@@ -61,7 +61,8 @@ pub struct RewriteState {
 }
 
 /// Sets up the rewriting of an event stream when the gateway added `include_usage` to an
-/// OpenAI stream request, or a policy caps the output of a chat or messages stream; the
+/// OpenAI stream request, or a policy caps the output of a chat, messages or Responses
+/// stream; the
 /// length then changes, so the response loses its `Content-Length`. Called from the header
 /// filter after `usage::start_tracking`.
 ///
@@ -83,7 +84,9 @@ pub unsafe fn start(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
             let enc = model
                 .and_then(Encoding::for_model)
                 .unwrap_or(Encoding::O200k);
-            Some(StreamCap::new(max, api, enc))
+            let mut cap = StreamCap::new(max, api, enc);
+            cap.set_prompt_tokens(ctx.prompt.flatten().map(|c| c.tokens));
+            Some(cap)
         }
         _ => None,
     };

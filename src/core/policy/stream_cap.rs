@@ -11,17 +11,25 @@
 //! - OpenAI Chat Completions: a chunk with `"finish_reason":"length"` for every choice seen,
 //!   then `data: [DONE]`;
 //! - Anthropic Messages: `content_block_stop` for an open block, `message_delta` with
-//!   `"stop_reason":"max_tokens"` and the output tokens sent, and `message_stop`.
+//!   `"stop_reason":"max_tokens"` and the output tokens sent, and `message_stop`;
+//! - OpenAI Responses: the `*.done` events of what is open (text, part, item with
+//!   `"status":"incomplete"`), then `response.incomplete` with
+//!   `"incomplete_details":{"reason":"max_output_tokens"}` (see [`responses`]). Its text is
+//!   the `delta` of `*.delta` events (output text, refusal, reasoning, summaries, function
+//!   call arguments, tool input), not `response.audio.delta` (base64 audio).
 //!
 //! A token is at least one byte, so text is only counted once its bytes could pass the cap;
 //! then pieces are counted separately, which can only be a little above the exact count of
 //! the whole text: the cut errs on the early side. Events below the cap pass byte for byte.
 
+mod responses;
+
 use serde_json::Value;
 
 use crate::core::tokens::Encoding;
 pub use crate::core::usage::StreamApi;
-use crate::core::usage::{EventFacts, EventType};
+use crate::core::usage::{EventFacts, EventType, ResponsesEvent};
+use responses::ResponsesState;
 
 /// Text kept uncounted at most (it is counted then).
 const UNCOUNTED_MAX: usize = 64 * 1024;
@@ -51,6 +59,11 @@ pub struct StreamCap {
     choices: Vec<u64>,
     /// Anthropic: the content block started and not yet stopped.
     open_block: Option<u64>,
+    /// OpenAI Responses: what the ending closes.
+    responses: Option<Box<ResponsesState>>,
+    /// The request's prompt tokens, when the gateway counted them (Responses' ending
+    /// reports them as `input_tokens`; 0 otherwise).
+    prompt_tokens: Option<u64>,
 }
 
 impl StreamCap {
@@ -69,7 +82,15 @@ impl StreamCap {
             created: None,
             choices: Vec::new(),
             open_block: None,
+            responses: (api == StreamApi::Responses).then(Box::default),
+            prompt_tokens: None,
         }
+    }
+
+    /// The request's prompt tokens, as the gateway counted them (for the usage of an
+    /// ending that reports them).
+    pub fn set_prompt_tokens(&mut self, tokens: Option<u64>) {
+        self.prompt_tokens = tokens;
     }
 
     pub fn api(&self) -> StreamApi {
@@ -88,7 +109,7 @@ impl StreamCap {
 
     /// Whether the ending still lacks the stream's id, model and creation time.
     pub fn wants_head(&self) -> bool {
-        self.api == StreamApi::Anthropic || self.id.is_none()
+        self.api != StreamApi::OpenAiChat || self.id.is_none()
     }
 
     /// Completion tokens of what was sent.
@@ -123,8 +144,30 @@ impl StreamCap {
                 EventType::ContentBlockStop => self.open_block = None,
                 _ => {}
             },
+            StreamApi::Responses => {
+                let r = &facts.responses;
+                if r.event == ResponsesEvent::Started && facts.id.is_some() {
+                    self.id.clone_from(&facts.id);
+                    self.model.clone_from(&facts.model);
+                    self.created = facts.created;
+                }
+                // only the text of `*.delta` events counts
+                let counted = matches!(r.event, ResponsesEvent::Delta(_));
+                if counted && !self.count(&facts.text) {
+                    return false;
+                }
+                if let Some(state) = self.responses.as_mut() {
+                    state.sent(facts);
+                }
+                return true;
+            }
         }
-        let text = &facts.text;
+        self.count(&facts.text)
+    }
+
+    /// Counts the completion text of an event; false when it would pass the cap (it is then
+    /// not counted).
+    fn count(&mut self, text: &str) -> bool {
         if text.is_empty() {
             return true;
         }
@@ -199,6 +242,17 @@ impl StreamCap {
                     b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
                 );
             }
+            StreamApi::Responses => {
+                let sent = self.tokens_sent();
+                let head = (
+                    self.id.as_deref().unwrap_or(""),
+                    self.model.as_deref().unwrap_or(""),
+                    self.created.unwrap_or(0),
+                );
+                if let Some(state) = self.responses.as_mut() {
+                    state.end(head, (self.prompt_tokens.unwrap_or(0), sent), out);
+                }
+            }
         }
     }
 }
@@ -217,6 +271,10 @@ mod tests {
             StreamApi::of_path(b"/v1/messages/"),
             Some(StreamApi::Anthropic)
         );
-        assert_eq!(StreamApi::of_path(b"/v1/responses"), None);
+        assert_eq!(
+            StreamApi::of_path(b"/v1/responses"),
+            Some(StreamApi::Responses)
+        );
+        assert_eq!(StreamApi::of_path(b"/v1/responses/input_tokens"), None);
     }
 }

@@ -9,7 +9,7 @@ fn tracker() -> ResponseTracker {
 
 /// Runs `stream` through a rewriter in pieces cut at `cuts`; the client's bytes, the
 /// rewriter and its tracker.
-fn rewrite_at(
+pub(super) fn rewrite_at(
     strip: bool,
     cap: Option<StreamCap>,
     stream: &[u8],
@@ -33,7 +33,7 @@ fn strip(stream: &str, cuts: &[usize]) -> String {
     String::from_utf8(out).unwrap()
 }
 
-fn run(cap: u64, api: StreamApi, stream: &str, cut: usize) -> (String, StreamRewriter) {
+pub(super) fn run(cap: u64, api: StreamApi, stream: &str, cut: usize) -> (String, StreamRewriter) {
     let cuts: Vec<usize> = (1..stream.len().div_ceil(cut.max(1)))
         .map(|i| i * cut.max(1))
         .collect();
@@ -42,7 +42,7 @@ fn run(cap: u64, api: StreamApi, stream: &str, cut: usize) -> (String, StreamRew
     (String::from_utf8(out).unwrap(), w)
 }
 
-fn capped(w: &StreamRewriter) -> &StreamCap {
+pub(super) fn capped(w: &StreamRewriter) -> &StreamCap {
     w.cap().unwrap()
 }
 

@@ -12,6 +12,8 @@ use super::scan::{Kind, Name};
 pub enum StreamApi {
     OpenAiChat,
     Anthropic,
+    /// OpenAI Responses (`POST .../responses`).
+    Responses,
 }
 
 impl StreamApi {
@@ -22,24 +24,128 @@ impl StreamApi {
             Some(StreamApi::OpenAiChat)
         } else if path.ends_with(b"/messages") {
             Some(StreamApi::Anthropic)
+        } else if path.ends_with(b"/responses") {
+            Some(StreamApi::Responses)
         } else {
             None
         }
     }
 
-    /// Whether a string under `key` is completion text for the cap: content, reasoning,
+    /// Whether a string at `path` is completion text for the cap: content, reasoning,
     /// refusal and tool-call arguments (OpenAI Chat); text, thinking and tool input
-    /// (Anthropic), wherever they are in the event.
-    fn counts(self, key: Name) -> bool {
+    /// (Anthropic), wherever they are in the event; the top-level `delta` of a Responses
+    /// event (whether that event's text counts is decided by its type, see
+    /// [`ResponsesEvent`]).
+    fn counts(self, path: &[Name]) -> bool {
         use Name::*;
+        let Some(last) = path.last() else {
+            return false;
+        };
         match self {
             StreamApi::OpenAiChat => matches!(
-                key,
+                last,
                 Content | ReasoningContent | Reasoning | Refusal | Arguments
             ),
-            StreamApi::Anthropic => matches!(key, Text | Thinking | PartialJson),
+            StreamApi::Anthropic => matches!(last, Text | Thinking | PartialJson),
+            StreamApi::Responses => path == [Delta],
         }
     }
+}
+
+/// The kind of text a Responses `*.delta` / `*.done` event carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    /// `response.output_text.*`
+    OutputText,
+    /// `response.refusal.*`
+    Refusal,
+    /// `response.reasoning_text.*`
+    ReasoningText,
+    /// `response.reasoning_summary_text.*`
+    ReasoningSummary,
+    /// `response.function_call_arguments.*`
+    Arguments,
+    /// Other text the model writes (`response.custom_tool_call_input.delta`,
+    /// `response.code_interpreter_call_code.delta`, `response.audio.transcript.delta`, ...).
+    Other,
+}
+
+/// OpenAI Responses event types that carry state for an ending (by their `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponsesEvent {
+    #[default]
+    Other,
+    /// `response.created`, `response.in_progress`: the response's id, model, creation time.
+    Started,
+    OutputItemAdded,
+    OutputItemDone,
+    ContentPartAdded,
+    ContentPartDone,
+    SummaryPartAdded,
+    SummaryPartDone,
+    /// A `*.delta` event with completion text (not `response.audio.delta`: base64 audio).
+    Delta(TextKind),
+    /// The `*.done` event that repeats a text whole.
+    TextDone(TextKind),
+}
+
+impl ResponsesEvent {
+    fn of(name: &str) -> ResponsesEvent {
+        use ResponsesEvent::*;
+        let Some(rest) = name.strip_prefix("response.") else {
+            return Other;
+        };
+        match rest {
+            "created" | "in_progress" => return Started,
+            "output_item.added" => return OutputItemAdded,
+            "output_item.done" => return OutputItemDone,
+            "content_part.added" => return ContentPartAdded,
+            "content_part.done" => return ContentPartDone,
+            "reasoning_summary_part.added" => return SummaryPartAdded,
+            "reasoning_summary_part.done" => return SummaryPartDone,
+            "audio.delta" => return Other,
+            _ => {}
+        }
+        let (stem, delta) = if let Some(stem) = rest.strip_suffix(".delta") {
+            (stem, true)
+        } else if let Some(stem) = rest.strip_suffix(".done") {
+            (stem, false)
+        } else {
+            return Other;
+        };
+        let kind = match stem {
+            "output_text" => TextKind::OutputText,
+            "refusal" => TextKind::Refusal,
+            "reasoning_text" => TextKind::ReasoningText,
+            "reasoning_summary_text" => TextKind::ReasoningSummary,
+            "function_call_arguments" => TextKind::Arguments,
+            _ if delta => TextKind::Other,
+            _ => return Other,
+        };
+        if delta {
+            Delta(kind)
+        } else {
+            TextDone(kind)
+        }
+    }
+}
+
+/// What a Responses event says that an ending repeats (its response's id, model and
+/// creation time are [`EventFacts::id`], `model`, `created`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponsesFacts {
+    pub event: ResponsesEvent,
+    pub sequence: Option<u64>,
+    pub output_index: Option<u64>,
+    pub content_index: Option<u64>,
+    pub summary_index: Option<u64>,
+    /// `item.id`, `item.type`, `item.call_id`, `item.name` (output items).
+    pub item_id: Option<String>,
+    pub item_type: Option<String>,
+    pub call_id: Option<String>,
+    pub name: Option<String>,
+    /// `part.type` (content and summary parts).
+    pub part_type: Option<String>,
 }
 
 /// Anthropic's event types that carry state for an ending.
@@ -99,6 +205,8 @@ pub struct EventFacts {
     pub event_type: EventType,
     /// Top-level `index` (Anthropic's content block).
     pub index: Option<u64>,
+    /// OpenAI Responses events.
+    pub responses: ResponsesFacts,
     /// Where the event's first line break is, when the framing that cut the event out found
     /// it (so that no reader of the event looks for it again).
     pub line_break: Option<usize>,
@@ -128,6 +236,9 @@ impl EventFacts {
         self.created = None;
         self.event_type = EventType::Other;
         self.index = None;
+        if self.responses != ResponsesFacts::default() {
+            self.responses = ResponsesFacts::default();
+        }
         self.line_break = None;
     }
 
@@ -144,6 +255,7 @@ impl EventFacts {
         self.created = other.created;
         self.event_type = other.event_type;
         self.index = other.index;
+        self.responses.clone_from(&other.responses);
     }
 
     /// Whether a string at `path` is completion text the cap counts.
@@ -152,8 +264,7 @@ impl EventFacts {
             [Name::Type] | [Name::Id | Name::Model] | [Name::Message, Name::Id | Name::Model] => {
                 false
             }
-            [.., last] => want.api.is_some_and(|api| api.counts(*last)),
-            [] => false,
+            _ => want.api.is_some_and(|api| api.counts(path)),
         }
     }
 
@@ -174,8 +285,12 @@ impl EventFacts {
 
     pub(crate) fn number(&mut self, path: &[Name], v: u64) {
         match path {
-            [Name::Created] => self.created = Some(v),
+            [Name::Created] | [Name::Response, Name::CreatedAt] => self.created = Some(v),
             [Name::Index] => self.index = Some(v),
+            [Name::SequenceNumber] => self.responses.sequence = Some(v),
+            [Name::OutputIndex] => self.responses.output_index = Some(v),
+            [Name::ContentIndex] => self.responses.content_index = Some(v),
+            [Name::SummaryIndex] => self.responses.summary_index = Some(v),
             [Name::Choices, Name::Item, Name::Index]
                 if !self.indexes.contains(&v) && self.indexes.len() < INDEXES_MAX =>
             {
@@ -187,11 +302,20 @@ impl EventFacts {
 
     /// Whether the string at `path` is one of the wanted facts.
     pub(crate) fn wants(&self, want: &FactsWanted, path: &[Name]) -> bool {
+        use Name::*;
+        if want.api == Some(StreamApi::Responses) {
+            return matches!(
+                path,
+                [Type | Delta]
+                    | [Response, Id | Model]
+                    | [ItemKey, Id | Type | CallId | FunctionName]
+                    | [Part, Type]
+            );
+        }
         match path {
-            [Name::Type] => want.api == Some(StreamApi::Anthropic),
-            [Name::Id | Name::Model] | [Name::Message, Name::Id | Name::Model] => want.head,
-            [.., last] => want.api.is_some_and(|api| api.counts(*last)),
-            [] => false,
+            [Type] => want.api == Some(StreamApi::Anthropic),
+            [Id | Model] | [Message, Id | Model] => want.head,
+            _ => want.api.is_some_and(|api| api.counts(path)),
         }
     }
 
@@ -202,7 +326,18 @@ impl EventFacts {
                 s.push_str(piece);
             }
         };
+        let r = &mut self.responses;
         match (want.api, path) {
+            (Some(StreamApi::Responses), [Name::Type]) => r.event = ResponsesEvent::of(piece),
+            (Some(StreamApi::Responses), [Name::Response, Name::Id]) => head(&mut self.id),
+            (Some(StreamApi::Responses), [Name::Response, Name::Model]) => head(&mut self.model),
+            (Some(StreamApi::Responses), [Name::ItemKey, key]) => match key {
+                Name::Id => head(&mut r.item_id),
+                Name::Type => head(&mut r.item_type),
+                Name::CallId => head(&mut r.call_id),
+                _ => head(&mut r.name),
+            },
+            (Some(StreamApi::Responses), [Name::Part, Name::Type]) => head(&mut r.part_type),
             (Some(StreamApi::Anthropic), [Name::Type]) => {
                 self.event_type = EventType::of(piece);
             }
@@ -210,11 +345,58 @@ impl EventFacts {
             | (Some(StreamApi::OpenAiChat) | None, [Name::Id]) => head(&mut self.id),
             (Some(StreamApi::Anthropic), [Name::Message, Name::Model])
             | (Some(StreamApi::OpenAiChat) | None, [Name::Model]) => head(&mut self.model),
-            (Some(api), [.., last]) if api.counts(*last) => {
+            (Some(api), _) if api.counts(path) => {
                 self.saw_text = true;
                 self.text.push_str(piece);
             }
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_event_types() {
+        use ResponsesEvent::*;
+        for (name, kind) in [
+            ("response.created", Started),
+            ("response.in_progress", Started),
+            ("response.output_item.added", OutputItemAdded),
+            ("response.output_item.done", OutputItemDone),
+            ("response.content_part.added", ContentPartAdded),
+            ("response.reasoning_summary_part.done", SummaryPartDone),
+            ("response.output_text.delta", Delta(TextKind::OutputText)),
+            ("response.output_text.done", TextDone(TextKind::OutputText)),
+            ("response.refusal.delta", Delta(TextKind::Refusal)),
+            (
+                "response.reasoning_text.delta",
+                Delta(TextKind::ReasoningText),
+            ),
+            (
+                "response.reasoning_summary_text.done",
+                TextDone(TextKind::ReasoningSummary),
+            ),
+            (
+                "response.function_call_arguments.delta",
+                Delta(TextKind::Arguments),
+            ),
+            (
+                "response.custom_tool_call_input.delta",
+                Delta(TextKind::Other),
+            ),
+            ("response.audio.transcript.delta", Delta(TextKind::Other)),
+            // base64 audio is not text
+            ("response.audio.delta", Other),
+            ("response.custom_tool_call_input.done", Other),
+            ("response.output_text.annotation.added", Other),
+            ("response.completed", Other),
+            ("error", Other),
+            ("content_block_delta", Other),
+        ] {
+            assert_eq!(ResponsesEvent::of(name), kind, "{name}");
         }
     }
 }

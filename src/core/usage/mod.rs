@@ -15,7 +15,9 @@ mod sse;
 mod sse_reader;
 pub(crate) mod stream_usage;
 
-pub use event::{EventFacts, EventType, FactsWanted, StreamApi};
+pub use event::{
+    EventFacts, EventType, FactsWanted, ResponsesEvent, ResponsesFacts, StreamApi, TextKind,
+};
 pub use scan::{Kind, Name, Scanner, Visitor};
 use scan_whole::{scan_whole, Whole};
 pub use sse::SseLines;

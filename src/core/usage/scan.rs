@@ -59,6 +59,19 @@ pub enum Name {
     OutputTokensDetails,
     CachedTokens,
     ReasoningTokens,
+    // OpenAI Responses events
+    SequenceNumber,
+    OutputIndex,
+    ContentIndex,
+    SummaryIndex,
+    ItemId,
+    /// The key `item` (Responses' output item; array elements are [`Name::Item`]).
+    ItemKey,
+    Part,
+    CreatedAt,
+    CallId,
+    /// The key `name` (a function call's).
+    FunctionName,
 }
 
 impl Name {
@@ -97,6 +110,16 @@ impl Name {
             b"output_tokens_details" => Name::OutputTokensDetails,
             b"cached_tokens" => Name::CachedTokens,
             b"reasoning_tokens" => Name::ReasoningTokens,
+            b"sequence_number" => Name::SequenceNumber,
+            b"output_index" => Name::OutputIndex,
+            b"content_index" => Name::ContentIndex,
+            b"summary_index" => Name::SummaryIndex,
+            b"item_id" => Name::ItemId,
+            b"item" => Name::ItemKey,
+            b"part" => Name::Part,
+            b"created_at" => Name::CreatedAt,
+            b"call_id" => Name::CallId,
+            b"name" => Name::FunctionName,
             _ => Name::Other,
         }
     }

@@ -1,11 +1,23 @@
-//! The built-in mock LLM provider: OpenAI chat completions (JSON and SSE), Anthropic messages
-//! (JSON and SSE) and a model list, answered with a fixed text.
+//! The built-in mock LLM provider: OpenAI chat completions and Responses (JSON and SSE),
+//! Anthropic messages (JSON and SSE), OpenAI embeddings and a model list, answered with a
+//! fixed text (embeddings: vectors derived from the input).
 //!
 //! It exists for demos (`make run`), tests and load tests: responses look like the real
-//! providers' (ids, objects, `usage`, `[DONE]`, Anthropic event names), honour `max_tokens`,
-//! `stream` and `stream_options.include_usage`, and errors come in the provider's own shape.
-//! Token counts are the mock's own: one "token" per word piece of the reply, and roughly one
-//! prompt token per 4 bytes of message text plus 3 per message.
+//! providers' (ids, objects, `usage`, `[DONE]`, Anthropic's and Responses' event names),
+//! honour `max_tokens` / `max_output_tokens`, `stream` and `stream_options.include_usage`, and
+//! errors come in the provider's own shape. Token counts are the mock's own: one "token" per
+//! word piece of the reply, and roughly one prompt token per 4 bytes of message text plus 3
+//! per message.
+//!
+//! One file per API: `chat.rs` (OpenAI Chat Completions), `messages.rs` (Anthropic
+//! Messages), `responses.rs` (OpenAI Responses), `embeddings.rs`; `prompt.rs` reads the
+//! request fields they share.
+
+mod chat;
+mod embeddings;
+mod messages;
+mod prompt;
+mod responses;
 
 use serde_json::{json, Value};
 
@@ -15,13 +27,20 @@ pub const REPLY_TEXT: &str = "Hello! This is a mock reply from the AI gateway's 
     can be tried without a real model.";
 
 /// Models listed by `GET /v1/models`.
-const MODELS: [&str; 3] = ["mock-gpt", "gpt-4o-mini", "claude-haiku-4-5"];
+const MODELS: [&str; 4] = [
+    "mock-gpt",
+    "gpt-4o-mini",
+    "claude-haiku-4-5",
+    "text-embedding-3-small",
+];
 
 /// Which API a request path belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
     OpenAiChat,
     AnthropicMessages,
+    OpenAiResponses,
+    Embeddings,
     Models,
     Unknown,
 }
@@ -33,6 +52,10 @@ impl Api {
             Api::OpenAiChat
         } else if path.ends_with(b"/messages") {
             Api::AnthropicMessages
+        } else if path.ends_with(b"/responses") {
+            Api::OpenAiResponses
+        } else if path.ends_with(b"/embeddings") {
+            Api::Embeddings
         } else if path.ends_with(b"/models") {
             Api::Models
         } else {
@@ -69,8 +92,10 @@ pub fn reply(req: &MockRequest<'_>) -> MockReply {
     let post = req.method == b"POST";
     match api {
         Api::Models if req.method == b"GET" => models(),
-        Api::OpenAiChat if post => openai_chat(req),
-        Api::AnthropicMessages if post => anthropic_messages(req),
+        Api::OpenAiChat if post => chat::reply(req),
+        Api::AnthropicMessages if post => messages::reply(req),
+        Api::OpenAiResponses if post => responses::reply(req),
+        Api::Embeddings if post => embeddings::reply(req),
         Api::Unknown => openai_error(
             404,
             "invalid_request_error",
@@ -133,65 +158,6 @@ fn models() -> MockReply {
     json_reply(200, &json!({"object": "list", "data": data}))
 }
 
-/// Parsed request fields the mock cares about.
-struct Prompt {
-    model: String,
-    stream: bool,
-    include_usage: bool,
-    max_tokens: Option<u64>,
-    prompt_tokens: u64,
-}
-
-fn parse_prompt(body: &[u8]) -> Result<(Value, Prompt), String> {
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|_| "We could not parse the JSON body of your request.".to_string())?;
-    if !doc.is_object() {
-        return Err("The request body must be a JSON object.".to_string());
-    }
-    let model = doc
-        .get("model")
-        .and_then(Value::as_str)
-        .ok_or_else(|| "you must provide a model parameter".to_string())?
-        .to_string();
-    let messages = doc
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| "'messages' is a required property".to_string())?;
-    let mut text_bytes = 0usize;
-    for m in messages {
-        text_bytes += content_bytes(m.get("content"));
-    }
-    text_bytes += content_bytes(doc.get("system"));
-    let prompt_tokens = (text_bytes as u64).div_ceil(4) + 3 * messages.len() as u64 + 3;
-    let max_tokens = doc
-        .get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| doc.get("max_tokens").and_then(Value::as_u64));
-    let prompt = Prompt {
-        model,
-        stream: doc.get("stream").and_then(Value::as_bool).unwrap_or(false),
-        include_usage: doc
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        max_tokens,
-        prompt_tokens,
-    };
-    Ok((doc, prompt))
-}
-
-fn content_bytes(content: Option<&Value>) -> usize {
-    match content {
-        Some(Value::String(s)) => s.len(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .map(str::len)
-            .sum(),
-        _ => 0,
-    }
-}
-
 /// The pieces of the reply allowed by `max_tokens`, and whether it was cut.
 fn limited_pieces(max_tokens: Option<u64>) -> (Vec<&'static str>, bool) {
     let mut pieces = reply_pieces();
@@ -214,130 +180,6 @@ fn sse(event: Option<&str>, data: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn openai_chat(req: &MockRequest<'_>) -> MockReply {
-    let p = match parse_prompt(req.body) {
-        Ok((_, p)) => p,
-        Err(msg) => return openai_error(400, "invalid_request_error", "invalid_request", &msg),
-    };
-    let (pieces, cut) = limited_pieces(p.max_tokens);
-    let completion = pieces.len() as u64;
-    let usage = json!({
-        "prompt_tokens": p.prompt_tokens,
-        "completion_tokens": completion,
-        "total_tokens": p.prompt_tokens + completion,
-    });
-    let id = format!("chatcmpl-mock{:012x}", req.seq);
-    let finish = if cut { "length" } else { "stop" };
-
-    if !p.stream {
-        let text: String = pieces.concat();
-        return json_reply(
-            200,
-            &json!({
-                "id": id, "object": "chat.completion", "created": req.now, "model": p.model,
-                "choices": [{"index": 0,
-                             "message": {"role": "assistant", "content": text, "refusal": null},
-                             "logprobs": null, "finish_reason": finish}],
-                "usage": usage, "system_fingerprint": null,
-            }),
-        );
-    }
-
-    let chunk = |delta: Value, finish: Option<&str>| {
-        let mut c = json!({
-            "id": id, "object": "chat.completion.chunk", "created": req.now, "model": p.model,
-            "system_fingerprint": null,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if p.include_usage {
-            c["usage"] = Value::Null;
-        }
-        sse(None, &c.to_string())
-    };
-    let mut chunks = Vec::with_capacity(pieces.len() + 4);
-    chunks.push(chunk(
-        json!({"role": "assistant", "content": "", "refusal": null}),
-        None,
-    ));
-    for piece in &pieces {
-        chunks.push(chunk(json!({"content": piece}), None));
-    }
-    chunks.push(chunk(json!({}), Some(finish)));
-    if p.include_usage {
-        let last = json!({
-            "id": id, "object": "chat.completion.chunk", "created": req.now, "model": p.model,
-            "system_fingerprint": null, "choices": [], "usage": usage,
-        });
-        chunks.push(sse(None, &last.to_string()));
-    }
-    chunks.push(sse(None, "[DONE]"));
-    stream_reply(chunks)
-}
-
-fn anthropic_messages(req: &MockRequest<'_>) -> MockReply {
-    let (doc, p) = match parse_prompt(req.body) {
-        Ok(ok) => ok,
-        Err(msg) => return anthropic_error(400, "invalid_request_error", &msg),
-    };
-    if doc.get("max_tokens").and_then(Value::as_u64).is_none() {
-        return anthropic_error(400, "invalid_request_error", "max_tokens: Field required");
-    }
-    // Anthropic honours max_tokens only
-    let (pieces, cut) = limited_pieces(doc.get("max_tokens").and_then(Value::as_u64));
-    let output = pieces.len() as u64;
-    let id = format!("msg_mock{:016x}", req.seq);
-    let stop = if cut { "max_tokens" } else { "end_turn" };
-
-    if !p.stream {
-        return json_reply(
-            200,
-            &json!({
-                "id": id, "type": "message", "role": "assistant", "model": p.model,
-                "content": [{"type": "text", "text": pieces.concat()}],
-                "stop_reason": stop, "stop_sequence": null,
-                "usage": {"input_tokens": p.prompt_tokens, "output_tokens": output,
-                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
-            }),
-        );
-    }
-
-    let event = |name: &str, data: Value| sse(Some(name), &data.to_string());
-    let mut chunks = Vec::with_capacity(pieces.len() + 6);
-    chunks.push(event(
-        "message_start",
-        json!({"type": "message_start", "message": {
-            "id": id, "type": "message", "role": "assistant", "model": p.model, "content": [],
-            "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": p.prompt_tokens, "output_tokens": 1,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
-    ));
-    chunks.push(event(
-        "content_block_start",
-        json!({"type": "content_block_start", "index": 0,
-               "content_block": {"type": "text", "text": ""}}),
-    ));
-    chunks.push(event("ping", json!({"type": "ping"})));
-    for piece in &pieces {
-        chunks.push(event(
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0,
-                   "delta": {"type": "text_delta", "text": piece}}),
-        ));
-    }
-    chunks.push(event(
-        "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
-    ));
-    chunks.push(event(
-        "message_delta",
-        json!({"type": "message_delta",
-               "delta": {"stop_reason": stop, "stop_sequence": null},
-               "usage": {"output_tokens": output}}),
-    ));
-    chunks.push(event("message_stop", json!({"type": "message_stop"})));
-    stream_reply(chunks)
-}
-
 fn stream_reply(chunks: Vec<Vec<u8>>) -> MockReply {
     MockReply {
         status: 200,
@@ -351,7 +193,7 @@ fn stream_reply(chunks: Vec<Vec<u8>>) -> MockReply {
 mod tests {
     use super::*;
 
-    fn call(method: &str, path: &str, body: &str) -> MockReply {
+    pub(super) fn call(method: &str, path: &str, body: &str) -> MockReply {
         reply(&MockRequest {
             method: method.as_bytes(),
             path: path.as_bytes(),
@@ -361,13 +203,13 @@ mod tests {
         })
     }
 
-    fn json_of(r: &MockReply) -> Value {
+    pub(super) fn json_of(r: &MockReply) -> Value {
         assert!(!r.stream);
         serde_json::from_slice(&r.chunks[0]).expect("json body")
     }
 
     /// Parses SSE events into (event name, data) pairs.
-    fn events(r: &MockReply) -> Vec<(Option<String>, String)> {
+    pub(super) fn events(r: &MockReply) -> Vec<(Option<String>, String)> {
         assert!(r.stream);
         r.chunks
             .iter()
