@@ -42,8 +42,10 @@ my $root = abs_path(dirname(__FILE__) . '/..');
 my $base = ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + 240;
 my ($tls, $h2c, $inspect, $mock) = map { $base + $_ } 0 .. 3;
 my ($ltls, $lh2c) = ($base + 4, $base + 5);
+my ($rtls, $rh2c) = ($base + 6, $base + 7);
 my $prefix  = "$root/t/servroot-http2";
 my $lprefix = "$root/t/servroot-http2-limits";
+my $rprefix = "$root/t/servroot-http2-routed";
 my $json    = JSON::PP->new->canonical;
 
 # nginx >= 1.25.1: `http2 on;`; before: `listen ... http2`
@@ -110,7 +112,7 @@ http {
 $common
     log_format inspect escape=json '{"tag":"\$http_x_test","proto":"\$server_protocol",'
         '"cl":"\$http_content_length","te":"\$http_transfer_encoding",'
-        '"reqs":"\$connection_requests","body":"\$request_body"}';
+        '"reqs":"\$connection_requests","uri":"\$request_uri","body":"\$request_body"}';
     server {
         $tls_listen
 $locations
@@ -129,6 +131,8 @@ $locations
             proxy_pass http://127.0.0.1:$mock;
             proxy_buffering off;
         }
+        # a failing provider (the routed gateway's first target)
+        location /busy/ { return 503; }
     }
     server {
         listen 127.0.0.1:$mock;
@@ -170,9 +174,55 @@ $common
 }
 _EOC_
 
-my ($pid, $lpid);
-END { stop($_) for grep { $_ } $pid, $lpid }
-for ([$prefix, \$pid], [$lprefix, \$lpid]) {
+# a routed gateway: the route's first target answers 503, the request fails over to the second
+# (the mock, through the inspect server), with the body the gateway read (and rewrote)
+write_conf($rprefix, <<"_EOC_");
+${\ main_conf($module, 1) }
+http {
+    ai_gateway_config gw.json;
+$common
+    upstream ai_gateway_targets {
+        ai_gateway_upstream;
+        keepalive 8;
+    }
+    server {
+        ${\ listen_h2($rtls, 1) }
+        listen 127.0.0.1:$rh2c${\ ($http2_on ? '' : ' http2') };
+        ssl_certificate     $prefix/conf/cert.pem;
+        ssl_certificate_key $prefix/conf/key.pem;
+        access_log logs/access.log gw;
+        location /v1/ {
+            ai_gateway on;
+            include $root/nginx-conf/ai_gateway_proxy.conf;
+            add_header X-Attempts \$ai_gateway_attempts always;
+            add_header X-Target \$ai_gateway_target always;
+        }
+        location \@ai_gateway_failover {
+            ai_gateway on;
+            include $root/nginx-conf/ai_gateway_proxy.conf;
+            add_header X-Attempts \$ai_gateway_attempts always;
+            add_header X-Target \$ai_gateway_target always;
+        }
+    }
+}
+_EOC_
+{
+    open my $fh, '>', "$rprefix/conf/gw.json" or die $!;
+    # the key sk-route-a
+    print $fh <<"_EOJ_";
+{"namespaces": [{"code": "a", "api_keys": ["033d461ba69fa00769695b91ef3d9187416084607a52805d6ca51f0665bd4fcb"]}],
+ "targets": [
+   {"name": "busy", "provider": "openai", "base_url": "http://127.0.0.1:$inspect/busy/v1", "credential": {"value": "sk-busy"}},
+   {"name": "good", "provider": "openai", "base_url": "http://127.0.0.1:$inspect/v1", "credential": {"value": "sk-good"}}
+ ],
+ "routes": [{"name": "r", "path_prefix": "/v1/", "targets": [{"target": "busy", "weight": 1000}, {"target": "good", "weight": 1}]}]}
+_EOJ_
+    close $fh;
+}
+
+my ($pid, $lpid, $rpid);
+END { stop($_) for grep { $_ } $pid, $lpid, $rpid }
+for ([$prefix, \$pid], [$lprefix, \$lpid], [$rprefix, \$rpid]) {
     my ($p, $ref) = @$_;
     my $out = `$nginx -p $p/ -c conf/nginx.conf 2>&1`;
     is($?, 0, "nginx starts ($p)") or BAIL_OUT("nginx did not start: $out");
@@ -181,7 +231,7 @@ for ([$prefix, \$pid], [$lprefix, \$lpid]) {
     $$ref = wait_pid("$p/logs/nginx.pid");
 }
 ok(wait_port($tls) && wait_port($h2c) && wait_port($inspect) && wait_port($ltls)
-   && wait_port($lh2c), 'the gateways listen');
+   && wait_port($lh2c) && wait_port($rtls) && wait_port($rh2c), 'the gateways listen');
 
 # --- curl over HTTP/2 ---
 
@@ -243,6 +293,7 @@ sub logged {
 
 sub gw_log { my ($tag, $p) = @_; my @l = logged(($p // $prefix) . '/logs/access.log', $tag); $l[-1] || {} }
 sub up_log { my @l = logged("$prefix/logs/inspect.log", shift); $l[-1] || {} }
+sub up_logs { my ($tag, $want) = @_; logged("$prefix/logs/inspect.log", $tag, $want) }
 
 my $hello = '{"model":"gpt-4o","messages":[{"role":"user","content":"Hello"}]}';
 my $stream_hello = '{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Hello"}]}';
@@ -391,6 +442,40 @@ for my $mode (qw(tls h2c)) {
               "$m ... the provider's whole usage still counted");
 }
 
+# --- the routed gateway: failover re-sends the body the gateway read ---
+for my $mode (qw(tls h2c)) {
+    my $m = "[$mode]";
+    my $port = $mode eq 'tls' ? $rtls : $rh2c;
+    my $big = '{"model":"gpt-4o","max_tokens":4,"messages":[{"role":"user","content":"'
+            . ('dolor sit amet ' x 4500) . '"}]}';
+    for my $case (['json', data => $hello], ['stream', data => $stream_hello],
+                  ['big', data => $big], ['pipe', pipe => "printf '%s' '$hello'"]) {
+        my ($what, @body) = @$case;
+        my $tag = "$mode-route-$what";
+        my $r = h2(mode => $mode, port => $port, path => '/v1/chat/completions',
+                   key => 'sk-route-a', tag => $tag, @body);
+        is(join(' ', $r->{status}, $r->{version}, $r->{headers}{'x-target'} // '-',
+                $r->{headers}{'x-attempts'} // '-'), '200 2 good 2',
+           "$m routed, $what: the 503 target, then the good one: 200 over HTTP/2") or diag($r->{out});
+        my @u = up_logs($tag, 2);
+        my ($busy, $good) = @u[-2, -1];
+        my $sent = $good->{body} // '';
+        my $ok = $good->{uri} =~ m{^/v1/chat/completions} && $busy->{uri} =~ m{^/busy/}
+              && $good->{cl} == length($sent) && $good->{te} eq '';
+        if ($what eq 'stream') {
+            my $j = eval { JSON::PP->new->decode($sent) } || {};
+            $ok &&= $j->{stream_options}{include_usage} && $busy->{cl} == $good->{cl};
+            my @events = $r->{body} =~ /^data: (.*)\n\n/mg;
+            is_deeply([ scalar(@events), $events[-1] ], [ 41, '[DONE]' ], "$m ... every event");
+        } else {
+            my $want = $what eq 'big' ? $big : $hello;
+            $ok &&= $sent eq $want && $busy->{cl} == length($want);
+        }
+        ok($ok, "$m ... both targets were sent the whole body, Content-Length $good->{cl}")
+            or diag(explain([ $busy, { %$good, body => substr($sent, 0, 200) } ]));
+    }
+}
+
 # a requests limit (3 a minute): the 4th and 5th requests get 429 with Retry-After
 {
     my @r = map {
@@ -482,10 +567,9 @@ my @up = map { my $j = eval { JSON::PP->new->decode($_) }; $j ? $j : () }
 ok((grep { $_->{reqs} > 1 } @up), 'the gateway reused its HTTP/1.1 connections to the provider');
 ok(!grep({ $_->{proto} ne 'HTTP/1.1' } @up), '... every request to it was HTTP/1.1');
 
-stop($_) for $pid, $lpid;
-undef $pid;
-undef $lpid;
-for my $p ($prefix, $lprefix) {
+stop($_) for $pid, $lpid, $rpid;
+undef $_ for $pid, $lpid, $rpid;
+for my $p ($prefix, $lprefix, $rprefix) {
     # nginx's own [error] for a 413
     my $log = join "\n", grep { !/\[error\].*client intended to send too large( chunked)? body/ }
                           split /\n/, slurp("$p/logs/error.log");
