@@ -112,7 +112,8 @@ http {
 $common
     log_format inspect escape=json '{"tag":"\$http_x_test","proto":"\$server_protocol",'
         '"cl":"\$http_content_length","te":"\$http_transfer_encoding",'
-        '"reqs":"\$connection_requests","uri":"\$request_uri","body":"\$request_body"}';
+        '"reqs":"\$connection_requests","uri":"\$request_uri","forged":"\$http_x_ai_gateway_namespace",'
+        '"ae":"\$http_accept_encoding","body":"\$request_body"}';
     server {
         $tls_listen
 $locations
@@ -254,6 +255,7 @@ sub h2 {
     push @cmd, '--max-time', $a{max_time} // 10;
     push @cmd, '-H', "Authorization: Bearer $a{key}" if defined $a{key};
     push @cmd, '-H', "X-Test: $a{tag}" if defined $a{tag};
+    push @cmd, map { ('-H', $_) } @{ $a{headers} || [] };
     push @cmd, '-H', 'Content-Type: application/json' if defined $a{data} || defined $a{pipe};
     if (defined $a{data}) {
         open my $fh, '>', $dataf or die $!;
@@ -314,6 +316,16 @@ for my $mode (qw(tls h2c)) {
     my $u = up_log("$mode-json");
     is_deeply([ @$u{qw(proto cl body)} ], [ 'HTTP/1.1', length($hello), $hello ],
               "$m ... the provider got it over HTTP/1.1, the body unchanged");
+
+    # a matcher on a header (HTTP/2 sends header names in lower case); the gateway's own
+    # X-AI-Gateway-* headers and Accept-Encoding are not passed on
+    $r = h2(mode => $mode, path => '/v1/chat/completions', tag => "$mode-matcher", data => $hello,
+            headers => ['X-Team: beta', 'X-AI-Gateway-Namespace: forged', 'Accept-Encoding: gzip']);
+    is("$r->{status} $r->{version}", '200 2', "$m no key, a header matcher: 200 over HTTP/2");
+    is(gw_log("$mode-matcher")->{ns}, 'beta', "$m ... namespace beta (x-team: beta)");
+    $u = up_log("$mode-matcher");
+    is_deeply([ @$u{qw(forged ae)} ], [ '', '' ],
+              "$m ... the client's X-AI-Gateway-Namespace and Accept-Encoding were removed");
 
     # a bad key: 401 as JSON over HTTP/2
     $r = h2(mode => $mode, path => '/v1/chat/completions', key => 'sk-wrong',
@@ -503,6 +515,7 @@ for my $mode (qw(tls h2c)) {
         exec 'curl', '-sS', '-o', $slow, '--max-time', '1.5',
              $mode eq 'tls' ? ('--http2', '--cacert', $cert) : ('--http2-prior-knowledge'),
              '-H', 'Authorization: Bearer sk-pol-conc', '-H', 'Content-Type: application/json',
+             '-H', "X-Test: $mode-conc-slow",
              '--data-binary', $stream_hello,
              ($mode eq 'tls' ? 'https' : 'http') . "://127.0.0.1:$port/slow/v1/chat/completions";
         exit 127;
@@ -513,7 +526,7 @@ for my $mode (qw(tls h2c)) {
     is("$r->{status} $r->{version}", '429 2', "$m concurrency 1: while a slow stream runs, 429");
     waitpid($bg, 0);
     isnt($? >> 8, 0, "$m ... the slow stream's client gave up (curl timed out)");
-    like(slurp($slow), qr/^data: /, '... after receiving some of it');
+    like(slurp($slow), qr/^data: /, "$m ... after receiving some of it");
     my $after;
     my $t0 = time;
     for (1 .. 20) {
@@ -524,6 +537,9 @@ for my $mode (qw(tls h2c)) {
     }
     is("$after->{status} $after->{version}", '200 2', "$m ... and then the slot is free again");
     ok(time - $t0 < 1.5, sprintf("$m ... at once (%.2f s)", time - $t0));
+    my $g = gw_log("$mode-conc-slow", $lprefix);
+    ok($g->{proto} eq 'HTTP/2.0' && $g->{completion} > 0 && $g->{source} eq 'estimated',
+       "$m ... its usage settled from what it was sent ($g->{completion} completion tokens, $g->{source})");
 }
 
 # --- the SDKs on an HTTP/2 transport ---
