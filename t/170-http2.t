@@ -89,6 +89,9 @@ my $locations = <<'_EOC_';
             ai_gateway on;
             proxy_pass http://inspect;
         }
+        # the module's content handlers, answering HTTP/2 themselves
+        location /mock/   { ai_gateway_mock_provider interval=5ms; }
+        location /tokens/ { ai_gateway_token_service; }
 _EOC_
 my $common = <<"_EOC_";
     log_format gw escape=json '$gw_log';
@@ -405,6 +408,25 @@ for my $mode (qw(tls h2c)) {
         $g = gw_log($tag);
         is_deeply([ @$g{qw(proto status reason)} ], [ 'HTTP/2.0', 413, 'request_too_large' ],
                   "$m ... logged: 413 request_too_large ($how content-length)");
+    }
+}
+
+# --- the module's content handlers over HTTP/2: the mock provider (timers between events)
+# and the token service (it reads the body in its content handler) ---
+for my $mode (qw(tls h2c)) {
+    my $m = "[$mode]";
+    my $r = h2(mode => $mode, path => '/mock/v1/chat/completions', tag => "$mode-mock",
+               data => $stream_hello);
+    my @events = $r->{body} =~ /^data: (.*)\n\n/mg;
+    is_deeply([ $r->{status}, $r->{version}, scalar(@events), $events[-1] ],
+              [ 200, 2, 41, '[DONE]' ], "$m the mock provider streams over HTTP/2 (41 events)");
+    my $t = '{"model":"gpt-4","messages":[{"role":"user","content":"Hello"}]}';
+    for my $how ('data', 'pipe') {
+        $r = h2(mode => $mode, path => '/tokens/calculate', tag => "$mode-tokens",
+                $how eq 'data' ? (data => $t) : (pipe => "printf '%s' '$t'"));
+        my $j = eval { JSON::PP->new->decode($r->{body}) } || {};
+        is_deeply([ $r->{status}, $r->{version}, $j->{token_count} ], [ 200, 2, 8 ],
+                  "$m the token service over HTTP/2 (body ${\ ($how eq 'data' ? 'with' : 'without') } content-length): 8 tokens");
     }
 }
 
