@@ -569,7 +569,7 @@ SKIP: {
     skip 'AI_GATEWAY_NO_SDK is set', 1 if $no_sdk;
     ok($python && -x $python, 'the SDK interpreter (AI_GATEWAY_PYTHON, made by `make sdk-deps`)')
         or BAIL_OUT('no AI_GATEWAY_PYTHON: run `make sdk-deps` or set AI_GATEWAY_NO_SDK=1');
-    my $out = `$python $root/t/sdk/http2.py https://127.0.0.1:$tls $cert http://127.0.0.1:$h2c sk-alpha-1 /small 2>&1`;
+    my $out = `$python $root/t/sdk/http2.py https://127.0.0.1:$tls $cert http://127.0.0.1:$h2c sk-alpha-1 /small https://127.0.0.1:$ltls http://127.0.0.1:$lh2c sk-pol-conc /slow 2>&1`;
     is($?, 0, 'the SDK calls over HTTP/2 all succeeded') or diag($out);
     my $r = eval { JSON::PP->new->decode($out) } || {};
     for my $t (qw(tls h2c)) {
@@ -591,6 +591,14 @@ SKIP: {
                   "[$t] openai: a body over client_max_body_size: APIStatusError 413 request_too_large");
         is_deeply($s->{too_large_streamed}, { status => 413, code => 'request_too_large' },
                   "[$t] httpx: the same body streamed without content-length: 413 as JSON");
+    }
+    for my $t (qw(tls h2c)) {
+        my $x = $r->{resets}{$t} || {};
+        is_deeply($x->{mid_stream}, { stream => 200, events => 2, busy => 429, after => 200 },
+                  "[$t] RST_STREAM in the middle of a slow stream (the connection kept): "
+                  . "the next request on the connection has the concurrency slot");
+        is($x->{mid_body}, 200, "[$t] ... RST_STREAM in the middle of a body: the same");
+        is($x->{at_once}, 200, "[$t] ... RST_STREAM right after the request: the same");
     }
     my @sdk = grep { $_->{tag} =~ /^sdk-/ }
               map { my $j = eval { JSON::PP->new->decode($_) }; $j ? $j : () }
