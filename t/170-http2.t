@@ -7,13 +7,19 @@
 # HTTP/1.1: the gateway proxies to an "inspect" server (plain nginx, no gateway) that logs the
 # request it received (Content-Length, body) and passes it on to the built-in mock provider.
 #
-# Covered over both h2 and h2c: identification (a bad key's 401 JSON), bodies (small, one
-# larger than client_body_buffer_size that nginx spills to a temporary file, one sent in
-# several DATA frames without content-length), a stream (every event, `data: [DONE]`, the
-# include_usage the gateway adds reaching the provider with a correct Content-Length), usage
-# in the access log, 413 as JSON (with and without content-length), a requests limit's 429 with
-# Retry-After, the output clamp's rewritten body, the output cap ending a stream, and a client
-# that gives up on a slow stream releasing its concurrency slot.
+# Covered over both h2 and h2c: identification (a key; a header matcher, with HTTP/2's lower
+# case names; a bad key's 401 JSON; the client's X-AI-Gateway-* headers removed), bodies
+# (small; one larger than client_body_buffer_size that nginx spills to a temporary file; one
+# uploaded from a pipe in DATA frames without content-length), a stream (every event, `data:
+# [DONE]`, the include_usage the gateway adds reaching the provider with a correct
+# Content-Length), usage in the access log, 413 as JSON (with and without content-length), a
+# requests limit's 429 with Retry-After and the x-ratelimit-* headers, the output clamp's
+# rewritten body (also with the include_usage rewrite, without content-length), the output
+# cap ending a stream, failover re-sending the body the gateway read to the next target, the
+# module's own content handlers (mock provider, token service) answering HTTP/2, and clients
+# that leave: curl giving up on a slow stream (connection closed), and streams reset with
+# RST_STREAM on a connection that goes on (t/sdk/http2.py), each releasing the concurrency
+# slot at once.
 #
 # nginx >= 1.25.1 enables HTTP/2 with `http2 on;` (`listen ... http2` is deprecated there and
 # warns); older nginx (Debian's 1.22.1) only has `listen ... http2`: the syntax follows the
@@ -46,7 +52,6 @@ my ($rtls, $rh2c) = ($base + 6, $base + 7);
 my $prefix  = "$root/t/servroot-http2";
 my $lprefix = "$root/t/servroot-http2-limits";
 my $rprefix = "$root/t/servroot-http2-routed";
-my $json    = JSON::PP->new->canonical;
 
 # nginx >= 1.25.1: `http2 on;`; before: `listen ... http2`
 my ($maj, $min, $patch) = `$nginx -v 2>&1` =~ m{nginx/(\d+)\.(\d+)\.(\d+)};
