@@ -94,6 +94,12 @@ my $locations = <<'_EOC_';
             ai_gateway on;
             proxy_pass http://inspect;
         }
+        # has no effect: the gateway has read the body before the proxy starts
+        location /unbuffered/v1/ {
+            ai_gateway on;
+            proxy_request_buffering off;
+            proxy_pass http://inspect/v1/;
+        }
         # the module's content handlers, answering HTTP/2 themselves
         location /mock/   { ai_gateway_mock_provider interval=5ms; }
         location /tokens/ { ai_gateway_token_service; }
@@ -370,6 +376,24 @@ for my $mode (qw(tls h2c)) {
     $u = up_log("$mode-pipe");
     is_deeply([ @$u{qw(cl te body)} ], [ length("$p1$p2"), '', "$p1$p2" ],
               "$m ... the provider got it with a Content-Length (not chunked)");
+
+    # proxy_request_buffering off changes nothing (nginx has the whole body already): the
+    # temporary file's body, a body without content-length, a rewritten stream's body
+    for my $case (['big', data => $big], ['pipe', pipe => "printf '%s' '$p1'; sleep 0.3; printf '%s' '$p2'"],
+                  ['stream', data => $stream_hello]) {
+        my ($what, @body) = @$case;
+        my $tag = "$mode-unbuffered-$what";
+        $r = h2(mode => $mode, path => '/unbuffered/v1/chat/completions', key => 'sk-alpha-1',
+                tag => $tag, @body);
+        $u = up_log($tag);
+        my $want = { big => $big, pipe => "$p1$p2" }->{$what};
+        my $sent = eval { JSON::PP->new->decode($u->{body} // '') } || {};
+        ok($r->{status} == 200 && $r->{version} eq '2' && $u->{te} eq ''
+           && $u->{cl} == length($u->{body})
+           && (defined $want ? $u->{body} eq $want : $sent->{stream_options}{include_usage}),
+           "$m proxy_request_buffering off, $what: 200, the provider got the whole body "
+           . "(Content-Length $u->{cl})") or diag(explain([ $r->{status}, { %$u, body => substr($u->{body} // '', 0, 100) } ]));
+    }
 
     # a stream: every event, [DONE]; the include_usage the gateway adds reaches the provider
     $r = h2(mode => $mode, path => '/v1/chat/completions', key => 'sk-alpha-1',
