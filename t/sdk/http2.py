@@ -4,26 +4,12 @@ object of what they saw (t/170-http2.t checks it).
 
 usage: http2.py <gateway https base url> <its CA certificate> <gateway h2c base url> <key>
                 <path prefix of a location with client_max_body_size 1k>
-                [<limited gateway https base url> <its h2c base url> <key limited to 1
-                 request in flight> <path prefix of a slow stream>]
-
-With the limited gateway, a client on the h2 package's own connection resets streams
-(RST_STREAM) while keeping the connection: in the middle of a slow stream, in the middle of
-its body, right after sending it; each time the next request on the same connection must
-find the concurrency slot free.
 """
 import json
-import socket
 import ssl
 import sys
-import time
-from urllib.parse import urlsplit
 
 import anthropic
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
 import openai
 
 try:  # the SDKs' own transport package (httpx's successor), else httpx
@@ -122,105 +108,10 @@ def run(name, base, client_args):
     return out
 
 
-class RawH2:
-    """One HTTP/2 connection driven by hand (the h2 package), to reset streams at will."""
-
-    def __init__(self, base, cafile):
-        u = urlsplit(base)
-        sock = socket.create_connection((u.hostname, u.port), timeout=5)
-        if u.scheme == "https":
-            ctx = ssl.create_default_context(cafile=cafile)
-            ctx.set_alpn_protocols(["h2"])
-            sock = ctx.wrap_socket(sock, server_hostname=u.hostname)
-            assert sock.selected_alpn_protocol() == "h2"
-        self.sock, self.scheme, self.authority = sock, u.scheme, u.netloc
-        self.sock.settimeout(0.1)
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        self.conn.initiate_connection()
-        self.flush()
-        self.next_id = 1
-
-    def flush(self):
-        self.sock.sendall(self.conn.data_to_send())
-
-    def start(self, path, key, body, end=True):
-        sid, self.next_id = self.next_id, self.next_id + 2
-        headers = [(":method", "POST"), (":path", path), (":scheme", self.scheme),
-                   (":authority", self.authority), ("authorization", "Bearer " + key),
-                   ("content-type", "application/json"), ("x-test", "sdk-reset")]
-        if end:
-            headers.append(("content-length", str(len(body))))
-        self.conn.send_headers(sid, headers)
-        self.conn.send_data(sid, body, end_stream=end)
-        self.flush()
-        return sid
-
-    def reset(self, sid):
-        self.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
-        self.flush()
-
-    def wait(self, sid, events=None, seconds=5):
-        """Reads until stream sid ends (or has `events` SSE events); returns its status,
-        the bytes received and whether it ended."""
-        status, data, ended = None, b"", False
-        deadline = time.time() + seconds
-        while time.time() < deadline and not ended:
-            if events and data.count(b"data: ") >= events:
-                break
-            try:
-                chunk = self.sock.recv(65536)
-            except (socket.timeout, ssl.SSLWantReadError):
-                continue
-            if not chunk:
-                break
-            for ev in self.conn.receive_data(chunk):
-                if getattr(ev, "stream_id", None) != sid:
-                    continue
-                if isinstance(ev, h2.events.ResponseReceived):
-                    status = int(dict(ev.headers)[b":status"])
-                elif isinstance(ev, h2.events.DataReceived):
-                    data += ev.data
-                    self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
-                elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
-                    ended = True
-            self.flush()
-        return status, data, ended
-
-
-def resets(base, conc_key, slow):
-    c = RawH2(base, cafile)
-    body = json.dumps({"model": "gpt-4o", "stream": True, "messages": hello}).encode()
-    plain = json.dumps({"model": "gpt-4o", "messages": hello}).encode()
-    out = {}
-    # 1. a slow stream: two events, then RST_STREAM; the connection goes on
-    sid = c.start(slow + "/v1/chat/completions", conc_key, body)
-    status, data, _ = c.wait(sid, events=2)
-    busy = c.wait(c.start("/v1/chat/completions", conc_key, plain))[0]
-    c.reset(sid)
-    time.sleep(0.1)
-    out["mid_stream"] = {"stream": status, "events": data.count(b"data: "), "busy": busy,
-                         "after": c.wait(c.start("/v1/chat/completions", conc_key, plain))[0]}
-    # 2. half a body (no content-length), then RST_STREAM
-    sid = c.start("/v1/chat/completions", conc_key, plain[:20], end=False)
-    time.sleep(0.2)
-    c.reset(sid)
-    out["mid_body"] = c.wait(c.start("/v1/chat/completions", conc_key, plain))[0]
-    # 3. a slow stream reset as soon as it is sent
-    sid = c.start(slow + "/v1/chat/completions", conc_key, body)
-    c.reset(sid)
-    time.sleep(0.3)
-    out["at_once"] = c.wait(c.start("/v1/chat/completions", conc_key, plain))[0]
-    c.sock.close()
-    return out
-
-
 result = {
     "tls": run("tls", tls_base, {"http2": True,
                                  "verify": ssl.create_default_context(cafile=cafile)}),
     # h2c: HTTP/2 without TLS needs prior knowledge (no HTTP/1.1 at all)
     "h2c": run("h2c", h2c_base, {"http1": False, "http2": True}),
 }
-if len(sys.argv) > 9:
-    ltls, lh2c, conc_key, slow = sys.argv[6:10]
-    result["resets"] = {"tls": resets(ltls, conc_key, slow), "h2c": resets(lh2c, conc_key, slow)}
 print(json.dumps(result))
