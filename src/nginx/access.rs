@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use ngx::ffi::{
     ngx_http_core_run_phases, ngx_http_finalize_request, ngx_http_read_client_request_body,
-    ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_DECLINED, NGX_DONE, NGX_ERROR,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ERR, NGX_LOG_INFO,
-    NGX_LOG_WARN,
+    ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_HTTP_GET,
+    NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ERR,
+    NGX_LOG_INFO, NGX_LOG_WARN,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 
@@ -23,6 +23,7 @@ use super::headers::{is_dropped_header, remove_headers, request_header, NgxIncom
 use super::log_phase::enter;
 use super::module::Module;
 use super::policy::{log_denial, Held, PolicyState};
+use super::respond::send_complete;
 use super::route::{health_zone, NgxEnv};
 use super::snapshot;
 use crate::core::error::GatewayError;
@@ -172,6 +173,7 @@ unsafe fn decide(r: *mut ngx_http_request_t) -> ngx_int_t {
             key,
             uri: req.uri.as_bytes(),
             routed: lcf.is_some_and(|l| l.route()),
+            get: req.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize != 0,
             stream_usage: lcf.is_some_and(|l| l.stream_usage()),
             cluster: mcf.and_then(|m| m.cluster.as_ref()),
         };
@@ -229,6 +231,12 @@ pub(super) unsafe fn apply(r: *mut ngx_http_request_t, d: Decision, held: Held) 
                 error,
                 logged: false,
             } => reject(r, ctx, error),
+            Verdict::Answer(body) => {
+                ctx.answer = Some(body);
+                // served in the content phase, instead of the location's proxy_pass
+                (*r).content_handler = Some(ngx_http_ai_gateway_answer_handler);
+                DECLINED
+            }
             Verdict::Allow => {
                 if d.prompt.is_some() {
                     ctx.prompt = d.prompt;
@@ -244,6 +252,19 @@ pub(super) unsafe fn apply(r: *mut ngx_http_request_t, d: Decision, held: Held) 
             }
         }
     }
+}
+
+/// The content handler of a request the gateway answers itself (the model list).
+unsafe extern "C" fn ngx_http_ai_gateway_answer_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a live request in its content phase; the answer is owned by its
+    // context, and send_complete copies it.
+    let log = unsafe { (*(*r).connection).log };
+    guard(log, SERVER_ERROR, || unsafe {
+        let Some(body) = ctx::get(r).and_then(|c| c.answer.take()) else {
+            return SERVER_ERROR;
+        };
+        send_complete(r, 200, b"application/json", &body)
+    })
 }
 
 /// The client key: `Authorization: Bearer`, then `x-api-key`, then `api-key`.

@@ -81,6 +81,8 @@ pub struct RequestCtx {
     pub header_ms: Option<u64>,
     /// `$ai_gateway_request_id`, made when first needed (`usage_log::request_id`).
     pub request_id: Option<[u8; 32]>,
+    /// The gateway's own answer (the model list), sent by the content handler.
+    pub answer: Option<Vec<u8>>,
 }
 
 impl RequestCtx {

@@ -1,6 +1,7 @@
 //! Header and body filters: in gateway locations, the error pages nginx generates itself
 //! (the gateway's own rejections, 413 from `client_max_body_size`, 502/504 from the proxy,
-//! ...) are replaced by OpenAI-shaped JSON. Pages an operator configured with `error_page`
+//! ...) are replaced by JSON in the shape of the client's API (OpenAI's, or Anthropic's: see
+//! `core::error_shape`), with the request's id in `x-request-id` / `request-id`. Pages an operator configured with `error_page`
 //! (static files, other locations) are left alone, and every other response passes through
 //! untouched.
 
@@ -13,13 +14,15 @@ use ngx::http::HttpModuleLocationConf;
 
 use super::ctx;
 use super::guard::guard;
-use super::headers::add_response_header;
+use super::headers::{add_response_header, request_header};
 use super::module::Module;
 use super::policy;
 use super::rewrite;
 use super::usage;
+use super::usage_log;
 use crate::core::admin::error::ApiError;
 use crate::core::error::GatewayError;
+use crate::core::error_shape::ErrorShape;
 
 static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
 static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
@@ -145,7 +148,22 @@ unsafe fn prepare_json_error(r: *mut ngx_http_request_t) -> bool {
                 Some(e) if e.status() == status => e.clone(),
                 _ => GatewayError::Http(status),
             };
-            let body = err.to_json();
+            let shape = error_shape(&*r);
+            let sent = shape.status(status);
+            let id = usage_log::request_id(ctx);
+            let id = std::str::from_utf8(&id).unwrap_or("");
+            if !add_response_header(r, shape.request_id_header(), id) {
+                return false;
+            }
+            if sent != status {
+                // Anthropic's 529: nginx has no reason phrase for it
+                (*r).headers_out.status = sent as usize;
+                (*r).headers_out.status_line = ngx_str_t {
+                    len: OVERLOADED_LINE.len(),
+                    data: OVERLOADED_LINE.as_ptr().cast_mut(),
+                };
+            }
+            let body = err.render(shape, sent, id);
             ctx.rendered = Some(err);
             body
         };
@@ -170,6 +188,17 @@ unsafe fn prepare_json_error(r: *mut ngx_http_request_t) -> bool {
 }
 
 const JSON_TYPE: &[u8] = b"application/json";
+const OVERLOADED_LINE: &[u8] = b"529 Overloaded";
+
+/// The error shape the client expects, from its request.
+///
+/// # Safety
+/// `r` must be a live request.
+unsafe fn error_shape(r: &ngx_http_request_t) -> ErrorShape {
+    // SAFETY: as the caller's.
+    let version = unsafe { request_header(r, b"anthropic-version").is_some() };
+    ErrorShape::of_request(r.uri.as_bytes(), version)
+}
 
 /// An error page nginx makes in an admin API location (413 from `client_max_body_size`,
 /// 400 for a malformed request, ...), as the admin API's error.

@@ -6,7 +6,11 @@
 use ngx::ffi::{ngx_http_request_t, ngx_int_t, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR};
 
 use super::body::{finish_after_body, read_body_then, request_body};
+use super::ctx;
+use super::headers::{add_response_header, request_header};
 use super::respond::send_complete;
+use super::usage_log::request_id;
+use crate::core::error_shape::ErrorShape;
 use crate::core::tokens::service::answer;
 
 const SERVER_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
@@ -37,6 +41,22 @@ unsafe fn respond(r: *mut ngx_http_request_t) -> ngx_int_t {
                 }
             };
             answer((*r).method_name.as_bytes(), (*r).uri.as_bytes(), &body)
+        };
+        let reply = match &reply.error {
+            Some(_) => {
+                let version = request_header(&*r, b"anthropic-version").is_some();
+                let shape = ErrorShape::of_request((*r).uri.as_bytes(), version);
+                let Some(ctx) = ctx::get_or_create(r) else {
+                    return SERVER_ERROR;
+                };
+                let id = request_id(ctx);
+                let id = std::str::from_utf8(&id).unwrap_or("");
+                if !add_response_header(r, shape.request_id_header(), id) {
+                    return SERVER_ERROR;
+                }
+                reply.shaped(shape, id)
+            }
+            None => reply,
         };
         send_complete(r, reply.status as usize, JSON, &reply.body)
     }

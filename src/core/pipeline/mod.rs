@@ -19,7 +19,9 @@ use super::cluster::ask::Ask;
 use super::cluster::Node;
 use super::config::{GatewayConfig, Namespace};
 use super::error::GatewayError;
+use super::error_shape::ErrorShape;
 use super::identify::{identify, ClientKey, Via};
+use super::models_list::{self, ModelsAsk, Page};
 use super::policy::clamp::{clamp_output, output_field};
 use super::policy::slot::Shape;
 use super::policy::{admit, precheck, Denial, Facts, RateHeaders, Table, Take};
@@ -43,6 +45,8 @@ pub struct Request<'a> {
     pub uri: &'a [u8],
     /// The location routes its requests (`ai_gateway_route on`).
     pub routed: bool,
+    /// The method is GET (or HEAD).
+    pub get: bool,
     /// The location asks OpenAI streams for their usage (`ai_gateway_stream_usage`).
     pub stream_usage: bool,
     /// The node's cluster limits (`ai_gateway_cluster_limits`).
@@ -122,6 +126,8 @@ pub enum Verdict {
     /// Answer with this error. `logged`: the policies' denials say why (the nginx layer
     /// logs those instead of a generic rejection line).
     Reject { error: GatewayError, logged: bool },
+    /// The gateway answers itself, 200 with this JSON (the model list).
+    Answer(Vec<u8>),
 }
 
 #[derive(Debug)]
@@ -198,6 +204,12 @@ pub fn decide<I: Incoming, E: Env>(
     };
     d.namespace = Some(id.namespace);
     d.via = Some(id.via);
+    if req.get && req.routed && !config.routing.is_empty() {
+        let path = String::from_utf8_lossy(req.uri);
+        if let Some(ask) = ModelsAsk::of(&path) {
+            return list_models(config, id.namespace, ask, incoming, d);
+        }
+    }
     let (summary, text) = match parsed {
         Ok(parsed) => parsed,
         Err(err) => return d.reject(err, false),
@@ -252,6 +264,35 @@ pub fn decide<I: Incoming, E: Env>(
     };
     d.summary = Some(summary);
     d
+}
+
+/// The gateway's answer to `GET …/models[/{id}]` (see [`crate::core::models_list`]): no
+/// policy counts it (nothing is sent to a provider), identification still applies.
+fn list_models<I: Incoming>(
+    config: &GatewayConfig,
+    namespace: usize,
+    ask: ModelsAsk<'_>,
+    incoming: &I,
+    d: Decision,
+) -> Decision {
+    let shape = ErrorShape::of_request(b"", incoming.header("anthropic-version").is_some());
+    let (limit, after_id, before_id) = (
+        incoming.query_arg("limit"),
+        incoming.query_arg("after_id"),
+        incoming.query_arg("before_id"),
+    );
+    let page = Page {
+        limit: limit.as_deref(),
+        after_id: after_id.as_deref(),
+        before_id: before_id.as_deref(),
+    };
+    match models_list::answer(config, config.namespaces.get(namespace), ask, shape, &page) {
+        Ok(body) => Decision {
+            verdict: Verdict::Answer(body),
+            ..d
+        },
+        Err(error) => d.reject(error, false),
+    }
 }
 
 /// OpenAI's chat completions and (legacy) completions: the APIs with

@@ -84,6 +84,7 @@ fn req<'a>(body: &'a [u8], key: Option<&str>) -> Request<'a> {
         key: key.map(|k| ClientKey::new(k.as_bytes())),
         uri: b"/v1/chat/completions",
         routed: true,
+        get: false,
         stream_usage: true,
         cluster: None,
     }
@@ -98,7 +99,7 @@ fn no_headers() -> Headers {
 fn rejected(d: &Decision) -> Option<(&GatewayError, bool)> {
     match &d.verdict {
         Verdict::Reject { error, logged } => Some((error, *logged)),
-        Verdict::Allow => None,
+        Verdict::Allow | Verdict::Answer(_) => None,
     }
 }
 

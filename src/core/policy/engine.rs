@@ -153,6 +153,17 @@ fn applies(p: &Policy, model: Option<&str>) -> bool {
     p.models.is_empty() || model.is_some_and(|m| any_matches(&p.models, m))
 }
 
+/// Whether the `models` policies (dry runs aside) let a request for `model` through.
+pub fn model_allowed(policies: &[Policy], model: &str) -> bool {
+    policies
+        .iter()
+        .filter(|p| !p.dry_run && applies(p, Some(model)))
+        .all(|p| match &p.rule {
+            Rule::Models { allow } => any_matches(allow, model),
+            _ => true,
+        })
+}
+
 /// Runs the stateless rules and prices the counters. The prompt is asked for only when a
 /// policy needs it, its bound first: an `input_tokens` cap counts exactly only when the bound
 /// is above it; token counters are charged the bound (see [`admit`]).

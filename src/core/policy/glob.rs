@@ -36,6 +36,11 @@ impl Glob {
         &self.pattern
     }
 
+    /// Whether the pattern has no wildcard (it names one model).
+    pub fn is_literal(&self) -> bool {
+        self.kind == Kind::Exact
+    }
+
     /// Whether `text` matches, in O(len(text) * len(pattern)) at worst (no backtracking
     /// blow-up: only the last `*` is ever resumed).
     pub fn matches(&self, text: &str) -> bool {

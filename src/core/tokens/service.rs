@@ -10,34 +10,53 @@
 //!
 //! Text is counted as ordinary text; messages with OpenAI's chat framing (what the API
 //! charges as prompt tokens, see [`count_prompt`]). Models whose encoding is not public are
-//! counted with o200k_base and marked `"estimated": true`. Errors are OpenAI-shaped JSON with
-//! status 400 (404 for unknown paths, 405 for other methods).
+//! counted with o200k_base and marked `"estimated": true`. Errors are JSON with status 400
+//! (404 for unknown paths, 405 for other methods), in OpenAI's shape or, for Anthropic's
+//! clients and paths, Anthropic's ([`ServiceReply::shaped`]).
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{count_prompt, Encoding, PromptCount, Source};
 use crate::core::error::GatewayError;
+use crate::core::error_shape::ErrorShape;
 
 /// A complete answer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ServiceReply {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The error answered, if any (rendered OpenAI's way until [`ServiceReply::shaped`]).
+    pub error: Option<GatewayError>,
 }
 
 impl ServiceReply {
     fn json(status: u16, v: Value) -> Self {
         let mut body = v.to_string().into_bytes();
         body.push(b'\n');
-        ServiceReply { status, body }
+        ServiceReply {
+            status,
+            body,
+            error: None,
+        }
     }
 
     fn error(err: GatewayError) -> Self {
         ServiceReply {
             status: err.status(),
             body: err.to_json(),
+            error: Some(err),
         }
+    }
+
+    /// The reply with its error (if any) in the client's shape; `request_id` goes in
+    /// Anthropic's body.
+    pub fn shaped(mut self, shape: ErrorShape, request_id: &str) -> Self {
+        if let Some(err) = &self.error {
+            self.status = shape.status(self.status);
+            self.body = err.render(shape, self.status, request_id);
+        }
+        self
     }
 }
 
@@ -223,5 +242,21 @@ mod tests {
         }
         let (s, v) = call("GET", "/health", "");
         assert_eq!((s, v["status"].as_str()), (200, Some("ok")));
+    }
+
+    #[test]
+    fn anthropic_clients_get_anthropic_errors() {
+        let r = answer(b"POST", b"/v1/messages/count_tokens", b"{")
+            .shaped(ErrorShape::Anthropic, "id1");
+        let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+        assert_eq!(r.status, 400);
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["request_id"], "id1");
+        // a success is left alone
+        let ok = br#"{"messages":[{"role":"user","content":"Hello"}]}"#;
+        let r = answer(b"POST", b"/v1/messages/count_tokens", ok);
+        let body = r.body.clone();
+        assert_eq!(r.shaped(ErrorShape::Anthropic, "id1").body, body);
     }
 }
