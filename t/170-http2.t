@@ -76,7 +76,7 @@ my $gw_log = '{"tag":"$http_x_test","proto":"$server_protocol","status":"$status
            . '"cl":"$http_content_length","ns":"$ai_gateway_namespace",'
            . '"body":"$ai_gateway_body_bytes","prompt":"$ai_gateway_prompt_tokens",'
            . '"completion":"$ai_gateway_completion_tokens","source":"$ai_gateway_usage_source",'
-           . '"reason":"$ai_gateway_reason"}';
+           . '"reason":"$ai_gateway_reason","conn":"$connection"}';
 my $locations = <<'_EOC_';
         ssl_certificate     cert.pem;
         ssl_certificate_key key.pem;
@@ -630,6 +630,17 @@ SKIP: {
                   "[$t] openai: a body over client_max_body_size: APIStatusError 413 request_too_large");
         is_deeply($s->{too_large_streamed}, { status => 413, code => 'request_too_large' },
                   "[$t] httpx: the same body streamed without content-length: 413 as JSON");
+        is_deeply($s->{mux}, [ 2, 'Hello', 4, 'Hello! This', 6, 'Hello! This is a', 8,
+                               'Hello! This is a mock reply' ],
+                  "[$t] eight requests at once from one SDK client (streams and completions): "
+                  . "each got its own answer");
+        my @l = logged("$prefix/logs/access.log", "mux-$t", 8);
+        my %conns = map { $_->{conn} => 1 } @l;
+        ok(@l == 8 && keys(%conns) == 1
+           && join(',', sort { $a <=> $b } map { $_->{completion} } @l) eq '1,2,3,4,5,6,7,8',
+           "[$t] ... multiplexed on one connection (${\ scalar @l } requests on "
+           . "${\ scalar keys %conns } connection(s)), each with its usage: "
+           . join(',', map { $_->{completion} } @l));
     }
     my @sdk = grep { $_->{tag} =~ /^sdk-/ }
               map { my $j = eval { JSON::PP->new->decode($_) }; $j ? $j : () }

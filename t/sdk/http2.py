@@ -8,6 +8,7 @@ usage: http2.py <gateway https base url> <its CA certificate> <gateway h2c base 
 import json
 import ssl
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import openai
@@ -27,9 +28,9 @@ def run(name, base, client_args):
     def seen(response):
         versions.add(response.http_version)
 
-    def client():
+    def client(tag="sdk-"):
         return httpx.Client(event_hooks={"response": [seen]}, timeout=10,
-                            headers={"X-Test": "sdk-" + name}, **client_args)
+                            headers={"X-Test": tag + name}, **client_args)
 
     out = {}
     oai = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, http_client=client())
@@ -103,6 +104,21 @@ def run(name, base, client_args):
                             "Content-Type": "application/json"})
         out["too_large_streamed"] = {"status": r.status_code,
                                      "code": r.json().get("error", {}).get("code")}
+
+    # eight requests at once from one client: streams on one HTTP/2 connection, side by side
+    mux = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0,
+                        http_client=client("mux-"))
+
+    def one(i):
+        if i % 2:
+            chunks = list(mux.chat.completions.create(model="gpt-4o", messages=hello,
+                                                      stream=True, max_tokens=i))
+            return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        return mux.chat.completions.create(model="gpt-4o", messages=hello,
+                                           max_tokens=i + 2).usage.completion_tokens
+
+    with ThreadPoolExecutor(8) as pool:
+        out["mux"] = list(pool.map(one, range(8)))
 
     out["versions"] = " ".join(sorted(versions | {out.pop("raw_version")}))
     return out
