@@ -570,10 +570,11 @@ for my $mode (qw(tls h2c)) {
     my $m = "[$mode]";
     my $port = $mode eq 'tls' ? $ltls : $lh2c;
     my $slow = "$prefix/slow-$mode.body";
-    # the slow stream in the background: curl gives up after 1.5 s
+    # the slow stream in the background: curl gives up after 2 s
+    unlink $slow;
     my $bg = fork // die;
     if (!$bg) {
-        exec 'curl', '-sS', '-o', $slow, '--max-time', '1.5',
+        exec 'curl', '-sS', '-o', $slow, '--max-time', '2',
              $mode eq 'tls' ? ('--http2', '--cacert', $cert) : ('--http2-prior-knowledge'),
              '-H', 'Authorization: Bearer sk-pol-conc', '-H', 'Content-Type: application/json',
              '-H', "X-Test: $mode-conc-slow",
@@ -581,7 +582,8 @@ for my $mode (qw(tls h2c)) {
              ($mode eq 'tls' ? 'https' : 'http') . "://127.0.0.1:$port/slow/v1/chat/completions";
         exit 127;
     }
-    sleep 0.6;
+    # admitted once its first event arrived
+    for (1 .. 30) { last if -s $slow; sleep 0.05 }
     my $r = h2(mode => $mode, port => $port, path => '/v1/chat/completions', key => 'sk-pol-conc',
                tag => "$mode-conc-busy", data => $hello);
     is("$r->{status} $r->{version}", '429 2', "$m concurrency 1: while a slow stream runs, 429");
