@@ -11,9 +11,10 @@ OBJS         := vendor/objs
 DEB_DIR      := vendor/debian
 RUN_PREFIX   := $(CURDIR)/vendor/run
 TEST_PORT    ?= 1984
-# The official OpenAI and Anthropic Python SDKs, for t/096-sdk.t (from the Python package index, pinned)
+# The official OpenAI and Anthropic Python SDKs, for t/096-sdk.t, and h2 (their transport speaks
+# HTTP/2 with it, for t/170-http2.t) (from the Python package index, pinned)
 SDK_VENV     := vendor/sdk-venv
-SDK_PACKAGES := openai==3.54.0 anthropic==2.12.0
+SDK_PACKAGES := openai==3.54.0 anthropic==2.12.0 h2==4.3.0
 # schemathesis (and the hypothesis it generates with), for t/133-admin-fuzz.t (from the
 # Python package index, pinned: the fuzzer's cases depend on both)
 FUZZ_VENV     := vendor/fuzz-venv
@@ -127,7 +128,7 @@ check: deps ## formatting and lints (cargo fmt --check, clippy -D warnings)
 unittest: deps ## unit tests of the pure core (no nginx needed)
 	$(CARGO) test --release --locked
 
-sdk-deps: deps ## the OpenAI and Anthropic Python SDKs in vendor/sdk-venv (for t/096-sdk.t)
+sdk-deps: deps ## the OpenAI and Anthropic Python SDKs (and h2) in vendor/sdk-venv (for t/096-sdk.t, t/170-http2.t)
 	@if ! $(SDK_VENV)/bin/python -c 'import openai, anthropic' 2>/dev/null \
 	    || [ "$$(cat $(SDK_VENV)/.packages 2>/dev/null)" != "$(SDK_PACKAGES)" ]; then \
 	    rm -rf $(SDK_VENV) && /usr/bin/python3 -m venv $(SDK_VENV) && \
