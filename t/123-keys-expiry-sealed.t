@@ -289,7 +289,8 @@ $::echo_server"
 [["gw.json" => main::sealed_config($::sealed_a)]]
 --- config eval: $::routed_location
 --- request
-GET /v1/models
+POST /v1/chat/completions
+{"model":"m","messages":[]}
 --- more_headers
 Authorization: Bearer sk-client-1
 --- response_body
