@@ -9,7 +9,7 @@
 // with check() (and goes on) or must() (later steps need it: the run stops there). An
 // exception in a step is a "not ok" too, and stops the run.
 
-import { launch, newPage, check, must, shown, shot, noConsoleErrors, run, Stop } from './harness.mjs';
+import { launch, newPage, check, must, shown, shot, noConsoleErrors, run, Stop, appliedAfter } from './harness.mjs';
 
 function env(name) {
     const v = process.env[name];
@@ -126,8 +126,8 @@ const steps = [
         await f.getByLabel('Field', { exact: true }).fill('X-UI-Team');
         await f.getByLabel('Operator', { exact: true }).selectOption('equals');
         await f.getByLabel('Value', { exact: true }).fill(s.ns);
-        await f.getByRole('button', { name: 'Add matcher' }).click();
-        must('a matcher is added and applied', await shown(s.page.locator('[data-testid=applied]'), 10_000), await mainText(s.page));
+        must('a matcher is added and applied',
+            await appliedAfter(s.page, () => f.getByRole('button', { name: 'Add matcher' }).click()), await mainText(s.page));
         const r = await fetch(`${s.gatewayUrl}/v1/chat/completions`, {
             method: 'POST',
             headers: { 'X-UI-Team': s.ns, 'Content-Type': 'application/json' },
@@ -154,8 +154,8 @@ const steps = [
             await shown(err) && (await f.getByLabel('Requests', { exact: true }).getAttribute('aria-invalid')) === 'true', await f.innerText());
         await f.getByLabel('Requests', { exact: true }).fill('2');
         await f.getByLabel('Name (optional)').fill('ui-burst');
-        await f.getByRole('button', { name: 'Add policy' }).click();
-        must('the policy is added and applied', await shown(s.page.locator('[data-testid=applied]'), 10_000), await mainText(s.page));
+        must('the policy is added and applied',
+            await appliedAfter(s.page, () => f.getByRole('button', { name: 'Add policy' }).click()), await mainText(s.page));
         await shot(s.page, 'namespace-policies');
         const got = [];
         for (let i = 0; i < 3; i++) got.push(await chat(s, s.key));
@@ -210,8 +210,8 @@ const steps = [
         const f = s.page.getByRole('form', { name: 'Edit route ui-route' });
         await f.getByLabel('Weight of ui-t1').fill('3');
         await f.getByLabel('Weight of ui-t2').fill('1');
-        await f.getByRole('button', { name: 'Save route' }).click();
-        must('the route is saved and applied', await shown(s.page.locator('[data-testid=applied]'), 10_000), await mainText(s.page));
+        must('the route is saved and applied',
+            await appliedAfter(s.page, () => f.getByRole('button', { name: 'Save route' }).click()), await mainText(s.page));
         const r = await apiGet(s, '/routes/ui-route');
         check('the route now has weights ui-t1=3, ui-t2=1', JSON.stringify(r.targets) === JSON.stringify([{ target: 'ui-t1', weight: 3 }, { target: 'ui-t2', weight: 1 }]), JSON.stringify(r.targets));
         s.versionBeforeConflict = (await apiGet(s, '/config/revisions', { limit: 1 })).items[0].version;
@@ -262,8 +262,8 @@ const steps = [
         check('the diff view shows what a revision changed', await shown(s.page.locator('[data-testid=diff] .diff .add')), await mainText(s.page));
         await shot(s.page, 'history-diff');
         await row.getByRole('button', { name: 'Roll back to this' }).click();
-        await s.page.locator('dialog [data-confirm]').click();
-        check('a rollback is confirmed and applied', await shown(s.page.locator('[data-testid=applied]'), 10_000), await mainText(s.page));
+        check('a rollback is confirmed and applied',
+            await appliedAfter(s.page, () => s.page.locator('dialog [data-confirm]').click()), await mainText(s.page));
         const r = await apiGet(s, '/routes/ui-route');
         check(`after rolling back to version ${v} the route has its weights again (3, 1)`, r.targets[0].weight === 3, JSON.stringify(r.targets));
         const top = (await apiGet(s, '/config/revisions', { limit: 1 })).items[0];

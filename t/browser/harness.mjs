@@ -104,6 +104,24 @@ export async function shown(locator, timeout = 5_000) {
     }
 }
 
+// Runs `act` (a write made in the page) and waits until the page shows an "applied" banner
+// other than the one it showed before: a banner left from an earlier write (it stays above the
+// tabs of a namespace) must not be taken for this write's.
+export async function appliedAfter(page, act, timeout = 10_000) {
+    const banner = page.locator('[data-testid=applied]').first();
+    const text = async () => ((await page.locator('[data-testid=applied]').count())
+        ? await banner.innerText().catch(() => '') : '');
+    const before = await text();
+    await act();
+    const end = Date.now() + timeout;
+    while (Date.now() < end) {
+        const now = await text();
+        if (now && now !== before) return true;
+        await new Promise((done) => setTimeout(done, 50));
+    }
+    return false;
+}
+
 // A full-page PNG in $AI_GATEWAY_ARTIFACTS/<name>.png; returns its path.
 export async function shot(page, name) {
     const dir = resolve(process.env.AI_GATEWAY_ARTIFACTS || 'artifacts');
